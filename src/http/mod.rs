@@ -1,0 +1,1 @@
+//! The HTTP API: thin handlers that parse, call an actor or the store, and map errors.
