@@ -1,4 +1,138 @@
 //! relay365: Microsoft 365 mailboxes as reliable, instant, signed events for n8n.
+//!
+//! Layout: [`config`] (layered configuration), [`http`] (the API: thin handlers),
+//! [`telemetry`] (logs and metrics), and [`App`], which wires the store, the supervision tree
+//! of `relay365-actors` and the HTTP server together. `main.rs` is the CLI around it.
 
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use relay365_actors::store::StoreOptions;
+use relay365_actors::{tree, Deps, Health, PoolStats, Store};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+pub mod config;
 pub mod error;
 pub mod http;
+pub mod status;
+pub mod telemetry;
+
+pub use config::Config;
+
+/// Opens the configured store and applies its migrations.
+pub async fn open_store(cfg: &Config) -> anyhow::Result<Store> {
+    let opts = StoreOptions {
+        sqlite_synchronous: cfg.sqlite_sync()?,
+        max_connections: cfg.db_max_connections,
+    };
+    let store = Store::connect(&cfg.database_url, &opts)
+        .await
+        .with_context(|| format!("opening {}", config::redact_url(&cfg.database_url)))?;
+    store.migrate().await.context("applying migrations")?;
+    Ok(store)
+}
+
+/// A running service: store, supervision tree and HTTP server.
+pub struct App {
+    /// The address the HTTP server listens on.
+    pub addr: SocketAddr,
+    /// The tree's dependencies (store, health registry, settings).
+    pub deps: Deps,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl App {
+    /// Starts everything on `listener`. Returns once the tree runs and the server accepts.
+    pub async fn start(cfg: Config, listener: TcpListener) -> anyhow::Result<App> {
+        let addr = listener.local_addr()?;
+        let store = open_store(&cfg).await?;
+        let deps = Deps {
+            store: store.clone(),
+            health: Arc::new(Health::new()),
+            settings: Arc::new(cfg.settings()),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(cfg.graph_timeout_seconds))
+                .build()
+                .context("building the HTTP client")?,
+            instance: uuid::Uuid::new_v4().to_string().into(),
+            processor_stats: Arc::new(PoolStats::default()),
+            delivery_stats: Arc::new(PoolStats::default()),
+        };
+        let (fatal_tx, mut fatal_rx) = mpsc::unbounded_channel::<String>();
+        let tree = tree::spawn_tree(
+            deps.clone(),
+            Arc::new(move |why| {
+                let _ = fatal_tx.send(why);
+            }),
+        )
+        .await
+        .context("starting the supervision tree")?;
+        let state = http::AppState {
+            cfg: Arc::new(cfg),
+            deps: deps.clone(),
+            metrics: telemetry::metrics(),
+        };
+        let (server_stop_tx, server_stop_rx) = oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            axum::serve(listener, http::router(state))
+                .with_graceful_shutdown(async move {
+                    let _ = server_stop_rx.await;
+                })
+                .await
+        });
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let health = deps.health.clone();
+        let task = tokio::spawn(async move {
+            let outcome = tokio::select! {
+                _ = stop_rx => Ok(()),
+                why = fatal_rx.recv() => Err(anyhow::anyhow!(why.unwrap_or_else(|| "the supervision tree stopped".into()))),
+            };
+            let _ = server_stop_tx.send(());
+            if tokio::time::timeout(Duration::from_secs(10), server)
+                .await
+                .is_err()
+            {
+                tracing::warn!("HTTP server did not stop within 10s");
+            }
+            tree.root.stop(Some("shutdown".into()));
+            let _ = tokio::time::timeout(Duration::from_secs(15), tree.handle).await;
+            health.set_state(tree::ROOT, relay365_actors::health::ActorState::Stopped);
+            store.close().await;
+            outcome
+        });
+        Ok(App {
+            addr,
+            deps,
+            stop: Some(stop_tx),
+            task,
+        })
+    }
+
+    /// The base URL of the HTTP server, e.g. `http://127.0.0.1:8000`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops gracefully: the server first, then the tree, then the store.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        self.task.await.context("shutdown task")?
+    }
+
+    /// Runs until `shutdown` completes (then stops gracefully) or the tree gives up (then
+    /// returns the reason as an error).
+    pub async fn run_until(mut self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        tokio::select! {
+            _ = shutdown => self.stop().await,
+            res = &mut self.task => res.context("shutdown task")?,
+        }
+    }
+}

@@ -1,2 +1,18 @@
 //! relay365-actors: the supervision tree, the actors, the store, the Graph client and the
 //! business primitives. It never depends on the service shell (`relay365`).
+
+pub mod credential;
+pub mod delivery;
+pub mod deps;
+pub mod health;
+pub mod processor;
+pub mod receiver;
+pub mod renewal;
+pub mod store;
+pub mod supervision;
+pub mod tree;
+mod util;
+
+pub use deps::{Deps, PoolStats, Settings};
+pub use health::Health;
+pub use store::Store;

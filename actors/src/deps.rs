@@ -1,0 +1,100 @@
+//! What every actor of the tree is given: the store, the health registry, the settings and a
+//! shared HTTP client. Passed through each actor's arguments, never through globals.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::health::Health;
+use crate::store::Store;
+use crate::supervision::RestartPolicy;
+
+/// Settings the actors need (a slice of the service's configuration).
+#[derive(Clone)]
+pub struct Settings {
+    /// Event-processor actors in the pool.
+    pub workers: usize,
+    /// Delivery actors in the pool.
+    pub delivery_workers: usize,
+    /// Processing attempts before an event is `failed`.
+    pub max_retries: u32,
+    /// First retry delay of processing and delivery.
+    pub retry_base: Duration,
+    /// Delivery attempts before a delivery is `failed`.
+    pub delivery_max_attempts: u32,
+    /// Renew when this much lifetime is left.
+    pub renew_before: Duration,
+    /// Periodic delta resync; zero disables.
+    pub resync_interval: Duration,
+    /// notificationUrl sent to Graph.
+    pub notification_url: String,
+    /// lifecycleNotificationUrl sent to Graph.
+    pub lifecycle_url: String,
+    /// Graph base URL.
+    pub graph_url: String,
+    /// Identity platform base URL.
+    pub login_url: String,
+    /// Token-vending service base URL.
+    pub auth_service_url: Option<String>,
+    /// Shared secret for the token-vending service. Secret: never log.
+    pub service_secret: Option<String>,
+    /// How long the receiver may take to make a batch durable before answering 503.
+    pub commit_timeout: Duration,
+    /// Restart policy of every supervisor.
+    pub restart: RestartPolicy,
+    /// How long a credential actor that exhausted its budget stays `failed`.
+    pub park_for: Duration,
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("workers", &self.workers)
+            .field("graph_url", &self.graph_url)
+            .field(
+                "service_secret",
+                &self.service_secret.as_ref().map(|_| "***"),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+/// Counters of a worker pool, shown as the pool's `info` in `/status`.
+#[derive(Debug, Default)]
+pub struct PoolStats {
+    pub workers: AtomicU64,
+    pub queue_depth: AtomicU64,
+    pub in_flight: AtomicU64,
+    pub processed: AtomicU64,
+    pub failed: AtomicU64,
+}
+
+impl PoolStats {
+    /// The `info` object of `/status`.
+    pub fn info(&self) -> Value {
+        json!({
+            "workers": self.workers.load(Ordering::Relaxed),
+            "queue_depth": self.queue_depth.load(Ordering::Relaxed),
+            "in_flight": self.in_flight.load(Ordering::Relaxed),
+            "processed": self.processed.load(Ordering::Relaxed),
+            "failed": self.failed.load(Ordering::Relaxed),
+        })
+    }
+}
+
+/// Dependencies of the tree's actors. Cheap to clone.
+#[derive(Clone)]
+pub struct Deps {
+    pub store: Store,
+    pub health: Arc<Health>,
+    pub settings: Arc<Settings>,
+    /// Shared HTTP client (connection pools are per client; credential actors may build their
+    /// own).
+    pub http: reqwest::Client,
+    /// This process's id, used as lease owner in the store.
+    pub instance: Arc<str>,
+    pub processor_stats: Arc<PoolStats>,
+    pub delivery_stats: Arc<PoolStats>,
+}

@@ -1,0 +1,99 @@
+//! The `credentials` table: one row per mailbox connection.
+
+use serde_json::Value;
+
+use super::{now_ms, with_pool, Store, StoreError};
+
+/// A stored credential. `token_source` holds secrets: never serialize this type to a caller.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct CredentialRow {
+    pub id: String,
+    pub name: String,
+    pub mailbox: Option<String>,
+    pub token_kind: String,
+    /// JSON of the token source, secrets included.
+    pub token_source: String,
+    pub status: String,
+    pub last_error: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl CredentialRow {
+    /// The token source as JSON.
+    pub fn token_source_json(&self) -> Result<Value, StoreError> {
+        serde_json::from_str(&self.token_source).map_err(|e| StoreError::Corrupt {
+            what: "credentials.token_source",
+            why: e.to_string(),
+        })
+    }
+}
+
+const COLUMNS: &str =
+    "id, name, mailbox, token_kind, token_source, status, last_error, created_at, updated_at";
+
+/// Inserts a new credential. Fails (unique violation) if the id exists.
+pub async fn insert(
+    store: &Store,
+    id: &str,
+    name: &str,
+    mailbox: Option<&str>,
+    token_kind: &str,
+    token_source: &Value,
+) -> Result<CredentialRow, StoreError> {
+    let now = now_ms();
+    let sql = format!(
+        "insert into credentials ({COLUMNS}) values ($1, $2, $3, $4, $5, 'active', null, $6, $6) \
+         returning {COLUMNS}"
+    );
+    let row = with_pool!(store, p => sqlx::query_as::<_, CredentialRow>(&sql)
+        .bind(id).bind(name).bind(mailbox).bind(token_kind).bind(token_source.to_string()).bind(now)
+        .fetch_one(p).await?);
+    Ok(row)
+}
+
+/// One credential, if it exists.
+pub async fn get(store: &Store, id: &str) -> Result<Option<CredentialRow>, StoreError> {
+    let sql = format!("select {COLUMNS} from credentials where id = $1");
+    Ok(
+        with_pool!(store, p => sqlx::query_as::<_, CredentialRow>(&sql).bind(id).fetch_optional(p).await?),
+    )
+}
+
+/// Every credential, oldest first.
+pub async fn list(store: &Store) -> Result<Vec<CredentialRow>, StoreError> {
+    let sql = format!("select {COLUMNS} from credentials order by created_at, id");
+    Ok(with_pool!(store, p => sqlx::query_as::<_, CredentialRow>(&sql).fetch_all(p).await?))
+}
+
+/// Deletes a credential (its subscriptions and targets go with it). True if it existed.
+pub async fn delete(store: &Store, id: &str) -> Result<bool, StoreError> {
+    let n = with_pool!(store, p => sqlx::query("delete from credentials where id = $1")
+        .bind(id).execute(p).await?.rows_affected());
+    Ok(n > 0)
+}
+
+/// Records the credential's health (`active` or `degraded`) and its last error.
+pub async fn set_status(
+    store: &Store,
+    id: &str,
+    status: &str,
+    last_error: Option<&str>,
+) -> Result<(), StoreError> {
+    with_pool!(store, p => { sqlx::query(
+        "update credentials set status = $2, last_error = $3, updated_at = $4 where id = $1")
+        .bind(id).bind(status).bind(last_error).bind(now_ms()).execute(p).await?; });
+    Ok(())
+}
+
+/// Replaces the stored token source (a refresh grant's new refresh token, durably).
+pub async fn set_token_source(
+    store: &Store,
+    id: &str,
+    token_source: &Value,
+) -> Result<(), StoreError> {
+    with_pool!(store, p => { sqlx::query(
+        "update credentials set token_source = $2, updated_at = $3 where id = $1")
+        .bind(id).bind(token_source.to_string()).bind(now_ms()).execute(p).await?; });
+    Ok(())
+}

@@ -1,0 +1,225 @@
+//! The `events` table: every accepted notification, stored once (idempotency key), then
+//! claimed under a lease, processed and marked.
+
+use sqlx::QueryBuilder;
+
+use super::{with_pool, Backend, Store, StoreError};
+
+/// An event as stored.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct EventRow {
+    pub id: String,
+    pub idempotency_key: String,
+    pub kind: String,
+    pub subscription_id: Option<String>,
+    pub credential_id: Option<String>,
+    pub change_type: String,
+    pub resource_id: Option<String>,
+    /// The item as Graph sent it, clientState masked.
+    pub raw: String,
+    pub status: String,
+    pub attempts: i64,
+    pub next_attempt_at: i64,
+    pub lease_owner: Option<String>,
+    pub lease_until: Option<i64>,
+    pub last_error: Option<String>,
+    pub payload: Option<String>,
+    pub received_at: i64,
+    pub processed_at: Option<i64>,
+}
+
+const COLUMNS: &str = "id, idempotency_key, kind, subscription_id, credential_id, change_type, \
+    resource_id, raw, status, attempts, next_attempt_at, lease_owner, lease_until, last_error, \
+    payload, received_at, processed_at";
+
+/// A new event, as the receiver (or a resync) produces it.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub id: String,
+    pub idempotency_key: String,
+    /// `change`, `lifecycle` or `resync`.
+    pub kind: &'static str,
+    pub subscription_id: Option<String>,
+    pub credential_id: Option<String>,
+    pub change_type: String,
+    pub resource_id: Option<String>,
+    pub raw: String,
+    pub received_at: i64,
+}
+
+/// An event that an insert really added (not a duplicate).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct Inserted {
+    pub id: String,
+    pub subscription_id: Option<String>,
+    pub kind: String,
+}
+
+/// Rows per INSERT statement; far below both engines' bound-parameter limits.
+const CHUNK: usize = 500;
+
+/// Inserts events in one transaction, skipping any whose idempotency key is already stored
+/// (or repeats earlier in `events`). Returns the events really added. Either all of them are
+/// durable when this returns `Ok`, or none is.
+pub async fn insert_batch(store: &Store, events: &[NewEvent]) -> Result<Vec<Inserted>, StoreError> {
+    let mut seen = std::collections::HashSet::with_capacity(events.len());
+    let unique: Vec<&NewEvent> = events
+        .iter()
+        .filter(|e| seen.insert(e.idempotency_key.as_str()))
+        .collect();
+    if unique.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut added = Vec::with_capacity(unique.len());
+    with_pool!(store, p => {
+        let mut tx = p.begin().await?;
+        for chunk in unique.chunks(CHUNK) {
+            let mut qb = QueryBuilder::new(
+                "insert into events (id, idempotency_key, kind, subscription_id, credential_id, \
+                 change_type, resource_id, raw, status, attempts, next_attempt_at, received_at) ",
+            );
+            qb.push_values(chunk, |mut b, e| {
+                b.push_bind(&e.id)
+                    .push_bind(&e.idempotency_key)
+                    .push_bind(e.kind)
+                    .push_bind(&e.subscription_id)
+                    .push_bind(&e.credential_id)
+                    .push_bind(&e.change_type)
+                    .push_bind(&e.resource_id)
+                    .push_bind(&e.raw)
+                    .push("'pending'")
+                    .push("0")
+                    .push_bind(e.received_at)
+                    .push_bind(e.received_at);
+            });
+            qb.push(" on conflict (idempotency_key) do nothing returning id, subscription_id, kind");
+            added.extend(qb.build_query_as::<Inserted>().fetch_all(&mut *tx).await?);
+        }
+        tx.commit().await?;
+    });
+    Ok(added)
+}
+
+/// One event.
+pub async fn get(store: &Store, id: &str) -> Result<Option<EventRow>, StoreError> {
+    let sql = format!("select {COLUMNS} from events where id = $1");
+    Ok(
+        with_pool!(store, p => sqlx::query_as::<_, EventRow>(&sql).bind(id).fetch_optional(p).await?),
+    )
+}
+
+/// Filters of [`list`].
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    pub status: Option<String>,
+    pub credential_id: Option<String>,
+    /// Only events received strictly before this (Unix ms)…
+    pub before_ms: Option<i64>,
+    /// …or, at the same millisecond, with an id ordered before this one (a page cursor).
+    pub before_id: Option<String>,
+    pub limit: i64,
+}
+
+/// Events newest first.
+pub async fn list(store: &Store, f: &EventFilter) -> Result<Vec<EventRow>, StoreError> {
+    let sql = format!(
+        "select {COLUMNS} from events \
+         where ($1 is null or status = $1) and ($2 is null or credential_id = $2) \
+         and ($3 is null or received_at < $3 or (received_at = $3 and $4 is not null and id < $4)) \
+         order by received_at desc, id desc limit $5"
+    );
+    Ok(with_pool!(store, p => sqlx::query_as::<_, EventRow>(&sql)
+        .bind(&f.status).bind(&f.credential_id).bind(f.before_ms).bind(&f.before_id).bind(f.limit)
+        .fetch_all(p).await?))
+}
+
+/// Claims up to `limit` events that are due: pending with `next_attempt_at <= now`, or
+/// processing under a lease that ran out (its owner died). Each claimed event is marked
+/// `processing` under `owner` until `now + lease_ms`, and its `attempts` counted.
+/// On PostgreSQL the claim skips rows another process holds (`FOR UPDATE SKIP LOCKED`).
+pub async fn claim_due(
+    store: &Store,
+    owner: &str,
+    now: i64,
+    lease_ms: i64,
+    limit: i64,
+) -> Result<Vec<EventRow>, StoreError> {
+    let lock = match store.backend() {
+        Backend::Postgres => "for update skip locked",
+        Backend::Sqlite => "",
+    };
+    let sql = format!(
+        "update events set status = 'processing', lease_owner = $1, lease_until = $2, \
+         attempts = attempts + 1 \
+         where id in (select id from events \
+            where (status = 'pending' and next_attempt_at <= $3) \
+               or (status = 'processing' and lease_until < $3) \
+            order by next_attempt_at limit $4 {lock}) \
+         returning {COLUMNS}"
+    );
+    Ok(with_pool!(store, p => sqlx::query_as::<_, EventRow>(&sql)
+        .bind(owner).bind(now + lease_ms).bind(now).bind(limit).fetch_all(p).await?))
+}
+
+/// Claims one event by id if it is due (used when a processor is handed an id directly).
+pub async fn claim(
+    store: &Store,
+    id: &str,
+    owner: &str,
+    now: i64,
+    lease_ms: i64,
+) -> Result<Option<EventRow>, StoreError> {
+    let sql = format!(
+        "update events set status = 'processing', lease_owner = $2, lease_until = $3, \
+         attempts = attempts + 1 \
+         where id = $1 and ((status = 'pending' and next_attempt_at <= $4) \
+            or (status = 'processing' and lease_until < $4)) \
+         returning {COLUMNS}"
+    );
+    Ok(with_pool!(store, p => sqlx::query_as::<_, EventRow>(&sql)
+        .bind(id).bind(owner).bind(now + lease_ms).bind(now).fetch_optional(p).await?))
+}
+
+/// Ends an event held under `owner`'s lease: `completed`, `skipped` or `failed`. False if the
+/// lease was lost meanwhile (another owner took the event; it must not be marked twice).
+pub async fn finish(
+    store: &Store,
+    id: &str,
+    owner: &str,
+    status: &str,
+    payload: Option<&str>,
+    last_error: Option<&str>,
+    now: i64,
+) -> Result<bool, StoreError> {
+    let n = with_pool!(store, p => sqlx::query(
+        "update events set status = $3, payload = coalesce($4, payload), last_error = $5, \
+         processed_at = $6, lease_owner = null, lease_until = null \
+         where id = $1 and lease_owner = $2 and status = 'processing'")
+        .bind(id).bind(owner).bind(status).bind(payload).bind(last_error).bind(now)
+        .execute(p).await?.rows_affected());
+    Ok(n > 0)
+}
+
+/// Puts an event held under `owner`'s lease back to `pending`, due at `next_attempt_at`.
+pub async fn retry_later(
+    store: &Store,
+    id: &str,
+    owner: &str,
+    next_attempt_at: i64,
+    last_error: &str,
+) -> Result<bool, StoreError> {
+    let n = with_pool!(store, p => sqlx::query(
+        "update events set status = 'pending', next_attempt_at = $3, last_error = $4, \
+         lease_owner = null, lease_until = null \
+         where id = $1 and lease_owner = $2 and status = 'processing'")
+        .bind(id).bind(owner).bind(next_attempt_at).bind(last_error)
+        .execute(p).await?.rows_affected());
+    Ok(n > 0)
+}
+
+/// How many events are in each status (for `/status` and metrics).
+pub async fn count_by_status(store: &Store) -> Result<Vec<(String, i64)>, StoreError> {
+    Ok(with_pool!(store, p => sqlx::query_as::<_, (String, i64)>(
+        "select status, count(*) from events group by status order by status")
+        .fetch_all(p).await?))
+}

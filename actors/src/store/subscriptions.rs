@@ -1,0 +1,163 @@
+//! The `subscriptions` table: our record of each Graph subscription, the source of truth
+//! (Graph never returns a subscription's clientState).
+
+use super::{now_ms, with_pool, Store, StoreError};
+
+/// A stored subscription. `client_state` is secret: never serialize this type to a caller.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct SubscriptionRow {
+    pub id: String,
+    pub credential_id: String,
+    pub external_id: Option<String>,
+    pub resource: String,
+    pub change_types: String,
+    pub notification_url: String,
+    pub lifecycle_url: Option<String>,
+    pub client_state: String,
+    pub status: String,
+    pub expires_at: Option<i64>,
+    pub granted_lifetime_ms: Option<i64>,
+    pub next_renewal_at: Option<i64>,
+    pub renewal_attempts: i64,
+    pub last_error: Option<String>,
+    pub last_renewed_at: Option<i64>,
+    pub last_reauthorized_at: Option<i64>,
+    pub last_notification_at: Option<i64>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+const COLUMNS: &str = "id, credential_id, external_id, resource, change_types, notification_url, \
+    lifecycle_url, client_state, status, expires_at, granted_lifetime_ms, next_renewal_at, \
+    renewal_attempts, last_error, last_renewed_at, last_reauthorized_at, last_notification_at, \
+    created_at, updated_at";
+
+/// What a new subscription row starts with.
+#[derive(Debug, Clone)]
+pub struct NewSubscription<'a> {
+    pub id: &'a str,
+    pub credential_id: &'a str,
+    pub external_id: Option<&'a str>,
+    pub resource: &'a str,
+    pub change_types: &'a str,
+    pub notification_url: &'a str,
+    pub lifecycle_url: Option<&'a str>,
+    pub client_state: &'a str,
+    pub status: &'a str,
+    pub expires_at: Option<i64>,
+    pub granted_lifetime_ms: Option<i64>,
+    pub next_renewal_at: Option<i64>,
+}
+
+/// Inserts a subscription row.
+pub async fn insert(store: &Store, s: &NewSubscription<'_>) -> Result<SubscriptionRow, StoreError> {
+    let now = now_ms();
+    let sql = format!(
+        "insert into subscriptions (id, credential_id, external_id, resource, change_types, \
+         notification_url, lifecycle_url, client_state, status, expires_at, granted_lifetime_ms, \
+         next_renewal_at, created_at, updated_at) \
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13) returning {COLUMNS}"
+    );
+    Ok(
+        with_pool!(store, p => sqlx::query_as::<_, SubscriptionRow>(&sql)
+        .bind(s.id).bind(s.credential_id).bind(s.external_id).bind(s.resource)
+        .bind(s.change_types).bind(s.notification_url).bind(s.lifecycle_url).bind(s.client_state)
+        .bind(s.status).bind(s.expires_at).bind(s.granted_lifetime_ms).bind(s.next_renewal_at)
+        .bind(now)
+        .fetch_one(p).await?),
+    )
+}
+
+/// One subscription by our id.
+pub async fn get(store: &Store, id: &str) -> Result<Option<SubscriptionRow>, StoreError> {
+    let sql = format!("select {COLUMNS} from subscriptions where id = $1");
+    Ok(
+        with_pool!(store, p => sqlx::query_as::<_, SubscriptionRow>(&sql).bind(id).fetch_optional(p).await?),
+    )
+}
+
+/// One subscription by Graph's id.
+pub async fn get_by_external(
+    store: &Store,
+    external_id: &str,
+) -> Result<Option<SubscriptionRow>, StoreError> {
+    let sql = format!("select {COLUMNS} from subscriptions where external_id = $1");
+    Ok(
+        with_pool!(store, p => sqlx::query_as::<_, SubscriptionRow>(&sql).bind(external_id).fetch_optional(p).await?),
+    )
+}
+
+/// Every subscription, or those of one credential; oldest first.
+pub async fn list(
+    store: &Store,
+    credential_id: Option<&str>,
+) -> Result<Vec<SubscriptionRow>, StoreError> {
+    let sql = format!(
+        "select {COLUMNS} from subscriptions where ($1 is null or credential_id = $1) \
+         order by created_at, id"
+    );
+    Ok(
+        with_pool!(store, p => sqlx::query_as::<_, SubscriptionRow>(&sql).bind(credential_id).fetch_all(p).await?),
+    )
+}
+
+/// Subscriptions that Graph may notify about: they have a Graph id and were not removed.
+/// This is what the receiver checks notifications against.
+pub async fn list_receivable(store: &Store) -> Result<Vec<SubscriptionRow>, StoreError> {
+    let sql = format!(
+        "select {COLUMNS} from subscriptions where external_id is not null and status <> 'removed'"
+    );
+    Ok(with_pool!(store, p => sqlx::query_as::<_, SubscriptionRow>(&sql).fetch_all(p).await?))
+}
+
+/// Records a successful create or renew at Graph.
+pub async fn record_granted(
+    store: &Store,
+    id: &str,
+    external_id: &str,
+    expires_at: i64,
+    granted_lifetime_ms: i64,
+    next_renewal_at: i64,
+    renewed: bool,
+) -> Result<(), StoreError> {
+    let now = now_ms();
+    with_pool!(store, p => { sqlx::query(
+        "update subscriptions set external_id = $2, status = 'active', expires_at = $3, \
+         granted_lifetime_ms = $4, next_renewal_at = $5, renewal_attempts = 0, last_error = null, \
+         last_renewed_at = case when $6 then $7 else last_renewed_at end, updated_at = $7 \
+         where id = $1")
+        .bind(id).bind(external_id).bind(expires_at).bind(granted_lifetime_ms)
+        .bind(next_renewal_at).bind(renewed).bind(now)
+        .execute(p).await?; });
+    Ok(())
+}
+
+/// Sets a subscription's status and last error.
+pub async fn set_status(
+    store: &Store,
+    id: &str,
+    status: &str,
+    last_error: Option<&str>,
+) -> Result<(), StoreError> {
+    with_pool!(store, p => { sqlx::query(
+        "update subscriptions set status = $2, last_error = $3, updated_at = $4 where id = $1")
+        .bind(id).bind(status).bind(last_error).bind(now_ms()).execute(p).await?; });
+    Ok(())
+}
+
+/// Notes that notifications arrived for these subscriptions (our ids) at `at`.
+pub async fn touch_notified(store: &Store, ids: &[String], at: i64) -> Result<(), StoreError> {
+    for id in ids {
+        with_pool!(store, p => { sqlx::query(
+            "update subscriptions set last_notification_at = $2 where id = $1")
+            .bind(id).bind(at).execute(p).await?; });
+    }
+    Ok(())
+}
+
+/// Deletes a subscription row. True if it existed.
+pub async fn delete(store: &Store, id: &str) -> Result<bool, StoreError> {
+    let n = with_pool!(store, p => sqlx::query("delete from subscriptions where id = $1")
+        .bind(id).execute(p).await?.rows_affected());
+    Ok(n > 0)
+}

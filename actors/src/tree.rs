@@ -1,0 +1,271 @@
+//! The supervision tree and the handful of operations the HTTP layer performs on it.
+//!
+//! ```text
+//! root                    supervisor
+//! ├── receiver            core
+//! ├── processors          pool supervisor (core) → processor:0..N
+//! ├── delivery            pool supervisor → delivery:0..M
+//! ├── renewal             core
+//! └── credentials         supervisor → credential:<id>, parked when they storm
+//! ```
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ractor::{ActorRef, SpawnErr};
+use tokio::task::JoinHandle;
+
+use crate::credential;
+use crate::delivery::{self, Delivery};
+use crate::deps::Deps;
+use crate::processor::{self, Processor, ProcessorMsg};
+use crate::receiver::{self, Receiver, ReceiverMsg};
+use crate::renewal::{self, Renewal, RenewalMsg};
+use crate::supervision::{
+    spawn_root, ChildSpec, FatalHook, Supervisor, SupervisorArgs, SupervisorMsg,
+};
+
+/// Name of the root supervisor.
+pub const ROOT: &str = "root";
+
+/// A running tree.
+pub struct Tree {
+    pub root: ActorRef<SupervisorMsg>,
+    /// Ends when the root stops (gracefully or because it gave up).
+    pub handle: JoinHandle<()>,
+}
+
+/// Errors of tree operations requested by the HTTP layer.
+#[derive(Debug, thiserror::Error)]
+pub enum TreeError {
+    #[error("no actor named {0}")]
+    NoSuchActor(String),
+    #[error("{0} is not running")]
+    NotRunning(String),
+    #[error("the root cannot be failed on purpose")]
+    Root,
+    #[error("actor call failed: {0}")]
+    Call(String),
+}
+
+fn pool_spec<A, F>(
+    deps: &Deps,
+    name: &'static str,
+    count: usize,
+    worker_name: fn(usize) -> String,
+    make: F,
+) -> ChildSpec
+where
+    A: ractor::Actor<Arguments = ()> + Clone,
+    A::Msg: From<crate::supervision::Crash>,
+    F: Fn(usize) -> A + Send + Sync + 'static,
+{
+    let children: Vec<ChildSpec> = (0..count)
+        .map(|i| ChildSpec::new(worker_name(i), "worker", make(i), || ()))
+        .collect();
+    let args = SupervisorArgs {
+        name: name.to_string(),
+        health: deps.health.clone(),
+        policy: deps.settings.restart,
+        children,
+        on_start: None,
+        on_park: None,
+        on_fatal: None,
+    };
+    ChildSpec::new(name, "pool", Supervisor, move || args.clone())
+}
+
+/// Starts the whole tree. `on_fatal` is told why, if the root gives up (a core actor failed
+/// more often than its budget allows); the caller should then stop the process non-zero.
+pub async fn spawn_tree(deps: Deps, on_fatal: FatalHook) -> Result<Tree, SpawnErr> {
+    let s = &deps.settings;
+    deps.processor_stats
+        .workers
+        .store(s.workers as u64, Ordering::Relaxed);
+    deps.delivery_stats
+        .workers
+        .store(s.delivery_workers as u64, Ordering::Relaxed);
+
+    let processors = {
+        let d = deps.clone();
+        pool_spec(
+            &deps,
+            processor::POOL,
+            s.workers,
+            processor::worker_name,
+            move |i| Processor {
+                deps: d.clone(),
+                index: i,
+            },
+        )
+    };
+    let deliveries = {
+        let d = deps.clone();
+        pool_spec(
+            &deps,
+            delivery::POOL,
+            s.delivery_workers,
+            delivery::worker_name,
+            move |i| Delivery {
+                deps: d.clone(),
+                index: i,
+            },
+        )
+    };
+    let credentials = {
+        let args = SupervisorArgs {
+            name: credential::SUPERVISOR.to_string(),
+            health: deps.health.clone(),
+            policy: s.restart,
+            children: Vec::new(),
+            on_start: Some(credential::start_hook(&deps)),
+            on_park: Some(credential::park_hook(&deps)),
+            on_fatal: None,
+        };
+        ChildSpec::new(
+            credential::SUPERVISOR,
+            "supervisor",
+            Supervisor,
+            move || args.clone(),
+        )
+    };
+    let children = vec![
+        ChildSpec::new(
+            receiver::NAME,
+            "receiver",
+            Receiver { deps: deps.clone() },
+            || (),
+        )
+        .core(),
+        processors.core(),
+        deliveries,
+        ChildSpec::new(
+            renewal::NAME,
+            "renewal",
+            Renewal { deps: deps.clone() },
+            || (),
+        )
+        .core(),
+        credentials,
+    ];
+    // Registered up front, in this order, so /status lists them so and the pools' live info
+    // is attached before they start.
+    for spec in &children {
+        deps.health
+            .register(&spec.name, spec.kind, Some(ROOT), spec.core);
+    }
+    deps.health.set_info_fn(processor::POOL, {
+        let stats = deps.processor_stats.clone();
+        Arc::new(move || stats.info())
+    });
+    deps.health.set_info_fn(delivery::POOL, {
+        let stats = deps.delivery_stats.clone();
+        Arc::new(move || stats.info())
+    });
+    let (root, handle) = spawn_root(SupervisorArgs {
+        name: ROOT.to_string(),
+        health: deps.health.clone(),
+        policy: s.restart,
+        children,
+        on_start: None,
+        on_park: None,
+        on_fatal: Some(on_fatal),
+    })
+    .await?;
+    Ok(Tree { root, handle })
+}
+
+const CALL: Duration = Duration::from_secs(5);
+
+fn supervisor(deps: &Deps, name: &str) -> Result<ActorRef<SupervisorMsg>, TreeError> {
+    deps.health
+        .actor(name)
+        .ok_or_else(|| TreeError::NotRunning(name.to_string()))
+}
+
+/// Starts the actor of a credential that was just stored.
+pub async fn start_credential(deps: &Deps, id: &str) -> Result<(), TreeError> {
+    let sup = supervisor(deps, credential::SUPERVISOR)?;
+    let spec = credential::child_spec(deps, id);
+    match sup.call(|r| SupervisorMsg::Add(spec, r), Some(CALL)).await {
+        Ok(ractor::rpc::CallResult::Success(Ok(()))) => Ok(()),
+        Ok(ractor::rpc::CallResult::Success(Err(e))) => Err(TreeError::Call(e)),
+        Ok(other) => Err(TreeError::Call(format!("{other:?}"))),
+        Err(e) => Err(TreeError::Call(e.to_string())),
+    }
+}
+
+/// Stops the actor of a credential that was deleted.
+pub async fn stop_credential(deps: &Deps, id: &str) -> Result<(), TreeError> {
+    let sup = supervisor(deps, credential::SUPERVISOR)?;
+    let name = credential::actor_name(id);
+    match sup
+        .call(|r| SupervisorMsg::Remove(name, r), Some(CALL))
+        .await
+    {
+        Ok(ractor::rpc::CallResult::Success(_)) => Ok(()),
+        Ok(other) => Err(TreeError::Call(format!("{other:?}"))),
+        Err(e) => Err(TreeError::Call(e.to_string())),
+    }
+}
+
+/// Makes the named actor fail as if it had crashed (debug endpoint).
+pub async fn fail_actor(deps: &Deps, name: &str) -> Result<(), TreeError> {
+    if name == ROOT {
+        return Err(TreeError::Root);
+    }
+    let parent = deps
+        .health
+        .parent(name)
+        .ok_or_else(|| TreeError::NoSuchActor(name.to_string()))?;
+    let sup = supervisor(deps, &parent)?;
+    match sup
+        .call(
+            |r| SupervisorMsg::FailChild(name.to_string(), r),
+            Some(CALL),
+        )
+        .await
+    {
+        Ok(ractor::rpc::CallResult::Success(true)) => Ok(()),
+        Ok(ractor::rpc::CallResult::Success(false)) => Err(TreeError::NotRunning(name.to_string())),
+        Ok(other) => Err(TreeError::Call(format!("{other:?}"))),
+        Err(e) => Err(TreeError::Call(e.to_string())),
+    }
+}
+
+/// Tells the receiver and renewal that subscriptions changed in the store.
+pub fn subscriptions_changed(deps: &Deps) {
+    if let Some(r) = deps.health.actor::<ReceiverMsg>(receiver::NAME) {
+        let _ = r.send_message(ReceiverMsg::Reload);
+    }
+    if let Some(r) = deps.health.actor::<RenewalMsg>(renewal::NAME) {
+        let _ = r.send_message(RenewalMsg::Reload);
+    }
+}
+
+/// Hands new event ids to the processors, each to its subscription's worker.
+pub fn dispatch_events(deps: &Deps, events: Vec<(String, Option<String>)>) {
+    let workers = deps.settings.workers.max(1);
+    let mut per_worker: Vec<Vec<String>> = vec![Vec::new(); workers];
+    for (id, sub) in events {
+        per_worker[processor::worker_for(sub.as_deref().unwrap_or(""), workers)].push(id);
+    }
+    for (i, ids) in per_worker
+        .into_iter()
+        .enumerate()
+        .filter(|(_, ids)| !ids.is_empty())
+    {
+        let n = ids.len() as u64;
+        if let Some(w) = deps
+            .health
+            .actor::<ProcessorMsg>(&processor::worker_name(i))
+        {
+            if w.send_message(ProcessorMsg::Process(ids)).is_ok() {
+                deps.processor_stats
+                    .queue_depth
+                    .fetch_add(n, Ordering::Relaxed);
+            }
+        }
+    }
+}

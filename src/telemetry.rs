@@ -1,0 +1,56 @@
+//! Logs (tracing) and metrics (Prometheus text).
+
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tracing_subscriber::EnvFilter;
+
+use crate::config::LogFormat;
+
+/// Installs the global tracing subscriber: readable lines, or JSON lines. Call once, at start.
+pub fn init_logs(filter: &str, format: LogFormat) {
+    let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+}
+
+/// The process's Prometheus recorder, installed on first use (metrics are process-wide, so
+/// several apps in one test process share it).
+pub fn metrics() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new().build_recorder();
+            let handle = recorder.handle();
+            // Another recorder may already be installed (e.g. by an embedding program); then
+            // this handle renders an empty page rather than failing the service.
+            let _ = metrics::set_global_recorder(recorder);
+            describe();
+            handle
+        })
+        .clone()
+}
+
+fn describe() {
+    metrics::describe_counter!(
+        "relay365_http_requests_total",
+        "HTTP requests answered, by route and status"
+    );
+    metrics::describe_histogram!(
+        "relay365_http_request_duration_seconds",
+        "HTTP request latency, by route"
+    );
+    metrics::describe_counter!(
+        "relay365_actor_restarts_total",
+        "actor restarts by their supervisors"
+    );
+    metrics::describe_counter!(
+        "relay365_actor_give_ups_total",
+        "actors given up on after too many restarts"
+    );
+}

@@ -1,0 +1,211 @@
+//! The `relay365` binary as a user runs it: exit codes, configuration errors, migrations,
+//! JSON logs, and no secret in any log line.
+#![allow(clippy::unwrap_used)]
+
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+fn relay365() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_relay365"));
+    // Start from a clean slate: the developer's own settings must not leak in.
+    for (k, _) in std::env::vars() {
+        if k.starts_with("RELAY365_")
+            || [
+                "DATABASE_URL",
+                "RUST_LOG",
+                "SERVICE_SECRET",
+                "AUTH_SERVICE_URL",
+                "API_WEBHOOK_URL",
+            ]
+            .contains(&k.as_str())
+        {
+            c.env_remove(k);
+        }
+    }
+    c
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn a_bad_value_exits_2_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        ("RELAY365_WORKERS", "lots", "workers"),
+        ("WEBHOOK_MAX_RETRIES", "-1", "max_retries"),
+        ("RELAY365_LISTEN", "not-an-address", "listen"),
+        ("DATABASE_URL", "mysql://x", "database_url"),
+        ("RELAY365_SQLITE_SYNCHRONOUS", "off", "sqlite_synchronous"),
+    ];
+    for (var, value, key) in cases {
+        let out = relay365()
+            .current_dir(dir.path())
+            .arg("serve")
+            .env(var, value)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{var}={value}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(&format!("`{key}`")) && err.contains(var),
+            "{var}: {err}"
+        );
+    }
+    let file = dir.path().join("bad.toml");
+    std::fs::write(&file, "workerz = 3\n").unwrap();
+    let out = relay365()
+        .current_dir(dir.path())
+        .args(["--config", file.to_str().unwrap(), "serve"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("workerz"));
+}
+
+#[test]
+fn no_api_key_on_a_public_address_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = relay365()
+        .current_dir(dir.path())
+        .env("RELAY365_LISTEN", "0.0.0.0:0")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("api_key"));
+    assert!(!dir.path().join("data").exists(), "nothing was created");
+}
+
+#[test]
+fn migrate_creates_the_embedded_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = relay365()
+        .current_dir(dir.path())
+        .arg("migrate")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(dir.path().join("data/relay365.db").exists());
+    let again = relay365()
+        .current_dir(dir.path())
+        .arg("migrate")
+        .output()
+        .unwrap();
+    assert!(again.status.success());
+}
+
+#[test]
+fn help_on_every_command() {
+    for args in [
+        vec!["--help"],
+        vec!["serve", "--help"],
+        vec!["migrate", "--help"],
+        vec!["status", "--help"],
+    ] {
+        let out = relay365().args(&args).output().unwrap();
+        assert!(out.status.success(), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("Usage"),
+            "{args:?}"
+        );
+    }
+    let out = relay365().arg("no-such-command").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn serves_json_logs_without_secrets_and_status_prints_the_tree() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let secrets = ["api-key-SECRET-1", "service-SECRET-2"];
+    let mut child = relay365()
+        .current_dir(dir.path())
+        .env("RELAY365_LISTEN", format!("127.0.0.1:{port}"))
+        .env("RELAY365_API_KEY", secrets[0])
+        .env("SERVICE_SECRET", secrets[1])
+        .env("RELAY365_LOG_FORMAT", "json")
+        .env("RUST_LOG", "trace")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let ready = rt.block_on(async {
+        for _ in 0..500 {
+            if let Ok(r) = reqwest::get(format!("{base}/readyz")).await {
+                if r.status() == 200 {
+                    return true;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        false
+    });
+    assert!(ready, "the service became ready");
+    let out = relay365()
+        .args(["status", "--url", &base])
+        .env("RELAY365_API_KEY", secrets[0])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tree = String::from_utf8_lossy(&out.stdout);
+    for name in [
+        "root",
+        "receiver",
+        "processors",
+        "delivery",
+        "renewal",
+        "credentials",
+    ] {
+        assert!(tree.contains(name), "{tree}");
+    }
+    let denied = relay365()
+        .args(["status", "--url", &base])
+        .output()
+        .unwrap();
+    assert_eq!(
+        denied.status.code(),
+        Some(1),
+        "without the key the status is refused"
+    );
+
+    // SIGTERM: a graceful stop, exit 0.
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    let mut logs = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut logs)
+        .unwrap();
+    let lines: Vec<&str> = logs.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(lines.len() > 3, "{logs}");
+    for line in &lines {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(v.get("level").is_some(), "{line}");
+    }
+    for s in secrets {
+        assert!(!logs.contains(s), "a secret reached the logs");
+    }
+}

@@ -1,0 +1,402 @@
+//! The store's behaviour, the same on SQLite and on PostgreSQL.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use relay365_actors::store::events::{self, EventFilter, NewEvent};
+use relay365_actors::store::subscriptions::{self, NewSubscription};
+use relay365_actors::store::{credentials, new_id, Store};
+use serde_json::json;
+use support::TestDb;
+
+async fn credential(store: &Store) -> String {
+    let id = new_id();
+    credentials::insert(
+        store,
+        &id,
+        "ops",
+        Some("ops@contoso.com"),
+        "static",
+        &json!({"kind": "static", "access_token": "t"}),
+    )
+    .await
+    .unwrap();
+    id
+}
+
+fn event(key: &str, sub: &str, at: i64) -> NewEvent {
+    NewEvent {
+        id: new_id(),
+        idempotency_key: key.to_string(),
+        kind: "change",
+        subscription_id: Some(sub.to_string()),
+        credential_id: None,
+        change_type: "created".into(),
+        resource_id: Some("AAMk".into()),
+        raw: r#"{"clientState":"***"}"#.into(),
+        received_at: at,
+    }
+}
+
+#[tokio::test]
+async fn migrations_apply_twice_without_harm() {
+    for db in TestDb::all().await {
+        let store = db.store().await;
+        store.migrate().await.unwrap();
+        store.ping().await.unwrap();
+        store.close().await;
+        db.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn credentials_round_trip() {
+    for db in TestDb::all().await {
+        let store = db.store().await;
+        let id = credential(&store).await;
+        let got = credentials::get(&store, &id).await.unwrap().unwrap();
+        assert_eq!(got.name, "ops", "{}", db.label);
+        assert_eq!(got.mailbox.as_deref(), Some("ops@contoso.com"));
+        assert_eq!(got.token_source_json().unwrap()["access_token"], "t");
+        assert_eq!(got.status, "active");
+
+        credentials::set_status(&store, &id, "degraded", Some("token refused"))
+            .await
+            .unwrap();
+        credentials::set_token_source(&store, &id, &json!({"kind": "static", "access_token": "u"}))
+            .await
+            .unwrap();
+        let got = credentials::get(&store, &id).await.unwrap().unwrap();
+        assert_eq!(got.status, "degraded");
+        assert_eq!(got.last_error.as_deref(), Some("token refused"));
+        assert_eq!(got.token_source_json().unwrap()["access_token"], "u");
+
+        let dup = credentials::insert(&store, &id, "again", None, "static", &json!({})).await;
+        assert!(
+            dup.is_err(),
+            "{}: a second credential with the same id must be refused",
+            db.label
+        );
+
+        assert_eq!(credentials::list(&store).await.unwrap().len(), 1);
+        assert!(credentials::delete(&store, &id).await.unwrap());
+        assert!(!credentials::delete(&store, &id).await.unwrap());
+        assert!(credentials::get(&store, &id).await.unwrap().is_none());
+        store.close().await;
+        db.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn subscriptions_round_trip_and_cascade() {
+    for db in TestDb::all().await {
+        let store = db.store().await;
+        let cred = credential(&store).await;
+        let id = new_id();
+        subscriptions::insert(
+            &store,
+            &NewSubscription {
+                id: &id,
+                credential_id: &cred,
+                external_id: None,
+                resource: "me/mailFolders('inbox')/messages",
+                change_types: "created",
+                notification_url: "https://relay.example.com/api/ms365/webhook",
+                lifecycle_url: Some("https://relay.example.com/api/ms365/lifecycle"),
+                client_state: "cs-secret",
+                status: "active",
+                expires_at: None,
+                granted_lifetime_ms: None,
+                next_renewal_at: None,
+            },
+        )
+        .await
+        .unwrap();
+        // Without a Graph id it cannot receive notifications yet.
+        assert!(
+            subscriptions::list_receivable(&store)
+                .await
+                .unwrap()
+                .is_empty(),
+            "{}",
+            db.label
+        );
+
+        subscriptions::record_granted(
+            &store, &id, "graph-1", 5_000_000, 4_000_000, 3_000_000, false,
+        )
+        .await
+        .unwrap();
+        let got = subscriptions::get_by_external(&store, "graph-1")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(got.id, id);
+        assert_eq!(got.expires_at, Some(5_000_000));
+        assert_eq!(got.granted_lifetime_ms, Some(4_000_000));
+        assert_eq!(got.next_renewal_at, Some(3_000_000));
+        assert_eq!(got.last_renewed_at, None);
+        assert_eq!(got.client_state, "cs-secret");
+        subscriptions::record_granted(
+            &store, &id, "graph-1", 6_000_000, 4_000_000, 4_000_000, true,
+        )
+        .await
+        .unwrap();
+        assert!(subscriptions::get(&store, &id)
+            .await
+            .unwrap()
+            .unwrap()
+            .last_renewed_at
+            .is_some());
+
+        assert_eq!(
+            subscriptions::list_receivable(&store).await.unwrap().len(),
+            1
+        );
+        assert_eq!(
+            subscriptions::list(&store, Some(&cred))
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+        assert_eq!(
+            subscriptions::list(&store, Some("other"))
+                .await
+                .unwrap()
+                .len(),
+            0
+        );
+        assert_eq!(subscriptions::list(&store, None).await.unwrap().len(), 1);
+
+        subscriptions::set_status(&store, &id, "removed", Some("subscriptionRemoved"))
+            .await
+            .unwrap();
+        assert!(subscriptions::list_receivable(&store)
+            .await
+            .unwrap()
+            .is_empty());
+
+        credentials::delete(&store, &cred).await.unwrap();
+        assert!(
+            subscriptions::get(&store, &id).await.unwrap().is_none(),
+            "{}: cascade",
+            db.label
+        );
+        store.close().await;
+        db.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn event_inserts_are_idempotent() {
+    for db in TestDb::all().await {
+        let store = db.store().await;
+        let batch = vec![
+            event("s:created:1:e1", "s", 1000),
+            event("s:created:2:e1", "s", 1000),
+            event("s:created:1:e1", "s", 1000),
+        ];
+        let added = events::insert_batch(&store, &batch).await.unwrap();
+        assert_eq!(
+            added.len(),
+            2,
+            "{}: a key repeated within a batch is stored once",
+            db.label
+        );
+        assert_eq!(added[0].id, batch[0].id);
+
+        let again = vec![
+            event("s:created:2:e1", "s", 2000),
+            event("s:created:3:e1", "s", 2000),
+        ];
+        let added = events::insert_batch(&store, &again).await.unwrap();
+        assert_eq!(
+            added.len(),
+            1,
+            "{}: a key seen before is a duplicate",
+            db.label
+        );
+        assert_eq!(added[0].id, again[1].id);
+        assert!(events::get(&store, &again[0].id).await.unwrap().is_none());
+
+        let all = events::list(
+            &store,
+            &EventFilter {
+                limit: 100,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(all.len(), 3);
+        assert!(events::insert_batch(&store, &[]).await.unwrap().is_empty());
+
+        // Large batches span several statements, in one transaction.
+        let many: Vec<NewEvent> = (0..1200)
+            .map(|i| event(&format!("m:{i}"), "m", 3000))
+            .collect();
+        assert_eq!(
+            events::insert_batch(&store, &many).await.unwrap().len(),
+            1200
+        );
+        store.close().await;
+        db.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn events_list_newest_first_with_filters_and_cursor() {
+    for db in TestDb::all().await {
+        let store = db.store().await;
+        let mut batch: Vec<NewEvent> = (0..5)
+            .map(|i| event(&format!("k{i}"), "s", 1000 + i))
+            .collect();
+        batch[4].credential_id = Some("c1".into());
+        events::insert_batch(&store, &batch).await.unwrap();
+        let page = events::list(
+            &store,
+            &EventFilter {
+                limit: 2,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            page.iter().map(|e| e.received_at).collect::<Vec<_>>(),
+            vec![1004, 1003],
+            "{}",
+            db.label
+        );
+        let next = events::list(
+            &store,
+            &EventFilter {
+                limit: 2,
+                before_ms: Some(page[1].received_at),
+                before_id: Some(page[1].id.clone()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            next.iter().map(|e| e.received_at).collect::<Vec<_>>(),
+            vec![1002, 1001]
+        );
+        let by_cred = events::list(
+            &store,
+            &EventFilter {
+                credential_id: Some("c1".into()),
+                limit: 10,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(by_cred.len(), 1);
+        let pending = events::list(
+            &store,
+            &EventFilter {
+                status: Some("pending".into()),
+                limit: 10,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(pending.len(), 5);
+        let none = events::list(
+            &store,
+            &EventFilter {
+                status: Some("failed".into()),
+                limit: 10,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        assert!(none.is_empty());
+        store.close().await;
+        db.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn claims_take_due_events_once_and_expired_leases_again() {
+    for db in TestDb::all().await {
+        let store = db.store().await;
+        let batch: Vec<NewEvent> = (0..3).map(|i| event(&format!("c{i}"), "s", 1000)).collect();
+        events::insert_batch(&store, &batch).await.unwrap();
+
+        let a = events::claim_due(&store, "a", 5000, 1000, 2).await.unwrap();
+        assert_eq!(a.len(), 2, "{}", db.label);
+        assert!(a.iter().all(|e| e.status == "processing"
+            && e.attempts == 1
+            && e.lease_owner.as_deref() == Some("a")));
+        let b = events::claim_due(&store, "b", 5000, 1000, 10)
+            .await
+            .unwrap();
+        assert_eq!(
+            b.len(),
+            1,
+            "{}: held events are not claimed twice",
+            db.label
+        );
+
+        // a finishes one; the other's lease runs out and b takes it over.
+        assert!(
+            events::finish(&store, &a[0].id, "a", "completed", Some("{}"), None, 5100)
+                .await
+                .unwrap()
+        );
+        let taken = events::claim_due(&store, "b", 6001, 1000, 10)
+            .await
+            .unwrap();
+        let ids: Vec<&str> = taken.iter().map(|e| e.id.as_str()).collect();
+        assert!(
+            ids.contains(&a[1].id.as_str()),
+            "{}: an expired lease is claimed again",
+            db.label
+        );
+        assert_eq!(taken.iter().find(|e| e.id == a[1].id).unwrap().attempts, 2);
+        // a lost its lease: it may not mark the event any more.
+        assert!(
+            !events::finish(&store, &a[1].id, "a", "completed", None, None, 6100)
+                .await
+                .unwrap()
+        );
+        assert!(
+            events::retry_later(&store, &a[1].id, "b", 9000, "graph 503")
+                .await
+                .unwrap()
+        );
+        let row = events::get(&store, &a[1].id).await.unwrap().unwrap();
+        assert_eq!(
+            (row.status.as_str(), row.next_attempt_at),
+            ("pending", 9000)
+        );
+        assert_eq!(row.last_error.as_deref(), Some("graph 503"));
+        assert!(
+            events::claim(&store, &a[1].id, "c", 8999, 1000)
+                .await
+                .unwrap()
+                .is_none(),
+            "not yet due"
+        );
+        assert!(events::claim(&store, &a[1].id, "c", 9000, 1000)
+            .await
+            .unwrap()
+            .is_some());
+
+        let done = events::get(&store, &a[0].id).await.unwrap().unwrap();
+        assert_eq!(
+            (done.status.as_str(), done.processed_at),
+            ("completed", Some(5100))
+        );
+        let counts = events::count_by_status(&store).await.unwrap();
+        assert!(counts.contains(&("completed".to_string(), 1)));
+        store.close().await;
+        db.cleanup().await;
+    }
+}

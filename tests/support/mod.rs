@@ -1,0 +1,144 @@
+//! Shared helpers of the integration tests: a fresh database per test on each backend, a test
+//! configuration, and the service started in-process on a free port.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use relay365::{App, Config};
+use relay365_actors::store::{Store, StoreOptions};
+
+/// A database of its own for one test: a SQLite file in a temporary folder, or a PostgreSQL
+/// schema of its own in `TEST_DATABASE_URL`'s database.
+pub struct TestDb {
+    pub url: String,
+    pub label: &'static str,
+    _dir: Option<tempfile::TempDir>,
+    pg_schema: Option<(String, String)>,
+}
+
+impl TestDb {
+    pub async fn sqlite() -> TestDb {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("relay365.db").display());
+        TestDb {
+            url,
+            label: "sqlite",
+            _dir: Some(dir),
+            pg_schema: None,
+        }
+    }
+
+    /// None when `TEST_DATABASE_URL` is unset (CI always sets it, so these tests always run
+    /// there; locally they are skipped with a note).
+    pub async fn postgres() -> Option<TestDb> {
+        let Ok(base) = std::env::var("TEST_DATABASE_URL") else {
+            eprintln!("TEST_DATABASE_URL is unset: skipping the PostgreSQL variant");
+            return None;
+        };
+        let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
+        let admin = Store::connect(
+            &base,
+            &StoreOptions {
+                max_connections: 1,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("TEST_DATABASE_URL must be reachable");
+        if let Store::Postgres(pool) = &admin {
+            sqlx::query(&format!("create schema {schema}"))
+                .execute(pool)
+                .await
+                .unwrap();
+        }
+        admin.close().await;
+        let sep = if base.contains('?') { '&' } else { '?' };
+        let url = format!("{base}{sep}options=-c%20search_path%3D{schema}");
+        Some(TestDb {
+            url,
+            label: "postgres",
+            _dir: None,
+            pg_schema: Some((base, schema)),
+        })
+    }
+
+    /// Every backend available: SQLite always, PostgreSQL when configured.
+    pub async fn all() -> Vec<TestDb> {
+        let mut v = vec![TestDb::sqlite().await];
+        if let Some(pg) = TestDb::postgres().await {
+            v.push(pg);
+        }
+        v
+    }
+
+    /// An open, migrated store on this database.
+    pub async fn store(&self) -> Store {
+        let s = Store::connect(&self.url, &StoreOptions::default())
+            .await
+            .unwrap();
+        s.migrate().await.unwrap();
+        s
+    }
+
+    /// Drops the PostgreSQL schema (the SQLite folder goes with the value).
+    pub async fn cleanup(self) {
+        if let Some((base, schema)) = &self.pg_schema {
+            if let Ok(Store::Postgres(pool)) = Store::connect(
+                base,
+                &StoreOptions {
+                    max_connections: 1,
+                    ..Default::default()
+                },
+            )
+            .await
+            {
+                let _ = sqlx::query(&format!("drop schema {schema} cascade"))
+                    .execute(&pool)
+                    .await;
+                pool.close().await;
+            }
+        }
+    }
+}
+
+/// The configuration tests start from: a free port, fast restarts, debug endpoints on.
+pub fn test_config(db_url: &str, extra: &[(&str, &str)]) -> Config {
+    let mut env: Vec<(String, String)> = vec![
+        ("DATABASE_URL".into(), db_url.into()),
+        ("RELAY365_LISTEN".into(), "127.0.0.1:0".into()),
+        ("RELAY365_DEBUG_ENDPOINTS".into(), "true".into()),
+        ("RELAY365_RESTART_BACKOFF_MS".into(), "10".into()),
+        ("RELAY365_RESTART_BACKOFF_MAX_MS".into(), "50".into()),
+        ("RELAY365_WORKERS".into(), "2".into()),
+        ("RELAY365_DELIVERY_WORKERS".into(), "2".into()),
+        ("RELAY365_DB_MAX_CONNECTIONS".into(), "4".into()),
+    ];
+    for (k, v) in extra {
+        env.retain(|(name, _)| name != k);
+        env.push((k.to_string(), v.to_string()));
+    }
+    Config::from_sources(None, |name| {
+        env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+    })
+    .expect("test configuration is valid")
+}
+
+/// Starts the service in-process on a free port.
+pub async fn spawn_app(cfg: Config) -> App {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    App::start(cfg, listener).await.expect("app starts")
+}
+
+/// Polls `f` every 10 ms until it returns true or `secs` pass.
+pub async fn eventually<F, Fut>(secs: u64, mut f: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while tokio::time::Instant::now() < deadline {
+        if f().await {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    false
+}
