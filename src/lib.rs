@@ -19,6 +19,7 @@ use tokio::task::JoinHandle;
 pub mod config;
 pub mod error;
 pub mod http;
+pub mod sim;
 pub mod status;
 pub mod telemetry;
 

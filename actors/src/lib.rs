@@ -4,12 +4,14 @@
 pub mod credential;
 pub mod delivery;
 pub mod deps;
+pub mod graph;
 pub mod health;
 pub mod processor;
 pub mod receiver;
 pub mod renewal;
 pub mod store;
 pub mod supervision;
+pub mod token;
 pub mod tree;
 mod util;
 
