@@ -507,6 +507,7 @@ impl Config {
             notification_url: self.notification_url(),
             lifecycle_url: self.lifecycle_url(),
             graph_url: self.graph_url.clone(),
+            graph_timeout: Duration::from_secs(self.graph_timeout_seconds),
             login_url: self.login_url.clone(),
             auth_service_url: self.auth_service_url.clone(),
             service_secret: self.service_secret.clone(),

@@ -1,34 +1,105 @@
-//! Credential actors: one per credential, owning its token cache and Graph session.
+//! Credential actors: one per credential, owning its token cache and its Graph session.
 //!
 //! Supervised by `credentials`, which starts one `credential:<id>` for every credential in the
-//! store at boot and when one is created. A credential actor that exhausts its restart budget
-//! is parked as `failed` (its credential marked `degraded`) and tried again later; it never
-//! takes the service down.
+//! store at boot and when one is created. The actor never does network I/O inside `handle`:
+//! a token refresh runs in a task (one at a time; callers wait on it), and Graph requests run
+//! in the caller's task with a [`GraphSession`] the actor hands out: the client, the current
+//! token, and the mailbox's limiter (at most 4 requests in flight, shared throttle).
+//!
+//! Token failures are expected and do not crash the actor: they travel back in the reply,
+//! show in `/status` as `last_failure`, and mark the credential `degraded`. A credential
+//! actor that crashes too often is parked as `failed` and tried again later.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use ractor::{Actor, ActorProcessingErr, ActorRef};
+use chrono::Utc;
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde_json::json;
+use uuid::Uuid;
 
 use crate::deps::Deps;
+use crate::graph::{GraphClient, GraphError, LimiterConfig, MailboxLimiter};
 use crate::store::credentials::{self, CredentialRow};
 use crate::store::StoreError;
 use crate::supervision::{ChildSpec, Crash, GiveUp, ParkHook, StartHook, SupervisorMsg};
+use crate::token::{self, AccessToken, TokenCache, TokenEndpoints, TokenError, TokenSource};
 use crate::util::spawn_reply;
 
 /// Name of the credentials supervisor in the tree.
 pub const SUPERVISOR: &str = "credentials";
+
+/// How long a caller waits for a session (a token fetch has its own 30 s timeout).
+pub const SESSION_TIMEOUT: Duration = Duration::from_secs(40);
 
 /// Name of a credential's actor.
 pub fn actor_name(id: &str) -> String {
     format!("credential:{id}")
 }
 
+/// Why a credential could not serve a Graph call.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CredentialError {
+    /// No such credential, or its actor is not running (restarting, parked).
+    #[error("credential {0} is not available (unknown, restarting or failed)")]
+    Unavailable(String),
+    /// No token could be had.
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    /// Graph answered with an error.
+    #[error(transparent)]
+    Graph(#[from] GraphError),
+}
+
+/// What a caller needs to talk to Graph for one credential. Cheap to clone.
+#[derive(Clone)]
+pub struct GraphSession {
+    pub client: GraphClient,
+    /// The bearer token. Secret: never log it.
+    pub token: String,
+    /// The mailbox (user id or UPN) of `/users/{mailbox}/…` paths; `None` means `/me`.
+    pub mailbox: Option<String>,
+    pub limiter: MailboxLimiter,
+    actor: ActorRef<CredentialMsg>,
+}
+
+impl std::fmt::Debug for GraphSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GraphSession").field("mailbox", &self.mailbox).field("token", &"***").finish()
+    }
+}
+
+impl GraphSession {
+    /// Runs one Graph request under the mailbox's limits (≤ 4 in flight, Retry-After,
+    /// backoff). A 401 forces one token refresh and one retry.
+    pub async fn call<T, F, Fut>(&self, f: F) -> Result<T, CredentialError>
+    where
+        F: Fn(GraphClient, String) -> Fut,
+        Fut: std::future::Future<Output = Result<T, GraphError>>,
+    {
+        let first = self.limiter.run(|| f(self.client.clone(), self.token.clone())).await;
+        match first {
+            Err(GraphError::Unauthorized { .. }) => {
+                let fresh = refreshed_session(&self.actor, &self.token).await?;
+                Ok(fresh.limiter.run(|| f(fresh.client.clone(), fresh.token.clone())).await?)
+            }
+            other => Ok(other?),
+        }
+    }
+}
+
 /// A credential actor's messages.
 pub enum CredentialMsg {
+    /// A Graph session with a valid token (refreshing it first if due).
+    Session(RpcReplyPort<Result<GraphSession, CredentialError>>),
+    /// Graph refused this token (401): forget it, then answer with a fresh session.
+    Refused(String, RpcReplyPort<Result<GraphSession, CredentialError>>),
     /// Self-sent: the credential's row, loaded from the store.
     Loaded(Result<Option<CredentialRow>, StoreError>),
+    /// Self-sent: a token fetch ended.
+    Fetched(Result<AccessToken, TokenError>),
+    /// Self-sent: a rotated refresh token is stored (or could not be).
+    Persisted(AccessToken, Result<(), StoreError>),
     /// Fail as if crashed (debug endpoint).
     Crash(String),
 }
@@ -46,9 +117,113 @@ pub struct Credential {
     pub id: String,
 }
 
+type Waiter = RpcReplyPort<Result<GraphSession, CredentialError>>;
+
 /// A credential actor's state, rebuilt from the store at every start.
 pub struct CredentialState {
-    row: Option<CredentialRow>,
+    source: Option<TokenSource>,
+    mailbox: Option<String>,
+    cache: TokenCache,
+    /// Callers waiting for the refresh in progress (non-empty ⇔ a fetch is running), or for
+    /// the row to load.
+    waiters: Vec<Waiter>,
+    fetching: bool,
+    limiter: MailboxLimiter,
+    client: GraphClient,
+    degraded: bool,
+}
+
+impl Credential {
+    fn name(&self) -> String {
+        actor_name(&self.id)
+    }
+
+    fn endpoints(&self) -> TokenEndpoints {
+        let s = &self.deps.settings;
+        TokenEndpoints {
+            login_url: s.login_url.clone(),
+            auth_service_url: s.auth_service_url.clone(),
+            service_secret: s.service_secret.clone(),
+        }
+    }
+
+    fn session(&self, myself: &ActorRef<CredentialMsg>, st: &CredentialState) -> Option<GraphSession> {
+        let token = st.cache.get(Utc::now())?;
+        Some(GraphSession {
+            client: st.client.clone(),
+            token: token.to_string(),
+            mailbox: st.mailbox.clone(),
+            limiter: st.limiter.clone(),
+            actor: myself.clone(),
+        })
+    }
+
+    /// Answers at once if the token is good; otherwise queues the caller and makes sure one
+    /// fetch runs.
+    fn serve(&self, myself: &ActorRef<CredentialMsg>, st: &mut CredentialState, reply: Waiter) {
+        if let Some(s) = self.session(myself, st) {
+            let _ = reply.send(Ok(s));
+            return;
+        }
+        st.waiters.push(reply);
+        self.start_fetch(myself, st);
+    }
+
+    fn start_fetch(&self, myself: &ActorRef<CredentialMsg>, st: &mut CredentialState) {
+        let Some(source) = st.source.clone() else { return }; // fetched once the row loads
+        if st.fetching {
+            return;
+        }
+        st.fetching = true;
+        let (http, endpoints) = (self.deps.http.clone(), self.endpoints());
+        let id = Uuid::parse_str(&self.id).unwrap_or_default();
+        spawn_reply(
+            myself,
+            async move { token::fetch_token(&http, &endpoints, id, &source).await },
+            CredentialMsg::Fetched,
+        );
+    }
+
+    fn token_ready(&self, myself: &ActorRef<CredentialMsg>, st: &mut CredentialState, tok: AccessToken) {
+        self.deps.health.set_info(&self.name(), json!({"token_expires_at": tok.expires_at}));
+        st.cache.set(tok);
+        if st.degraded {
+            st.degraded = false;
+            let (store, id) = (self.deps.store.clone(), self.id.clone());
+            tokio::spawn(async move {
+                let _ = credentials::set_status(&store, &id, "active", None).await;
+            });
+        }
+        let waiters = std::mem::take(&mut st.waiters);
+        for w in waiters {
+            match self.session(myself, st) {
+                Some(s) => {
+                    let _ = w.send(Ok(s));
+                }
+                None => {
+                    let _ = w.send(Err(CredentialError::Token(TokenError::InvalidResponse(
+                        "the token endpoint returned a token that is already expired".into(),
+                    ))));
+                }
+            }
+        }
+    }
+
+    fn token_failed(&self, st: &mut CredentialState, err: TokenError) {
+        tracing::warn!(credential = %self.id, error = %err, "token request failed");
+        self.deps.health.note_failure(&self.name(), &format!("token: {err}"));
+        metrics::counter!("relay365_token_failures_total").increment(1);
+        for w in st.waiters.drain(..) {
+            let _ = w.send(Err(CredentialError::Token(err.clone())));
+        }
+        if !st.degraded {
+            st.degraded = true;
+            let (store, id, why) = (self.deps.store.clone(), self.id.clone(), err.to_string());
+            tokio::spawn(async move {
+                let _ = credentials::set_status(&store, &id, "degraded", Some(&why)).await;
+            });
+        }
+    }
 }
 
 impl Actor for Credential {
@@ -56,60 +231,134 @@ impl Actor for Credential {
     type State = CredentialState;
     type Arguments = ();
 
-    async fn pre_start(
-        &self,
-        _: ActorRef<CredentialMsg>,
-        _: (),
-    ) -> Result<CredentialState, ActorProcessingErr> {
-        Ok(CredentialState { row: None })
+    async fn pre_start(&self, _: ActorRef<CredentialMsg>, _: ()) -> Result<CredentialState, ActorProcessingErr> {
+        let s = &self.deps.settings;
+        Ok(CredentialState {
+            source: None,
+            mailbox: None,
+            cache: TokenCache::new(),
+            waiters: Vec::new(),
+            fetching: false,
+            limiter: MailboxLimiter::new(LimiterConfig::default()),
+            client: GraphClient::new(s.graph_url.clone(), self.deps.http.clone()).with_timeout(s.graph_timeout),
+            degraded: false,
+        })
     }
 
-    async fn post_start(
-        &self,
-        myself: ActorRef<CredentialMsg>,
-        _: &mut CredentialState,
-    ) -> Result<(), ActorProcessingErr> {
-        let (store, id) = (self.deps.store.clone(), self.id.clone());
-        spawn_reply(
-            &myself,
-            async move { credentials::get(&store, &id).await },
-            CredentialMsg::Loaded,
+    async fn post_start(&self, myself: ActorRef<CredentialMsg>, st: &mut CredentialState) -> Result<(), ActorProcessingErr> {
+        let limiter = st.limiter.clone();
+        self.deps.health.set_info_fn(
+            &self.name(),
+            Arc::new(move || json!({"in_flight": limiter.in_flight(), "throttled_until": limiter.throttled_until()})),
         );
+        self.deps.health.set_info(&self.name(), json!({"token_expires_at": null}));
+        let (store, id) = (self.deps.store.clone(), self.id.clone());
+        spawn_reply(&myself, async move { credentials::get(&store, &id).await }, CredentialMsg::Loaded);
         Ok(())
     }
 
-    async fn handle(
-        &self,
-        _: ActorRef<CredentialMsg>,
-        msg: CredentialMsg,
-        st: &mut CredentialState,
-    ) -> Result<(), ActorProcessingErr> {
+    async fn handle(&self, myself: ActorRef<CredentialMsg>, msg: CredentialMsg, st: &mut CredentialState) -> Result<(), ActorProcessingErr> {
         match msg {
+            CredentialMsg::Session(reply) => self.serve(&myself, st, reply),
+            CredentialMsg::Refused(token, reply) => {
+                // Only the token Graph refused is dropped: a refresh that already replaced it
+                // must not be thrown away by a late 401.
+                if st.cache.get(Utc::now()) == Some(token.as_str()) {
+                    st.cache.invalidate();
+                }
+                self.serve(&myself, st, reply);
+            }
             CredentialMsg::Loaded(Ok(Some(row))) => {
-                self.deps.health.set_info(
-                    &actor_name(&self.id),
-                    json!({"token_expires_at": null, "in_flight": 0, "throttled_until": null, "mailbox": row.mailbox}),
-                );
-                st.row = Some(row);
+                let source: TokenSource = serde_json::from_str(&row.token_source)
+                    .map_err(|e| format!("credential {}: stored token source is unreadable: {e}", self.id))?;
+                st.degraded = row.status == "degraded";
+                st.mailbox = row.mailbox;
+                st.source = Some(source);
+                self.deps.health.set_info(&self.name(), json!({"mailbox": st.mailbox}));
+                if !st.waiters.is_empty() {
+                    self.start_fetch(&myself, st);
+                }
             }
             CredentialMsg::Loaded(Ok(None)) => {
                 return Err(format!("credential {} is not in the store", self.id).into())
             }
             CredentialMsg::Loaded(Err(e)) => return Err(format!("loading credential: {e}").into()),
+            CredentialMsg::Fetched(Ok(tok)) => {
+                st.fetching = false;
+                match (&tok.new_refresh_token, &st.source) {
+                    // A rotated refresh token is stored before the new access token is used:
+                    // the old one may already be dead.
+                    (Some(rt), Some(source)) => {
+                        let updated = source.with_refresh_token(rt);
+                        st.source = Some(updated.clone());
+                        let (store, id) = (self.deps.store.clone(), self.id.clone());
+                        let value = serde_json::to_value(&updated).unwrap_or_default();
+                        st.fetching = true; // no second fetch until it is stored
+                        let me = myself.clone();
+                        tokio::spawn(async move {
+                            let res = credentials::set_token_source(&store, &id, &value).await;
+                            let _ = me.send_message(CredentialMsg::Persisted(tok, res));
+                        });
+                    }
+                    _ => self.token_ready(&myself, st, tok),
+                }
+            }
+            CredentialMsg::Fetched(Err(e)) => {
+                st.fetching = false;
+                self.token_failed(st, e);
+            }
+            CredentialMsg::Persisted(tok, res) => {
+                st.fetching = false;
+                if let Err(e) = res {
+                    tracing::error!(credential = %self.id, error = %e, "could not store the rotated refresh token");
+                    self.deps.health.note_failure(&self.name(), &format!("storing refresh token: {e}"));
+                }
+                self.token_ready(&myself, st, tok);
+            }
             CredentialMsg::Crash(why) => return Err(why.into()),
+        }
+        Ok(())
+    }
+
+    async fn post_stop(&self, _: ActorRef<CredentialMsg>, st: &mut CredentialState) -> Result<(), ActorProcessingErr> {
+        for w in st.waiters.drain(..) {
+            let _ = w.send(Err(CredentialError::Unavailable(self.id.clone())));
         }
         Ok(())
     }
 }
 
+/// A Graph session for the credential, from its actor.
+pub async fn session(deps: &Deps, credential_id: &str) -> Result<GraphSession, CredentialError> {
+    let actor: ActorRef<CredentialMsg> = deps
+        .health
+        .actor(&actor_name(credential_id))
+        .ok_or_else(|| CredentialError::Unavailable(credential_id.to_string()))?;
+    ask(&actor, CredentialMsg::Session, credential_id).await
+}
+
+async fn refreshed_session(actor: &ActorRef<CredentialMsg>, refused: &str) -> Result<GraphSession, CredentialError> {
+    let refused = refused.to_string();
+    ask(actor, move |r| CredentialMsg::Refused(refused.clone(), r), "credential").await
+}
+
+async fn ask<F>(actor: &ActorRef<CredentialMsg>, msg: F, what: &str) -> Result<GraphSession, CredentialError>
+where
+    F: FnOnce(Waiter) -> CredentialMsg,
+{
+    match actor.call(msg, Some(SESSION_TIMEOUT)).await {
+        Ok(ractor::rpc::CallResult::Success(res)) => res,
+        Ok(ractor::rpc::CallResult::Timeout) => {
+            Err(CredentialError::Token(TokenError::Transient(format!("{what}: no token within {SESSION_TIMEOUT:?}"))))
+        }
+        _ => Err(CredentialError::Unavailable(what.to_string())),
+    }
+}
+
 /// The child spec of a credential's actor.
 pub fn child_spec(deps: &Deps, id: &str) -> ChildSpec {
-    let actor = Credential {
-        deps: deps.clone(),
-        id: id.to_string(),
-    };
-    ChildSpec::new(actor_name(id), "credential", actor, || ())
-        .give_up(GiveUp::Park(deps.settings.park_for))
+    let actor = Credential { deps: deps.clone(), id: id.to_string() };
+    ChildSpec::new(actor_name(id), "credential", actor, || ()).give_up(GiveUp::Park(deps.settings.park_for))
 }
 
 /// At start, the credentials supervisor loads every stored credential and starts its actor.
@@ -122,19 +371,13 @@ pub fn start_hook(deps: &Deps) -> StartHook {
                 Ok(rows) => rows,
                 Err(e) => {
                     // Crash the supervisor: its parent restarts it, and the load is retried.
-                    let _ =
-                        sup.send_message(SupervisorMsg::Crash(format!("loading credentials: {e}")));
+                    let _ = sup.send_message(SupervisorMsg::Crash(format!("loading credentials: {e}")));
                     return;
                 }
             };
             for row in rows {
                 let spec = child_spec(&deps, &row.id);
-                let _ = sup
-                    .call(
-                        |r| SupervisorMsg::Add(spec, r),
-                        Some(Duration::from_secs(10)),
-                    )
-                    .await;
+                let _ = sup.call(|r| SupervisorMsg::Add(spec, r), Some(Duration::from_secs(10))).await;
             }
         });
     })
@@ -144,9 +387,7 @@ pub fn start_hook(deps: &Deps) -> StartHook {
 pub fn park_hook(deps: &Deps) -> ParkHook {
     let store = deps.store.clone();
     Arc::new(move |name: &str, reason: &str| {
-        let Some(id) = name.strip_prefix("credential:").map(str::to_string) else {
-            return;
-        };
+        let Some(id) = name.strip_prefix("credential:").map(str::to_string) else { return };
         let (store, reason) = (store.clone(), reason.to_string());
         tokio::spawn(async move {
             if let Err(e) = credentials::set_status(&store, &id, "degraded", Some(&reason)).await {

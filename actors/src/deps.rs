@@ -34,6 +34,8 @@ pub struct Settings {
     pub lifecycle_url: String,
     /// Graph base URL.
     pub graph_url: String,
+    /// Timeout of one Graph request.
+    pub graph_timeout: Duration,
     /// Identity platform base URL.
     pub login_url: String,
     /// Token-vending service base URL.

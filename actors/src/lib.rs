@@ -10,6 +10,7 @@ pub mod processor;
 pub mod receiver;
 pub mod renewal;
 pub mod store;
+pub mod subscription;
 pub mod supervision;
 pub mod token;
 pub mod tree;

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use ractor::{Actor, ActorProcessingErr, ActorRef};
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
 use crate::deps::Deps;
 use crate::store::subscriptions::{self, SubscriptionRow};
@@ -30,6 +30,10 @@ pub struct KnownSubscription {
 pub enum ReceiverMsg {
     /// Reload the subscription map from the store (a subscription was created or removed).
     Reload,
+    /// A subscription was created (or recreated) at Graph: accept its notifications now.
+    Learn { external_id: String, known: KnownSubscription, done: RpcReplyPort<()> },
+    /// A subscription is gone: drop its notifications from now on.
+    Forget(String),
     /// Self-sent: the subscriptions loaded from the store.
     Loaded(Result<Vec<SubscriptionRow>, StoreError>),
     /// Fail as if crashed (debug endpoint).
@@ -97,6 +101,15 @@ impl Actor for Receiver {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             ReceiverMsg::Reload => self.load(&myself),
+            ReceiverMsg::Learn { external_id, known, done } => {
+                st.subscriptions.insert(external_id, known);
+                self.deps.health.set_info(NAME, serde_json::json!({"subscriptions": st.subscriptions.len()}));
+                let _ = done.send(());
+            }
+            ReceiverMsg::Forget(external_id) => {
+                st.subscriptions.remove(&external_id);
+                self.deps.health.set_info(NAME, serde_json::json!({"subscriptions": st.subscriptions.len()}));
+            }
             ReceiverMsg::Loaded(Ok(rows)) => {
                 st.subscriptions = rows
                     .into_iter()
@@ -122,5 +135,23 @@ impl Actor for Receiver {
             ReceiverMsg::Crash(why) => return Err(why.into()),
         }
         Ok(())
+    }
+}
+
+/// Tells the receiver about a subscription Graph just created, and waits until it knows it,
+/// so that no notification for it is dropped as unknown.
+pub async fn learn(deps: &Deps, external_id: &str, known: KnownSubscription) {
+    if let Some(r) = deps.health.actor::<ReceiverMsg>(NAME) {
+        let external_id = external_id.to_string();
+        let _ = r
+            .call(|done| ReceiverMsg::Learn { external_id, known, done }, Some(std::time::Duration::from_secs(5)))
+            .await;
+    }
+}
+
+/// Tells the receiver that a subscription is gone.
+pub fn forget(deps: &Deps, external_id: &str) {
+    if let Some(r) = deps.health.actor::<ReceiverMsg>(NAME) {
+        let _ = r.send_message(ReceiverMsg::Forget(external_id.to_string()));
     }
 }

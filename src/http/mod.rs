@@ -20,8 +20,11 @@ use subtle::ConstantTimeEq;
 use crate::config::Config;
 use crate::error::ApiError;
 
+pub mod credentials;
 pub mod debug;
 pub mod health;
+pub mod json;
+pub mod subscriptions;
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -35,6 +38,8 @@ pub struct AppState {
 pub fn router(state: AppState) -> Router {
     let protected = Router::new()
         .merge(health::protected_router())
+        .merge(credentials::router())
+        .merge(subscriptions::router())
         .merge(debug::router(state.cfg.debug_endpoints))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
