@@ -138,7 +138,7 @@ impl Sim {
         let mut st = self.state();
         st.request_seq += 1;
         rec.seq = st.request_seq;
-        st.requests.push(rec);
+        super::state::push_capped(&mut st.requests, rec);
     }
 
     fn tenant_matches(&self, tenant: &str) -> bool {

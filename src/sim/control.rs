@@ -131,13 +131,14 @@ fn bad_request(message: impl Into<String>) -> Response {
 }
 
 /// Parses a JSON body ourselves so that bad input gets a clear 400 in our error shape.
-fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Response> {
+fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, SimError> {
     let body = if body.iter().all(u8::is_ascii_whitespace) {
         b"{}".as_slice()
     } else {
         body
     };
-    serde_json::from_slice(body).map_err(|e| bad_request(format!("invalid JSON body: {e}")))
+    serde_json::from_slice(body)
+        .map_err(|e| SimError::BadRequest(format!("invalid JSON body: {e}")))
 }
 
 pub(crate) fn router() -> Router<Sim> {
@@ -218,7 +219,7 @@ async fn list_mailboxes(State(sim): State<Sim>) -> Json<Value> {
 async fn add_mailbox(State(sim): State<Sim>, body: axum::body::Bytes) -> Response {
     let b: MailboxBody = match parse(&body) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(e) => return e.into_response(),
     };
     if b.mailbox.trim().is_empty() {
         return bad_request("mailbox must not be empty");
@@ -253,7 +254,7 @@ async fn deliver(
 ) -> Response {
     let v: Value = match parse(&body) {
         Ok(v) => v,
-        Err(r) => return r,
+        Err(e) => return e.into_response(),
     };
     let mails: Result<Vec<NewMail>, _> = match v {
         Value::Array(_) => serde_json::from_value(v),
@@ -277,7 +278,7 @@ async fn update_message(
 ) -> Response {
     let update: MessageUpdate = match parse(&body) {
         Ok(u) => u,
-        Err(r) => return r,
+        Err(e) => return e.into_response(),
     };
     match sim.update_message(&mailbox, &id, update).await {
         Ok(report) => Json(report).into_response(),
@@ -318,7 +319,7 @@ async fn lifecycle(
 ) -> Response {
     let b: LifecycleBody = match parse(&body) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(e) => return e.into_response(),
     };
     match sim.send_lifecycle(&id, &b.event).await {
         Ok(sent) => Json(json!({ "notifications": sent })).into_response(),
@@ -349,7 +350,7 @@ async fn drop_next(State(sim): State<Sim>, body: axum::body::Bytes) -> Response 
             sim.drop_next_notifications(b.count);
             StatusCode::NO_CONTENT.into_response()
         }
-        Err(r) => r,
+        Err(e) => e.into_response(),
     }
 }
 
@@ -359,7 +360,7 @@ async fn duplicate_next(State(sim): State<Sim>, body: axum::body::Bytes) -> Resp
             sim.duplicate_next_notifications(b.count);
             StatusCode::NO_CONTENT.into_response()
         }
-        Err(r) => r,
+        Err(e) => e.into_response(),
     }
 }
 
@@ -375,7 +376,7 @@ async fn faults(State(sim): State<Sim>) -> Json<Value> {
 async fn add_fault(State(sim): State<Sim>, body: axum::body::Bytes) -> Response {
     let spec: FaultSpec = match parse(&body) {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(e) => return e.into_response(),
     };
     match sim.add_fault(spec) {
         Ok(id) => (StatusCode::CREATED, Json(json!({"id": id}))).into_response(),
@@ -420,21 +421,21 @@ struct OptionalMailbox {
 async fn revoke_tokens(State(sim): State<Sim>, body: axum::body::Bytes) -> Response {
     match parse::<OptionalMailbox>(&body) {
         Ok(b) => Json(json!({"revoked": sim.revoke_tokens(b.mailbox.as_deref())})).into_response(),
-        Err(r) => r,
+        Err(e) => e.into_response(),
     }
 }
 
 async fn expire_tokens(State(sim): State<Sim>, body: axum::body::Bytes) -> Response {
     match parse::<OptionalMailbox>(&body) {
         Ok(b) => Json(json!({"expired": sim.expire_tokens(b.mailbox.as_deref())})).into_response(),
-        Err(r) => r,
+        Err(e) => e.into_response(),
     }
 }
 
 async fn refresh_token(State(sim): State<Sim>, body: axum::body::Bytes) -> Response {
     let b: MailboxBody = match parse(&body) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(e) => return e.into_response(),
     };
     match sim.issue_refresh_token(&b.mailbox) {
         Some(rt) => (
@@ -453,7 +454,7 @@ async fn connect(
 ) -> Response {
     let b: MailboxBody = match parse(&body) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(e) => return e.into_response(),
     };
     if sim.connect_credential(&id, &b.mailbox) {
         (

@@ -26,6 +26,27 @@ fn fail(status: StatusCode, code: &str, message: &str) -> Reply {
     (graph_error(status, code, message), Some(code.to_string()))
 }
 
+/// A Graph error not yet turned into a response (small, so it can travel in a `Result`).
+struct Fail {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl Fail {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    fn reply(self) -> Reply {
+        fail(self.status, self.code, &self.message)
+    }
+}
+
 fn ok(resp: impl IntoResponse) -> Reply {
     (resp.into_response(), None)
 }
@@ -202,7 +223,7 @@ async fn handle(
         None => None,
         Some(who) => match resolve_mailbox(sim, who, &principal) {
             Ok(key) => Some(key),
-            Err(reply) => return (reply, None),
+            Err(f) => return (f.reply(), None),
         },
     };
 
@@ -275,9 +296,9 @@ async fn handle(
     (reply, mailbox)
 }
 
-fn resolve_mailbox(sim: &Sim, who: &Who, principal: &Principal) -> Result<String, Reply> {
+fn resolve_mailbox(sim: &Sim, who: &Who, principal: &Principal) -> Result<String, Fail> {
     match (who, principal) {
-        (Who::Me, Principal::App) => Err(fail(
+        (Who::Me, Principal::App) => Err(Fail::new(
             StatusCode::BAD_REQUEST,
             "BadRequest",
             "/me request is only valid with delegated authentication flow.",
@@ -286,14 +307,14 @@ fn resolve_mailbox(sim: &Sim, who: &Who, principal: &Principal) -> Result<String
         (Who::User(name), _) => {
             let key = mailbox_key(name);
             if !sim.state().mailboxes.contains_key(&key) {
-                return Err(fail(
+                return Err(Fail::new(
                     StatusCode::NOT_FOUND,
                     "ErrorInvalidUser",
-                    &format!("The requested user '{name}' is invalid."),
+                    format!("The requested user '{name}' is invalid."),
                 ));
             }
             match principal {
-                Principal::User(own) if own != &key => Err(fail(
+                Principal::User(own) if own != &key => Err(Fail::new(
                     StatusCode::FORBIDDEN,
                     "ErrorAccessDenied",
                     "Access is denied. Check credentials and try again.",
@@ -378,6 +399,10 @@ struct CreateBody {
     include_resource_data: Option<bool>,
 }
 
+fn invalid_fail(msg: String) -> Fail {
+    Fail::new(StatusCode::BAD_REQUEST, "InvalidRequest", msg)
+}
+
 fn invalid(msg: &str) -> Reply {
     fail(StatusCode::BAD_REQUEST, "InvalidRequest", msg)
 }
@@ -406,9 +431,9 @@ fn subscription_json(sim: &Sim, s: &SimSubscription, with_client_state: bool) ->
 
 /// The expiry Graph grants for a requested one: raised to the 45-minute floor, refused
 /// above the maximum, or replaced by the configured test lifetime.
-fn granted_expiry(sim: &Sim, requested: &str) -> Result<DateTime<Utc>, Reply> {
+fn granted_expiry(sim: &Sim, requested: &str) -> Result<DateTime<Utc>, Fail> {
     let Ok(asked) = DateTime::parse_from_rfc3339(requested.trim()) else {
-        return Err(invalid(&format!(
+        return Err(invalid_fail(format!(
             "expirationDateTime '{requested}' is not a valid date and time."
         )));
     };
@@ -419,7 +444,7 @@ fn granted_expiry(sim: &Sim, requested: &str) -> Result<DateTime<Utc>, Reply> {
         |d: std::time::Duration| chrono::Duration::from_std(d).unwrap_or(chrono::Duration::zero());
     let max = to_chrono(cfg.max_subscription_lifetime);
     if asked > now + max {
-        return Err(invalid(&format!(
+        return Err(invalid_fail(format!(
             "Subscription expiration can only be {} minutes in the future.",
             max.num_minutes()
         )));
@@ -435,12 +460,12 @@ fn parse_resource(
     sim: &Sim,
     resource: &str,
     principal: &Principal,
-) -> Result<(String, Option<String>), Reply> {
+) -> Result<(String, Option<String>), Fail> {
     let path = resource.trim().trim_start_matches('/');
     let path = path.split('?').next().unwrap_or_default();
     let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     let unsupported = || {
-        invalid(&format!(
+        invalid_fail(format!(
             "Resource '{resource}' is not supported by the simulator: use me|users/{{id}}[/mailFolders('{{folder}}')]/messages."
         ))
     };
@@ -504,11 +529,11 @@ async fn create_subscription(sim: &Sim, principal: &Principal, body: &Bytes) -> 
     }
     let (mailbox, folder) = match parse_resource(sim, &resource, principal) {
         Ok(r) => r,
-        Err(reply) => return reply,
+        Err(f) => return f.reply(),
     };
     let expires = match granted_expiry(sim, &expiry) {
         Ok(e) => e,
-        Err(reply) => return reply,
+        Err(f) => return f.reply(),
     };
     let mut wanted: Vec<&str> = types.clone();
     wanted.sort_unstable();
@@ -613,7 +638,7 @@ fn renew_subscription(sim: &Sim, id: &str, body: &Bytes) -> Reply {
         .transpose()
     {
         Ok(e) => e,
-        Err(reply) => return reply,
+        Err(f) => return f.reply(),
     };
     let mut st = sim.state();
     st.sweep(Utc::now());

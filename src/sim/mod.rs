@@ -330,7 +330,8 @@ pub(crate) fn random_string(bytes: usize) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buf)
 }
 
-/// `relay365 sim` arguments.
+/// Runs the Graph simulator alone: token endpoints, Graph API and a control API
+/// (`relay365 sim`).
 #[derive(Debug, Clone, clap::Args)]
 pub struct SimArgs {
     /// Address to listen on.

@@ -66,8 +66,8 @@ fn change_key() -> String {
     format!("CQAAABYAAA{}", random_string(12))
 }
 
-fn resource_of(mb: &Mailbox, id: &str) -> String {
-    format!("Users/{}/Messages/{id}", mb.name)
+fn resource_of(mailbox: &str, id: &str) -> String {
+    format!("Users/{mailbox}/Messages/{id}")
 }
 
 impl Sim {
@@ -149,10 +149,10 @@ impl Sim {
                 touched.push((m.id.clone(), m.folder.clone(), m.change_key.clone()));
                 mb.messages.push(m);
             }
-            let mb = mb.clone();
+            let name = mb.name.clone();
             batch_for(
                 st.subscriptions.values(),
-                &mb,
+                &name,
                 "created",
                 &touched,
                 self.tenant_id(),
@@ -228,10 +228,10 @@ impl Sim {
             m.change_key = change_key();
             m.modified_at = Utc::now();
             let touched = vec![(m.id.clone(), m.folder.clone(), m.change_key.clone())];
-            let mb = mb.clone();
+            let name = mb.name.clone();
             batch_for(
                 st.subscriptions.values(),
-                &mb,
+                &name,
                 change,
                 &touched,
                 self.tenant_id(),
@@ -384,7 +384,7 @@ impl Sim {
             at: Utc::now(),
             body: Some(body.clone()),
         };
-        self.state().notifications.push(rec.clone());
+        super::state::push_capped(&mut self.state().notifications, rec.clone());
         rec
     }
 
@@ -449,7 +449,7 @@ impl Sim {
             at: Utc::now(),
             body: None,
         };
-        self.state().notifications.push(rec);
+        super::state::push_capped(&mut self.state().notifications, rec);
         outcome.1
     }
 }
@@ -531,16 +531,16 @@ fn build_message(mb: &mut Mailbox, mail: NewMail) -> Result<SimMessage, SimError
     })
 }
 
-/// Notification items per notificationUrl, for messages `(id, folder, change_key)` of `mb`,
+/// Notification items per notificationUrl, for messages `(id, folder, change_key)` of `mailbox`,
 /// in the shape of fixture `change-notification-message-created.json`.
 fn batch_for<'a>(
     subs: impl Iterator<Item = &'a SimSubscription>,
-    mb: &Mailbox,
+    mailbox: &str,
     change: &str,
     touched: &[(String, String, String)],
     tenant_id: &str,
 ) -> Vec<(String, Vec<Value>)> {
-    let key = mailbox_key(&mb.name);
+    let key = mailbox_key(mailbox);
     let now = Utc::now();
     let mut by_url: BTreeMap<String, Vec<Value>> = BTreeMap::new();
     for s in subs.filter(|s| s.expiration_date_time > now && s.has_change_type(change)) {
@@ -548,7 +548,7 @@ fn batch_for<'a>(
             if !s.watches(&key, folder) {
                 continue;
             }
-            let resource = resource_of(mb, id);
+            let resource = resource_of(mailbox, id);
             let mut item = json!({
                 "id": random_string(9),
                 "subscriptionId": s.id,

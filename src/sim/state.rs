@@ -354,3 +354,15 @@ impl State {
 pub(crate) fn mailbox_key(name: &str) -> String {
     name.trim().to_lowercase()
 }
+
+/// Most entries kept in each log; older ones are dropped so a long-running `relay365 sim`
+/// does not grow without bound.
+pub(crate) const LOG_CAP: usize = 10_000;
+
+/// Appends to a log, dropping the oldest tenth once it is full.
+pub(crate) fn push_capped<T>(log: &mut Vec<T>, item: T) {
+    if log.len() >= LOG_CAP {
+        log.drain(..LOG_CAP / 10);
+    }
+    log.push(item);
+}
