@@ -26,6 +26,8 @@ enum Command {
     Serve,
     /// Apply the database migrations and exit.
     Migrate,
+    /// Run the Graph simulator alone (token endpoints, Graph API, control API).
+    Sim(relay365::sim::SimArgs),
     /// Print the status tree of a running instance.
     Status {
         /// Base URL of the instance (default: http://{RELAY365_LISTEN}).
@@ -36,6 +38,23 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::Sim(args)) = cli.command {
+        // The simulator needs no service configuration.
+        telemetry::init_logs("info", relay365::config::LogFormat::Text);
+        return match tokio::runtime::Runtime::new()
+            .map(|rt| rt.block_on(relay365::sim::run_cli(args)))
+        {
+            Ok(Ok(())) => ExitCode::SUCCESS,
+            Ok(Err(e)) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(1)
+            }
+            Err(e) => {
+                eprintln!("error: cannot start the runtime: {e}");
+                ExitCode::from(1)
+            }
+        };
+    }
     let cfg = match Config::load(cli.config.as_deref()) {
         Ok(c) => c,
         Err(e) => return config_error(&e),
@@ -52,6 +71,7 @@ fn main() -> ExitCode {
             Command::Serve => serve(cfg).await,
             Command::Migrate => migrate(cfg).await,
             Command::Status { url } => status(cfg, url).await,
+            Command::Sim(_) => ExitCode::from(2), // handled above
         }
     })
 }

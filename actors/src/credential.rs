@@ -65,7 +65,10 @@ pub struct GraphSession {
 
 impl std::fmt::Debug for GraphSession {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GraphSession").field("mailbox", &self.mailbox).field("token", &"***").finish()
+        f.debug_struct("GraphSession")
+            .field("mailbox", &self.mailbox)
+            .field("token", &"***")
+            .finish()
     }
 }
 
@@ -77,11 +80,17 @@ impl GraphSession {
         F: Fn(GraphClient, String) -> Fut,
         Fut: std::future::Future<Output = Result<T, GraphError>>,
     {
-        let first = self.limiter.run(|| f(self.client.clone(), self.token.clone())).await;
+        let first = self
+            .limiter
+            .run(|| f(self.client.clone(), self.token.clone()))
+            .await;
         match first {
             Err(GraphError::Unauthorized { .. }) => {
                 let fresh = refreshed_session(&self.actor, &self.token).await?;
-                Ok(fresh.limiter.run(|| f(fresh.client.clone(), fresh.token.clone())).await?)
+                Ok(fresh
+                    .limiter
+                    .run(|| f(fresh.client.clone(), fresh.token.clone()))
+                    .await?)
             }
             other => Ok(other?),
         }
@@ -147,7 +156,11 @@ impl Credential {
         }
     }
 
-    fn session(&self, myself: &ActorRef<CredentialMsg>, st: &CredentialState) -> Option<GraphSession> {
+    fn session(
+        &self,
+        myself: &ActorRef<CredentialMsg>,
+        st: &CredentialState,
+    ) -> Option<GraphSession> {
         let token = st.cache.get(Utc::now())?;
         Some(GraphSession {
             client: st.client.clone(),
@@ -170,7 +183,9 @@ impl Credential {
     }
 
     fn start_fetch(&self, myself: &ActorRef<CredentialMsg>, st: &mut CredentialState) {
-        let Some(source) = st.source.clone() else { return }; // fetched once the row loads
+        let Some(source) = st.source.clone() else {
+            return;
+        }; // fetched once the row loads
         if st.fetching {
             return;
         }
@@ -184,8 +199,15 @@ impl Credential {
         );
     }
 
-    fn token_ready(&self, myself: &ActorRef<CredentialMsg>, st: &mut CredentialState, tok: AccessToken) {
-        self.deps.health.set_info(&self.name(), json!({"token_expires_at": tok.expires_at}));
+    fn token_ready(
+        &self,
+        myself: &ActorRef<CredentialMsg>,
+        st: &mut CredentialState,
+        tok: AccessToken,
+    ) {
+        self.deps
+            .health
+            .set_info(&self.name(), json!({"token_expires_at": tok.expires_at}));
         st.cache.set(tok);
         if st.degraded {
             st.degraded = false;
@@ -211,7 +233,9 @@ impl Credential {
 
     fn token_failed(&self, st: &mut CredentialState, err: TokenError) {
         tracing::warn!(credential = %self.id, error = %err, "token request failed");
-        self.deps.health.note_failure(&self.name(), &format!("token: {err}"));
+        self.deps
+            .health
+            .note_failure(&self.name(), &format!("token: {err}"));
         metrics::counter!("relay365_token_failures_total").increment(1);
         for w in st.waiters.drain(..) {
             let _ = w.send(Err(CredentialError::Token(err.clone())));
@@ -231,7 +255,11 @@ impl Actor for Credential {
     type State = CredentialState;
     type Arguments = ();
 
-    async fn pre_start(&self, _: ActorRef<CredentialMsg>, _: ()) -> Result<CredentialState, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        _: ActorRef<CredentialMsg>,
+        _: (),
+    ) -> Result<CredentialState, ActorProcessingErr> {
         let s = &self.deps.settings;
         Ok(CredentialState {
             source: None,
@@ -240,24 +268,40 @@ impl Actor for Credential {
             waiters: Vec::new(),
             fetching: false,
             limiter: MailboxLimiter::new(LimiterConfig::default()),
-            client: GraphClient::new(s.graph_url.clone(), self.deps.http.clone()).with_timeout(s.graph_timeout),
+            client: GraphClient::new(s.graph_url.clone(), self.deps.http.clone())
+                .with_timeout(s.graph_timeout),
             degraded: false,
         })
     }
 
-    async fn post_start(&self, myself: ActorRef<CredentialMsg>, st: &mut CredentialState) -> Result<(), ActorProcessingErr> {
+    async fn post_start(
+        &self,
+        myself: ActorRef<CredentialMsg>,
+        st: &mut CredentialState,
+    ) -> Result<(), ActorProcessingErr> {
         let limiter = st.limiter.clone();
         self.deps.health.set_info_fn(
             &self.name(),
             Arc::new(move || json!({"in_flight": limiter.in_flight(), "throttled_until": limiter.throttled_until()})),
         );
-        self.deps.health.set_info(&self.name(), json!({"token_expires_at": null}));
+        self.deps
+            .health
+            .set_info(&self.name(), json!({"token_expires_at": null}));
         let (store, id) = (self.deps.store.clone(), self.id.clone());
-        spawn_reply(&myself, async move { credentials::get(&store, &id).await }, CredentialMsg::Loaded);
+        spawn_reply(
+            &myself,
+            async move { credentials::get(&store, &id).await },
+            CredentialMsg::Loaded,
+        );
         Ok(())
     }
 
-    async fn handle(&self, myself: ActorRef<CredentialMsg>, msg: CredentialMsg, st: &mut CredentialState) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        myself: ActorRef<CredentialMsg>,
+        msg: CredentialMsg,
+        st: &mut CredentialState,
+    ) -> Result<(), ActorProcessingErr> {
         match msg {
             CredentialMsg::Session(reply) => self.serve(&myself, st, reply),
             CredentialMsg::Refused(token, reply) => {
@@ -269,12 +313,18 @@ impl Actor for Credential {
                 self.serve(&myself, st, reply);
             }
             CredentialMsg::Loaded(Ok(Some(row))) => {
-                let source: TokenSource = serde_json::from_str(&row.token_source)
-                    .map_err(|e| format!("credential {}: stored token source is unreadable: {e}", self.id))?;
+                let source: TokenSource = serde_json::from_str(&row.token_source).map_err(|e| {
+                    format!(
+                        "credential {}: stored token source is unreadable: {e}",
+                        self.id
+                    )
+                })?;
                 st.degraded = row.status == "degraded";
                 st.mailbox = row.mailbox;
                 st.source = Some(source);
-                self.deps.health.set_info(&self.name(), json!({"mailbox": st.mailbox}));
+                self.deps
+                    .health
+                    .set_info(&self.name(), json!({"mailbox": st.mailbox}));
                 if !st.waiters.is_empty() {
                     self.start_fetch(&myself, st);
                 }
@@ -311,7 +361,9 @@ impl Actor for Credential {
                 st.fetching = false;
                 if let Err(e) = res {
                     tracing::error!(credential = %self.id, error = %e, "could not store the rotated refresh token");
-                    self.deps.health.note_failure(&self.name(), &format!("storing refresh token: {e}"));
+                    self.deps
+                        .health
+                        .note_failure(&self.name(), &format!("storing refresh token: {e}"));
                 }
                 self.token_ready(&myself, st, tok);
             }
@@ -320,7 +372,11 @@ impl Actor for Credential {
         Ok(())
     }
 
-    async fn post_stop(&self, _: ActorRef<CredentialMsg>, st: &mut CredentialState) -> Result<(), ActorProcessingErr> {
+    async fn post_stop(
+        &self,
+        _: ActorRef<CredentialMsg>,
+        st: &mut CredentialState,
+    ) -> Result<(), ActorProcessingErr> {
         for w in st.waiters.drain(..) {
             let _ = w.send(Err(CredentialError::Unavailable(self.id.clone())));
         }
@@ -337,28 +393,44 @@ pub async fn session(deps: &Deps, credential_id: &str) -> Result<GraphSession, C
     ask(&actor, CredentialMsg::Session, credential_id).await
 }
 
-async fn refreshed_session(actor: &ActorRef<CredentialMsg>, refused: &str) -> Result<GraphSession, CredentialError> {
+async fn refreshed_session(
+    actor: &ActorRef<CredentialMsg>,
+    refused: &str,
+) -> Result<GraphSession, CredentialError> {
     let refused = refused.to_string();
-    ask(actor, move |r| CredentialMsg::Refused(refused.clone(), r), "credential").await
+    ask(
+        actor,
+        move |r| CredentialMsg::Refused(refused.clone(), r),
+        "credential",
+    )
+    .await
 }
 
-async fn ask<F>(actor: &ActorRef<CredentialMsg>, msg: F, what: &str) -> Result<GraphSession, CredentialError>
+async fn ask<F>(
+    actor: &ActorRef<CredentialMsg>,
+    msg: F,
+    what: &str,
+) -> Result<GraphSession, CredentialError>
 where
     F: FnOnce(Waiter) -> CredentialMsg,
 {
     match actor.call(msg, Some(SESSION_TIMEOUT)).await {
         Ok(ractor::rpc::CallResult::Success(res)) => res,
-        Ok(ractor::rpc::CallResult::Timeout) => {
-            Err(CredentialError::Token(TokenError::Transient(format!("{what}: no token within {SESSION_TIMEOUT:?}"))))
-        }
+        Ok(ractor::rpc::CallResult::Timeout) => Err(CredentialError::Token(TokenError::Transient(
+            format!("{what}: no token within {SESSION_TIMEOUT:?}"),
+        ))),
         _ => Err(CredentialError::Unavailable(what.to_string())),
     }
 }
 
 /// The child spec of a credential's actor.
 pub fn child_spec(deps: &Deps, id: &str) -> ChildSpec {
-    let actor = Credential { deps: deps.clone(), id: id.to_string() };
-    ChildSpec::new(actor_name(id), "credential", actor, || ()).give_up(GiveUp::Park(deps.settings.park_for))
+    let actor = Credential {
+        deps: deps.clone(),
+        id: id.to_string(),
+    };
+    ChildSpec::new(actor_name(id), "credential", actor, || ())
+        .give_up(GiveUp::Park(deps.settings.park_for))
 }
 
 /// At start, the credentials supervisor loads every stored credential and starts its actor.
@@ -371,13 +443,19 @@ pub fn start_hook(deps: &Deps) -> StartHook {
                 Ok(rows) => rows,
                 Err(e) => {
                     // Crash the supervisor: its parent restarts it, and the load is retried.
-                    let _ = sup.send_message(SupervisorMsg::Crash(format!("loading credentials: {e}")));
+                    let _ =
+                        sup.send_message(SupervisorMsg::Crash(format!("loading credentials: {e}")));
                     return;
                 }
             };
             for row in rows {
                 let spec = child_spec(&deps, &row.id);
-                let _ = sup.call(|r| SupervisorMsg::Add(spec, r), Some(Duration::from_secs(10))).await;
+                let _ = sup
+                    .call(
+                        |r| SupervisorMsg::Add(spec, r),
+                        Some(Duration::from_secs(10)),
+                    )
+                    .await;
             }
         });
     })
@@ -387,7 +465,9 @@ pub fn start_hook(deps: &Deps) -> StartHook {
 pub fn park_hook(deps: &Deps) -> ParkHook {
     let store = deps.store.clone();
     Arc::new(move |name: &str, reason: &str| {
-        let Some(id) = name.strip_prefix("credential:").map(str::to_string) else { return };
+        let Some(id) = name.strip_prefix("credential:").map(str::to_string) else {
+            return;
+        };
         let (store, reason) = (store.clone(), reason.to_string());
         tokio::spawn(async move {
             if let Err(e) = credentials::set_status(&store, &id, "degraded", Some(&reason)).await {

@@ -31,7 +31,11 @@ pub enum ReceiverMsg {
     /// Reload the subscription map from the store (a subscription was created or removed).
     Reload,
     /// A subscription was created (or recreated) at Graph: accept its notifications now.
-    Learn { external_id: String, known: KnownSubscription, done: RpcReplyPort<()> },
+    Learn {
+        external_id: String,
+        known: KnownSubscription,
+        done: RpcReplyPort<()>,
+    },
     /// A subscription is gone: drop its notifications from now on.
     Forget(String),
     /// Self-sent: the subscriptions loaded from the store.
@@ -101,14 +105,24 @@ impl Actor for Receiver {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             ReceiverMsg::Reload => self.load(&myself),
-            ReceiverMsg::Learn { external_id, known, done } => {
+            ReceiverMsg::Learn {
+                external_id,
+                known,
+                done,
+            } => {
                 st.subscriptions.insert(external_id, known);
-                self.deps.health.set_info(NAME, serde_json::json!({"subscriptions": st.subscriptions.len()}));
+                self.deps.health.set_info(
+                    NAME,
+                    serde_json::json!({"subscriptions": st.subscriptions.len()}),
+                );
                 let _ = done.send(());
             }
             ReceiverMsg::Forget(external_id) => {
                 st.subscriptions.remove(&external_id);
-                self.deps.health.set_info(NAME, serde_json::json!({"subscriptions": st.subscriptions.len()}));
+                self.deps.health.set_info(
+                    NAME,
+                    serde_json::json!({"subscriptions": st.subscriptions.len()}),
+                );
             }
             ReceiverMsg::Loaded(Ok(rows)) => {
                 st.subscriptions = rows
@@ -144,7 +158,14 @@ pub async fn learn(deps: &Deps, external_id: &str, known: KnownSubscription) {
     if let Some(r) = deps.health.actor::<ReceiverMsg>(NAME) {
         let external_id = external_id.to_string();
         let _ = r
-            .call(|done| ReceiverMsg::Learn { external_id, known, done }, Some(std::time::Duration::from_secs(5)))
+            .call(
+                |done| ReceiverMsg::Learn {
+                    external_id,
+                    known,
+                    done,
+                },
+                Some(std::time::Duration::from_secs(5)),
+            )
             .await;
     }
 }

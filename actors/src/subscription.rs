@@ -58,21 +58,32 @@ pub struct CreateRequest {
 
 /// A fresh clientState: 64 alphanumeric characters from the operating system's CSPRNG.
 pub fn new_client_state() -> String {
-    rand::rngs::OsRng.sample_iter(&Alphanumeric).take(CLIENT_STATE_LEN).map(char::from).collect()
+    rand::rngs::OsRng
+        .sample_iter(&Alphanumeric)
+        .take(CLIENT_STATE_LEN)
+        .map(char::from)
+        .collect()
 }
 
 /// The lifetime to ask for: the request's, within Graph's bounds; the maximum by default.
 pub fn lifetime_minutes(requested: Option<i64>) -> Result<i64, SubscriptionError> {
     match requested {
         None => Ok(MAX_LIFETIME_MINUTES),
-        Some(m) if m <= 0 => Err(SubscriptionError::BadRequest("expiration must be a positive duration".into())),
+        Some(m) if m <= 0 => Err(SubscriptionError::BadRequest(
+            "expiration must be a positive duration".into(),
+        )),
         Some(m) => Ok(m.clamp(MIN_LIFETIME_MINUTES, MAX_LIFETIME_MINUTES)),
     }
 }
 
 /// When to renew (SPEC §6): `expires_at − min(renew_before, lifetime / 2)`.
-pub fn next_renewal_at(deps: &Deps, expires_at: DateTime<Utc>, lifetime: ChronoDuration) -> DateTime<Utc> {
-    let before = ChronoDuration::from_std(deps.settings.renew_before).unwrap_or(ChronoDuration::days(1));
+pub fn next_renewal_at(
+    deps: &Deps,
+    expires_at: DateTime<Utc>,
+    lifetime: ChronoDuration,
+) -> DateTime<Utc> {
+    let before =
+        ChronoDuration::from_std(deps.settings.renew_before).unwrap_or(ChronoDuration::days(1));
     expires_at - before.min(lifetime / 2)
 }
 
@@ -91,7 +102,9 @@ fn normalize_change_types(given: Option<Vec<String>>) -> Result<String, Subscrip
         }
     }
     if out.is_empty() {
-        return Err(SubscriptionError::BadRequest("change_types must not be empty".into()));
+        return Err(SubscriptionError::BadRequest(
+            "change_types must not be empty".into(),
+        ));
     }
     Ok(out.join(","))
 }
@@ -99,7 +112,9 @@ fn normalize_change_types(given: Option<Vec<String>>) -> Result<String, Subscrip
 fn check_url(field: &str, url: &str) -> Result<(), SubscriptionError> {
     match url::Url::parse(url) {
         Ok(u) if u.scheme() == "https" || u.scheme() == "http" => Ok(()),
-        _ => Err(SubscriptionError::BadRequest(format!("{field} must be an http(s) URL"))),
+        _ => Err(SubscriptionError::BadRequest(format!(
+            "{field} must be an http(s) URL"
+        ))),
     }
 }
 
@@ -110,9 +125,15 @@ fn check_url(field: &str, url: &str) -> Result<(), SubscriptionError> {
 pub async fn create(deps: &Deps, req: CreateRequest) -> Result<SubscriptionRow, SubscriptionError> {
     let cred = credentials::get(&deps.store, &req.credential_id)
         .await?
-        .ok_or_else(|| SubscriptionError::NotFound(format!("no credential {}", req.credential_id)))?;
+        .ok_or_else(|| {
+            SubscriptionError::NotFound(format!("no credential {}", req.credential_id))
+        })?;
     let resource = match req.resource.map(|r| r.trim().to_string()) {
-        Some(r) if r.is_empty() => return Err(SubscriptionError::BadRequest("resource must not be empty".into())),
+        Some(r) if r.is_empty() => {
+            return Err(SubscriptionError::BadRequest(
+                "resource must not be empty".into(),
+            ))
+        }
         Some(r) => r,
         None => match &cred.mailbox {
             Some(m) => format!("users/{m}/mailFolders('inbox')/messages"),
@@ -121,13 +142,18 @@ pub async fn create(deps: &Deps, req: CreateRequest) -> Result<SubscriptionRow, 
     };
     let change_types = normalize_change_types(req.change_types)?;
     let minutes = lifetime_minutes(req.expiration_minutes)?;
-    let notification_url = req.notification_url.unwrap_or_else(|| deps.settings.notification_url.clone());
+    let notification_url = req
+        .notification_url
+        .unwrap_or_else(|| deps.settings.notification_url.clone());
     check_url("notification_url", &notification_url)?;
 
     // Ours already? Creating it again is a no-op.
     let existing = subscriptions::list(&deps.store, Some(&cred.id)).await?;
     if let Some(row) = existing.into_iter().find(|r| {
-        r.status == "active" && r.external_id.is_some() && r.resource.eq_ignore_ascii_case(&resource) && r.change_types == change_types
+        r.status == "active"
+            && r.external_id.is_some()
+            && r.resource.eq_ignore_ascii_case(&resource)
+            && r.change_types == change_types
     }) {
         return Ok(row);
     }
@@ -153,7 +179,9 @@ pub async fn create(deps: &Deps, req: CreateRequest) -> Result<SubscriptionRow, 
         },
     )
     .await?;
-    let row = subscriptions::get(&deps.store, &id).await?.ok_or_else(|| SubscriptionError::NotFound(id.clone()))?;
+    let row = subscriptions::get(&deps.store, &id)
+        .await?
+        .ok_or_else(|| SubscriptionError::NotFound(id.clone()))?;
     match create_at_graph(deps, &row, minutes).await {
         Ok(row) => Ok(row),
         Err(Adopted(existing)) => {
@@ -181,7 +209,11 @@ impl<E: Into<SubscriptionError>> From<E> for CreateOutcome {
 }
 
 /// Creates `row` at Graph (again, when it was removed there) and records what Graph granted.
-async fn create_at_graph(deps: &Deps, row: &SubscriptionRow, minutes: i64) -> Result<SubscriptionRow, CreateOutcome> {
+async fn create_at_graph(
+    deps: &Deps,
+    row: &SubscriptionRow,
+    minutes: i64,
+) -> Result<SubscriptionRow, CreateOutcome> {
     let session = credential::session(deps, &row.credential_id).await?;
     let mut retried = false;
     loop {
@@ -204,14 +236,24 @@ async fn create_at_graph(deps: &Deps, row: &SubscriptionRow, minutes: i64) -> Re
         match created {
             Ok(sub) => {
                 let lifetime = sub.expiration_date_time - requested_at;
-                return Ok(record(deps, row, &sub.id, sub.expiration_date_time, lifetime, false).await?);
+                return Ok(record(
+                    deps,
+                    row,
+                    &sub.id,
+                    sub.expiration_date_time,
+                    lifetime,
+                    false,
+                )
+                .await?);
             }
             Err(CredentialError::Graph(e @ GraphError::Conflict { .. })) if !retried => {
                 retried = true;
                 let Some(existing_id) = find_conflicting(&session, &e, row).await? else {
                     return Err(Failed(CredentialError::Graph(e).into()));
                 };
-                if let Some(ours) = subscriptions::get_by_external(&deps.store, &existing_id).await? {
+                if let Some(ours) =
+                    subscriptions::get_by_external(&deps.store, &existing_id).await?
+                {
                     return Err(Adopted(ours));
                 }
                 tracing::info!(subscription = %row.id, graph_id = %existing_id, "replacing a subscription we hold no clientState for");
@@ -232,11 +274,17 @@ async fn create_at_graph(deps: &Deps, row: &SubscriptionRow, minutes: i64) -> Re
 }
 
 /// The Graph id of the subscription a 409 refers to: from the message, or by listing.
-async fn find_conflicting(session: &GraphSession, err: &GraphError, row: &SubscriptionRow) -> Result<Option<String>, CredentialError> {
+async fn find_conflicting(
+    session: &GraphSession,
+    err: &GraphError,
+    row: &SubscriptionRow,
+) -> Result<Option<String>, CredentialError> {
     if let Some(id) = err.conflicting_subscription_id() {
         return Ok(Some(id.to_string()));
     }
-    let all = session.call(|c, t| async move { c.list_subscriptions(&t).await }).await?;
+    let all = session
+        .call(|c, t| async move { c.list_subscriptions(&t).await })
+        .await?;
     let norm = |s: &str| s.trim_start_matches('/').to_ascii_lowercase();
     Ok(all
         .into_iter()
@@ -264,7 +312,11 @@ async fn record(
         renewed,
     )
     .await?;
-    if row.external_id.as_deref().is_some_and(|old| old != external_id) {
+    if row
+        .external_id
+        .as_deref()
+        .is_some_and(|old| old != external_id)
+    {
         if let Some(old) = &row.external_id {
             receiver::forget(deps, old);
         }
@@ -272,24 +324,36 @@ async fn record(
     receiver::learn(
         deps,
         external_id,
-        KnownSubscription { id: row.id.clone(), credential_id: row.credential_id.clone(), client_state: row.client_state.clone() },
+        KnownSubscription {
+            id: row.id.clone(),
+            credential_id: row.credential_id.clone(),
+            client_state: row.client_state.clone(),
+        },
     )
     .await;
     if let Some(r) = deps.health.actor::<RenewalMsg>(renewal::NAME) {
         let _ = r.send_message(RenewalMsg::Reload);
     }
-    subscriptions::get(&deps.store, &row.id).await?.ok_or_else(|| SubscriptionError::NotFound(row.id.clone()))
+    subscriptions::get(&deps.store, &row.id)
+        .await?
+        .ok_or_else(|| SubscriptionError::NotFound(row.id.clone()))
 }
 
 /// Renews a subscription now (PATCH). A subscription Graph no longer has (404) is created
 /// again, keeping our id.
-pub async fn renew(deps: &Deps, id: &str, minutes: Option<i64>) -> Result<SubscriptionRow, SubscriptionError> {
+pub async fn renew(
+    deps: &Deps,
+    id: &str,
+    minutes: Option<i64>,
+) -> Result<SubscriptionRow, SubscriptionError> {
     let row = subscriptions::get(&deps.store, id)
         .await?
         .ok_or_else(|| SubscriptionError::NotFound(format!("no subscription {id}")))?;
     let minutes = lifetime_minutes(minutes)?;
     let Some(external_id) = row.external_id.clone() else {
-        return create_at_graph(deps, &row, minutes).await.map_err(outcome_error);
+        return create_at_graph(deps, &row, minutes)
+            .await
+            .map_err(outcome_error);
     };
     let session = credential::session(deps, &row.credential_id).await?;
     let requested_at = Utc::now();
@@ -301,13 +365,26 @@ pub async fn renew(deps: &Deps, id: &str, minutes: Option<i64>) -> Result<Subscr
         })
         .await;
     match renewed {
-        Ok(sub) => record(deps, &row, &sub.id, sub.expiration_date_time, sub.expiration_date_time - requested_at, true).await,
+        Ok(sub) => {
+            record(
+                deps,
+                &row,
+                &sub.id,
+                sub.expiration_date_time,
+                sub.expiration_date_time - requested_at,
+                true,
+            )
+            .await
+        }
         Err(CredentialError::Graph(GraphError::NotFound { .. })) => {
             tracing::info!(subscription = %row.id, "gone at Graph; creating it again");
-            create_at_graph(deps, &row, minutes).await.map_err(outcome_error)
+            create_at_graph(deps, &row, minutes)
+                .await
+                .map_err(outcome_error)
         }
         Err(e) => {
-            subscriptions::set_status(&deps.store, &row.id, &row.status, Some(&e.to_string())).await?;
+            subscriptions::set_status(&deps.store, &row.id, &row.status, Some(&e.to_string()))
+                .await?;
             Err(e.into())
         }
     }
@@ -316,7 +393,10 @@ pub async fn renew(deps: &Deps, id: &str, minutes: Option<i64>) -> Result<Subscr
 fn outcome_error(o: CreateOutcome) -> SubscriptionError {
     match o {
         Failed(e) => e,
-        Adopted(row) => SubscriptionError::BadRequest(format!("Graph already has this subscription as {}", row.id)),
+        Adopted(row) => SubscriptionError::BadRequest(format!(
+            "Graph already has this subscription as {}",
+            row.id
+        )),
     }
 }
 
@@ -349,7 +429,9 @@ pub async fn delete(deps: &Deps, id: &str) -> Result<(), SubscriptionError> {
 /// Deletes every subscription of a credential at Graph, best effort (the credential is going
 /// away; its rows go with it). Returns how many Graph deletions failed.
 pub async fn delete_all_at_graph(deps: &Deps, credential_id: &str) -> usize {
-    let rows = subscriptions::list(&deps.store, Some(credential_id)).await.unwrap_or_default();
+    let rows = subscriptions::list(&deps.store, Some(credential_id))
+        .await
+        .unwrap_or_default();
     let mut failed = 0;
     let session = match credential::session(deps, credential_id).await {
         Ok(s) => Some(s),
@@ -407,9 +489,17 @@ mod tests {
 
     #[test]
     fn change_types_are_checked_and_normalized() {
-        assert_eq!(normalize_change_types(None).ok().as_deref(), Some("created"));
+        assert_eq!(
+            normalize_change_types(None).ok().as_deref(),
+            Some("created")
+        );
         let v = |s: &[&str]| Some(s.iter().map(|x| x.to_string()).collect());
-        assert_eq!(normalize_change_types(v(&["Created", "deleted", "created"])).ok().as_deref(), Some("created,deleted"));
+        assert_eq!(
+            normalize_change_types(v(&["Created", "deleted", "created"]))
+                .ok()
+                .as_deref(),
+            Some("created,deleted")
+        );
         assert!(normalize_change_types(v(&["moved"])).is_err());
         assert!(normalize_change_types(v(&[])).is_err());
     }

@@ -54,7 +54,10 @@ pub fn view(row: &CredentialRow) -> Value {
     })
 }
 
-async fn create(State(state): State<AppState>, ApiJson(body): ApiJson<CreateBody>) -> ApiResult<(StatusCode, Json<Value>)> {
+async fn create(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<CreateBody>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
     let name = body.name.trim();
     if name.is_empty() || name.len() > 200 {
         return Err(ApiError::bad_request("name must be 1 to 200 characters"));
@@ -66,51 +69,83 @@ async fn create(State(state): State<AppState>, ApiJson(body): ApiJson<CreateBody
         None => uuid::Uuid::new_v4().to_string(),
     };
     let mailbox = match body.mailbox.map(|m| m.trim().to_string()) {
-        Some(m) if m.is_empty() => return Err(ApiError::bad_request("mailbox must not be empty when given")),
+        Some(m) if m.is_empty() => {
+            return Err(ApiError::bad_request(
+                "mailbox must not be empty when given",
+            ))
+        }
         other => other,
     };
     // serde's message names the field; it never echoes a value, so no secret leaks into it.
-    let source: TokenSource =
-        serde_json::from_value(body.token_source).map_err(|e| ApiError::bad_request(format!("token_source: {e}")))?;
+    let source: TokenSource = serde_json::from_value(body.token_source)
+        .map_err(|e| ApiError::bad_request(format!("token_source: {e}")))?;
     source.validate().map_err(ApiError::bad_request)?;
-    if matches!(source, TokenSource::AuthService) && state.deps.settings.auth_service_url.is_none() {
-        return Err(ApiError::bad_request("token_source auth_service needs AUTH_SERVICE_URL to be configured"));
+    if matches!(source, TokenSource::AuthService) && state.deps.settings.auth_service_url.is_none()
+    {
+        return Err(ApiError::bad_request(
+            "token_source auth_service needs AUTH_SERVICE_URL to be configured",
+        ));
     }
     let stored = serde_json::to_value(&source).map_err(|e| ApiError::Internal(e.into()))?;
-    if credentials::get(&state.deps.store, &id).await.map_err(internal)?.is_some() {
+    if credentials::get(&state.deps.store, &id)
+        .await
+        .map_err(internal)?
+        .is_some()
+    {
         return Err(ApiError::Conflict(format!("credential {id} exists")));
     }
-    let row = credentials::insert(&state.deps.store, &id, name, mailbox.as_deref(), source.kind(), &stored)
+    let row = credentials::insert(
+        &state.deps.store,
+        &id,
+        name,
+        mailbox.as_deref(),
+        source.kind(),
+        &stored,
+    )
+    .await
+    .map_err(|e| match e {
+        StoreError::Db(sqlx::Error::Database(d)) if d.is_unique_violation() => {
+            ApiError::Conflict(format!("credential {id} exists"))
+        }
+        other => internal(other),
+    })?;
+    tree::start_credential(&state.deps, &id)
         .await
-        .map_err(|e| match e {
-            StoreError::Db(sqlx::Error::Database(d)) if d.is_unique_violation() => {
-                ApiError::Conflict(format!("credential {id} exists"))
-            }
-            other => internal(other),
-        })?;
-    tree::start_credential(&state.deps, &id).await.map_err(|e| ApiError::Internal(e.into()))?;
+        .map_err(|e| ApiError::Internal(e.into()))?;
     tracing::info!(credential = %id, kind = source.kind(), "credential created");
     Ok((StatusCode::CREATED, Json(view(&row))))
 }
 
 async fn list(State(state): State<AppState>) -> ApiResult<Json<Value>> {
-    let rows = credentials::list(&state.deps.store).await.map_err(internal)?;
-    Ok(Json(json!({"credentials": rows.iter().map(view).collect::<Vec<_>>()})))
+    let rows = credentials::list(&state.deps.store)
+        .await
+        .map_err(internal)?;
+    Ok(Json(
+        json!({"credentials": rows.iter().map(view).collect::<Vec<_>>()}),
+    ))
 }
 
 async fn show(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    let row = credentials::get(&state.deps.store, &id).await.map_err(internal)?.ok_or_else(|| not_found(&id))?;
+    let row = credentials::get(&state.deps.store, &id)
+        .await
+        .map_err(internal)?
+        .ok_or_else(|| not_found(&id))?;
     Ok(Json(view(&row)))
 }
 
 /// Deletes the credential: its subscriptions at Graph (best effort), its rows, its actor.
 async fn remove(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<StatusCode> {
-    credentials::get(&state.deps.store, &id).await.map_err(internal)?.ok_or_else(|| not_found(&id))?;
+    credentials::get(&state.deps.store, &id)
+        .await
+        .map_err(internal)?
+        .ok_or_else(|| not_found(&id))?;
     let failed = subscription::delete_all_at_graph(&state.deps, &id).await;
     if failed > 0 {
         tracing::warn!(credential = %id, failed, "some subscriptions could not be deleted at Graph; they expire on their own");
     }
-    credentials::delete(&state.deps.store, &id).await.map_err(internal)?;
+    credentials::delete(&state.deps.store, &id)
+        .await
+        .map_err(internal)?;
     if let Err(e) = tree::stop_credential(&state.deps, &id).await {
         tracing::warn!(credential = %id, error = %e, "stopping the credential actor");
     }

@@ -23,7 +23,10 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/ms365/subscriptions", get(list_all).post(create))
         // GET takes a credential id, DELETE a subscription id (the seed's paths).
-        .route("/api/ms365/subscriptions/{id}", get(list_for_credential).delete(remove))
+        .route(
+            "/api/ms365/subscriptions/{id}",
+            get(list_for_credential).delete(remove),
+        )
         .route("/api/ms365/subscriptions/{id}/renew", patch(renew))
 }
 
@@ -57,14 +60,19 @@ struct CreateBody {
 
 fn minutes(m: Option<i64>, h: Option<i64>) -> ApiResult<Option<i64>> {
     match (m, h) {
-        (Some(_), Some(_)) => Err(ApiError::bad_request("give expiration_minutes or expiration_hours, not both")),
+        (Some(_), Some(_)) => Err(ApiError::bad_request(
+            "give expiration_minutes or expiration_hours, not both",
+        )),
         (Some(m), None) => Ok(Some(m)),
         (None, Some(h)) => Ok(Some(h.saturating_mul(60))),
         (None, None) => Ok(None),
     }
 }
 
-async fn create(State(state): State<AppState>, ApiJson(body): ApiJson<CreateBody>) -> ApiResult<(StatusCode, Json<Value>)> {
+async fn create(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<CreateBody>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
     let req = CreateRequest {
         credential_id: body.credential_id,
         resource: body.resource,
@@ -72,7 +80,9 @@ async fn create(State(state): State<AppState>, ApiJson(body): ApiJson<CreateBody
         expiration_minutes: minutes(body.expiration_minutes, body.expiration_hours)?,
         notification_url: body.notification_url,
     };
-    let row = subscription::create(&state.deps, req).await.map_err(map_err)?;
+    let row = subscription::create(&state.deps, req)
+        .await
+        .map_err(map_err)?;
     Ok((StatusCode::CREATED, Json(view(&row))))
 }
 
@@ -80,13 +90,20 @@ async fn list_all(State(state): State<AppState>) -> ApiResult<Json<Value>> {
     list(&state, None).await
 }
 
-async fn list_for_credential(State(state): State<AppState>, Path(credential_id): Path<String>) -> ApiResult<Json<Value>> {
+async fn list_for_credential(
+    State(state): State<AppState>,
+    Path(credential_id): Path<String>,
+) -> ApiResult<Json<Value>> {
     list(&state, Some(&credential_id)).await
 }
 
 async fn list(state: &AppState, credential_id: Option<&str>) -> ApiResult<Json<Value>> {
-    let rows = subscriptions::list(&state.deps.store, credential_id).await.map_err(|e| ApiError::Internal(e.into()))?;
-    Ok(Json(json!({"subscriptions": rows.iter().map(view).collect::<Vec<_>>()})))
+    let rows = subscriptions::list(&state.deps.store, credential_id)
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?;
+    Ok(Json(
+        json!({"subscriptions": rows.iter().map(view).collect::<Vec<_>>()}),
+    ))
 }
 
 #[derive(Deserialize, Default)]
@@ -96,21 +113,32 @@ struct RenewBody {
     expiration_hours: Option<i64>,
 }
 
-async fn renew(State(state): State<AppState>, Path(id): Path<String>, body: axum::body::Bytes) -> ApiResult<Json<Value>> {
+async fn renew(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> ApiResult<Json<Value>> {
     // The body is optional: an empty one renews for the maximum lifetime.
     let body: RenewBody = if body.iter().all(u8::is_ascii_whitespace) {
         RenewBody::default()
     } else {
-        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?
     };
-    let row = subscription::renew(&state.deps, &id, minutes(body.expiration_minutes, body.expiration_hours)?)
-        .await
-        .map_err(map_err)?;
+    let row = subscription::renew(
+        &state.deps,
+        &id,
+        minutes(body.expiration_minutes, body.expiration_hours)?,
+    )
+    .await
+    .map_err(map_err)?;
     Ok(Json(view(&row)))
 }
 
 async fn remove(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<StatusCode> {
-    subscription::delete(&state.deps, &id).await.map_err(map_err)?;
+    subscription::delete(&state.deps, &id)
+        .await
+        .map_err(map_err)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -122,17 +150,22 @@ pub fn map_err(e: SubscriptionError) -> ApiError {
         SubscriptionError::BadRequest(m) => ApiError::bad_request(m),
         SubscriptionError::Store(e) => ApiError::Internal(e.into()),
         SubscriptionError::Credential(CredentialError::Unavailable(m)) => ApiError::Unavailable(m),
-        SubscriptionError::Credential(CredentialError::Token(t)) => {
-            ApiError::Upstream { code: "token_error", message: t.to_string() }
-        }
+        SubscriptionError::Credential(CredentialError::Token(t)) => ApiError::Upstream {
+            code: "token_error",
+            message: t.to_string(),
+        },
         SubscriptionError::Credential(CredentialError::Graph(g)) => match &g {
-            GraphError::Throttled { .. } | GraphError::Transient { .. } => {
-                ApiError::Upstream { code: "graph_unavailable", message: g.to_string() }
-            }
+            GraphError::Throttled { .. } | GraphError::Transient { .. } => ApiError::Upstream {
+                code: "graph_unavailable",
+                message: g.to_string(),
+            },
             GraphError::Other { status, .. } if (400..500).contains(status) => {
                 ApiError::unprocessable("graph_rejected", g.to_string())
             }
-            _ => ApiError::Upstream { code: "graph_error", message: g.to_string() },
+            _ => ApiError::Upstream {
+                code: "graph_error",
+                message: g.to_string(),
+            },
         },
     }
 }
