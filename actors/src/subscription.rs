@@ -186,7 +186,7 @@ pub async fn create(deps: &Deps, req: CreateRequest) -> Result<SubscriptionRow, 
         Ok(row) => Ok(row),
         Err(Adopted(existing)) => {
             subscriptions::delete(&deps.store, &id).await?;
-            Ok(existing)
+            Ok(*existing)
         }
         Err(Failed(e)) => {
             // Nothing was created at Graph: leave no trace.
@@ -197,7 +197,7 @@ pub async fn create(deps: &Deps, req: CreateRequest) -> Result<SubscriptionRow, 
 }
 
 enum CreateOutcome {
-    Adopted(SubscriptionRow),
+    Adopted(Box<SubscriptionRow>),
     Failed(SubscriptionError),
 }
 use CreateOutcome::{Adopted, Failed};
@@ -254,7 +254,7 @@ async fn create_at_graph(
                 if let Some(ours) =
                     subscriptions::get_by_external(&deps.store, &existing_id).await?
                 {
-                    return Err(Adopted(ours));
+                    return Err(Adopted(Box::new(ours)));
                 }
                 tracing::info!(subscription = %row.id, graph_id = %existing_id, "replacing a subscription we hold no clientState for");
                 let deleted = session
