@@ -142,3 +142,13 @@ where
     }
     false
 }
+
+/// Starts the service on a free port whose URL is also its public URL (so that a simulator
+/// can reach its webhook), with the given extra settings.
+pub async fn spawn_public_app(db_url: &str, extra: &[(&str, &str)]) -> App {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let public = format!("http://{}", listener.local_addr().unwrap());
+    let mut all: Vec<(&str, &str)> = vec![("RELAY365_PUBLIC_URL", public.as_str())];
+    all.extend_from_slice(extra);
+    App::start(test_config(db_url, &all), listener).await.expect("app starts")
+}
