@@ -140,6 +140,7 @@ pub struct CredentialState {
     limiter: MailboxLimiter,
     client: GraphClient,
     degraded: bool,
+    preloaded: Option<CredentialRow>,
 }
 
 impl Credential {
@@ -253,12 +254,14 @@ impl Credential {
 impl Actor for Credential {
     type Msg = CredentialMsg;
     type State = CredentialState;
-    type Arguments = ();
+    /// The credential's row when the supervisor has just read it (boot, creation); `None`
+    /// on a restart, which reloads it from the store.
+    type Arguments = Option<CredentialRow>;
 
     async fn pre_start(
         &self,
         _: ActorRef<CredentialMsg>,
-        _: (),
+        row: Option<CredentialRow>,
     ) -> Result<CredentialState, ActorProcessingErr> {
         let s = &self.deps.settings;
         Ok(CredentialState {
@@ -271,6 +274,7 @@ impl Actor for Credential {
             client: GraphClient::new(s.graph_url.clone(), self.deps.http.clone())
                 .with_timeout(s.graph_timeout),
             degraded: false,
+            preloaded: row,
         })
     }
 
@@ -287,12 +291,19 @@ impl Actor for Credential {
         self.deps
             .health
             .set_info(&self.name(), json!({"token_expires_at": null}));
-        let (store, id) = (self.deps.store.clone(), self.id.clone());
-        spawn_reply(
-            &myself,
-            async move { credentials::get(&store, &id).await },
-            CredentialMsg::Loaded,
-        );
+        match st.preloaded.take() {
+            Some(row) => {
+                let _ = myself.send_message(CredentialMsg::Loaded(Ok(Some(row))));
+            }
+            None => {
+                let (store, id) = (self.deps.store.clone(), self.id.clone());
+                spawn_reply(
+                    &myself,
+                    async move { credentials::get(&store, &id).await },
+                    CredentialMsg::Loaded,
+                );
+            }
+        }
         Ok(())
     }
 
@@ -423,14 +434,18 @@ where
     }
 }
 
-/// The child spec of a credential's actor.
-pub fn child_spec(deps: &Deps, id: &str) -> ChildSpec {
+/// The child spec of a credential's actor. `row`, when given, spares the first start a read
+/// of the store; restarts always read it.
+pub fn child_spec(deps: &Deps, id: &str, row: Option<CredentialRow>) -> ChildSpec {
     let actor = Credential {
         deps: deps.clone(),
         id: id.to_string(),
     };
-    ChildSpec::new(actor_name(id), "credential", actor, || ())
-        .give_up(GiveUp::Park(deps.settings.park_for))
+    let first = std::sync::Mutex::new(row);
+    ChildSpec::new(actor_name(id), "credential", actor, move || {
+        first.lock().ok().and_then(|mut r| r.take())
+    })
+    .give_up(GiveUp::Park(deps.settings.park_for))
 }
 
 /// At start, the credentials supervisor loads every stored credential and starts its actor.
@@ -449,7 +464,7 @@ pub fn start_hook(deps: &Deps) -> StartHook {
                 }
             };
             for row in rows {
-                let spec = child_spec(&deps, &row.id);
+                let spec = child_spec(&deps, &row.id.clone(), Some(row));
                 let _ = sup
                     .call(
                         |r| SupervisorMsg::Add(spec, r),

@@ -22,6 +22,7 @@ use crate::deps::Deps;
 use crate::processor::{self, Processor, ProcessorMsg};
 use crate::receiver::{self, Receiver, ReceiverMsg};
 use crate::renewal::{self, Renewal, RenewalMsg};
+use crate::store::credentials::CredentialRow;
 use crate::supervision::{
     spawn_root, ChildSpec, FatalHook, Supervisor, SupervisorArgs, SupervisorMsg,
 };
@@ -185,9 +186,9 @@ fn supervisor(deps: &Deps, name: &str) -> Result<ActorRef<SupervisorMsg>, TreeEr
 }
 
 /// Starts the actor of a credential that was just stored.
-pub async fn start_credential(deps: &Deps, id: &str) -> Result<(), TreeError> {
+pub async fn start_credential(deps: &Deps, row: CredentialRow) -> Result<(), TreeError> {
     let sup = supervisor(deps, credential::SUPERVISOR)?;
-    let spec = credential::child_spec(deps, id);
+    let spec = credential::child_spec(deps, &row.id.clone(), Some(row));
     match sup.call(|r| SupervisorMsg::Add(spec, r), Some(CALL)).await {
         Ok(ractor::rpc::CallResult::Success(Ok(()))) => Ok(()),
         Ok(ractor::rpc::CallResult::Success(Err(e))) => Err(TreeError::Call(e)),

@@ -109,7 +109,7 @@ async fn create(
         }
         other => internal(other),
     })?;
-    tree::start_credential(&state.deps, &id)
+    tree::start_credential(&state.deps, row.clone())
         .await
         .map_err(|e| ApiError::Internal(e.into()))?;
     tracing::info!(credential = %id, kind = source.kind(), "credential created");

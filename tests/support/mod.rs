@@ -150,5 +150,7 @@ pub async fn spawn_public_app(db_url: &str, extra: &[(&str, &str)]) -> App {
     let public = format!("http://{}", listener.local_addr().unwrap());
     let mut all: Vec<(&str, &str)> = vec![("RELAY365_PUBLIC_URL", public.as_str())];
     all.extend_from_slice(extra);
-    App::start(test_config(db_url, &all), listener).await.expect("app starts")
+    App::start(test_config(db_url, &all), listener)
+        .await
+        .expect("app starts")
 }
