@@ -21,7 +21,9 @@ use crate::config::Config;
 use crate::error::ApiError;
 
 pub mod debug;
+pub mod events;
 pub mod health;
+pub mod webhook;
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -35,6 +37,7 @@ pub struct AppState {
 pub fn router(state: AppState) -> Router {
     let protected = Router::new()
         .merge(health::protected_router())
+        .merge(events::router())
         .merge(debug::router(state.cfg.debug_endpoints))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
@@ -42,6 +45,7 @@ pub fn router(state: AppState) -> Router {
         ));
     Router::new()
         .merge(health::open_router())
+        .merge(webhook::router())
         .merge(protected)
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .layer(middleware::from_fn(track_requests))
