@@ -2,19 +2,40 @@
 //! against the subscriptions it knows, makes them durable, and hands the new events on.
 //!
 //! Supervised by `root` (core). On (re)start it rebuilds its subscription map from the store.
+//!
+//! Group commit: the items of many concurrent requests are gathered into one transaction, and
+//! each request is answered only after the commit that holds its items. `handle` does no I/O:
+//! a commit runs on a task of its own and reports back with [`ReceiverMsg::Committed`], so
+//! the mailbox keeps gathering the next batch meanwhile. At most a few commits run at once (one
+//! on SQLite, which has a single writer). A request whose caller gave up (the HTTP handler
+//! answered 503 after `commit_timeout`) before its commit started is dropped unwritten.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use serde_json::{json, Map, Value};
+use subtle::ConstantTimeEq;
+use tokio::sync::oneshot;
 
 use crate::deps::Deps;
+use crate::store::events::{self, Inserted, NewEvent};
 use crate::store::subscriptions::{self, SubscriptionRow};
-use crate::store::StoreError;
+use crate::store::{new_id, now_ms, Backend, StoreError};
 use crate::supervision::Crash;
 use crate::util::spawn_reply;
 
 /// Name of the receiver in the tree.
 pub const NAME: &str = "receiver";
+
+/// Most items in one commit: bounds the latency of a batch.
+pub const MAX_BATCH_ITEMS: usize = 2_000;
+
+/// Most items waiting for a commit; beyond this new requests are refused at once (503)
+/// rather than queued into a backlog that could not be answered in time anyway.
+pub const MAX_PENDING_ITEMS: usize = 50_000;
 
 /// What the receiver knows of one subscription Graph may notify about.
 #[derive(Clone)]
@@ -25,6 +46,189 @@ pub struct KnownSubscription {
     /// Secret: compared in constant time, never logged.
     pub client_state: String,
 }
+
+// ---------------------------------------------------------------------------------------------
+// Parsing: the shape of a notification collection (SPEC §3.1, graph-contract §4, §6).
+// ---------------------------------------------------------------------------------------------
+
+/// One notification item, its shape checked by [`parse_collection`]. Not yet authenticated.
+#[derive(Clone)]
+pub struct Item {
+    /// Graph's subscription id. Absent means unknown (the item is dropped).
+    pub subscription_id: Option<String>,
+    /// Secret: compared in constant time, never logged (hence no `Debug`).
+    pub client_state: Option<String>,
+    /// A change or a lifecycle notification.
+    pub kind: ItemKind,
+    /// The item as Graph sent it, `clientState` replaced by `"***"` (what is stored).
+    pub raw: String,
+}
+
+impl std::fmt::Debug for Item {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Item")
+            .field("subscription_id", &self.subscription_id)
+            .field("kind", &self.kind)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What an item is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ItemKind {
+    /// A change notification (`changeType`).
+    Change {
+        change_type: String,
+        /// `resourceData.id`, else `resource`.
+        resource_id: Option<String>,
+        /// `resourceData.@odata.etag`.
+        etag: Option<String>,
+    },
+    /// A lifecycle notification (`lifecycleEvent`).
+    Lifecycle {
+        event: String,
+        /// `subscriptionExpirationDateTime`, verbatim (empty if absent).
+        expiration: String,
+    },
+}
+
+/// Why a body is not a notification collection. The text is safe to answer (no secrets).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ParseError(pub String);
+
+fn opt_str<'a>(
+    m: &'a Map<String, Value>,
+    key: &str,
+    at: &str,
+) -> Result<Option<&'a str>, ParseError> {
+    match m.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(ParseError(format!("{at}.{key} must be a string"))),
+    }
+}
+
+/// Parses a notification collection `{"value": [item, …]}`. Any JSON that is not an object
+/// with a `value` array of objects, or whose known fields have the wrong types, or an item that
+/// has neither `changeType` nor `lifecycleEvent`, is an error. Never panics (fuzzed).
+pub fn parse_collection(body: &[u8]) -> Result<Vec<Item>, ParseError> {
+    let top: Value = serde_json::from_slice(body)
+        .map_err(|e| ParseError(format!("the body is not JSON: {e}")))?;
+    let Value::Object(mut top) = top else {
+        return Err(ParseError(
+            "expected a JSON object with a `value` array".into(),
+        ));
+    };
+    let Some(Value::Array(values)) = top.remove("value") else {
+        return Err(ParseError(
+            "expected a JSON object with a `value` array".into(),
+        ));
+    };
+    let mut items = Vec::with_capacity(values.len());
+    for (i, v) in values.into_iter().enumerate() {
+        let Value::Object(mut m) = v else {
+            return Err(ParseError(format!("value[{i}] must be an object")));
+        };
+        let at = format!("value[{i}]");
+        let subscription_id = opt_str(&m, "subscriptionId", &at)?.map(str::to_string);
+        let client_state = opt_str(&m, "clientState", &at)?.map(str::to_string);
+        let change_type = opt_str(&m, "changeType", &at)?;
+        let lifecycle = opt_str(&m, "lifecycleEvent", &at)?;
+        let expiration = opt_str(&m, "subscriptionExpirationDateTime", &at)?;
+        let resource = opt_str(&m, "resource", &at)?;
+        let (resource_id, etag) = match m.get("resourceData") {
+            None | Some(Value::Null) => (None, None),
+            Some(Value::Object(rd)) => {
+                let rat = format!("{at}.resourceData");
+                (opt_str(rd, "id", &rat)?, opt_str(rd, "@odata.etag", &rat)?)
+            }
+            Some(_) => return Err(ParseError(format!("{at}.resourceData must be an object"))),
+        };
+        let kind = match (lifecycle, change_type) {
+            (Some(event), _) => ItemKind::Lifecycle {
+                event: event.to_string(),
+                expiration: expiration.unwrap_or_default().to_string(),
+            },
+            (None, Some(ct)) => ItemKind::Change {
+                change_type: ct.to_string(),
+                resource_id: resource_id.or(resource).map(str::to_string),
+                etag: etag.map(str::to_string),
+            },
+            (None, None) => {
+                return Err(ParseError(format!(
+                    "{at} has neither changeType nor lifecycleEvent"
+                )))
+            }
+        };
+        if m.contains_key("clientState") {
+            m.insert("clientState".into(), Value::String("***".into()));
+        }
+        let raw = serde_json::to_string(&m)
+            .map_err(|e| ParseError(format!("{at} cannot be stored: {e}")))?;
+        items.push(Item {
+            subscription_id,
+            client_state,
+            kind,
+            raw,
+        });
+    }
+    Ok(items)
+}
+
+/// The idempotency key of an item (SPEC §3.1): `{our subscription}:{changeType}:{resource id}:
+/// {etag}` for changes (etag empty if absent), `{Graph subscriptionId}:{lifecycleEvent}:
+/// {subscriptionExpirationDateTime}` for lifecycle items.
+pub fn idempotency_key(
+    our_subscription: &str,
+    graph_subscription: &str,
+    kind: &ItemKind,
+) -> String {
+    match kind {
+        ItemKind::Change {
+            change_type,
+            resource_id,
+            etag,
+        } => format!(
+            "{our_subscription}:{change_type}:{}:{}",
+            resource_id.as_deref().unwrap_or(""),
+            etag.as_deref().unwrap_or("")
+        ),
+        ItemKind::Lifecycle { event, expiration } => {
+            format!("{graph_subscription}:{event}:{expiration}")
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The actor.
+// ---------------------------------------------------------------------------------------------
+
+/// How one request's items fared. Not told to Graph (the answer is 202 either way).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IngestOutcome {
+    /// Items that passed the checks and are durable (new or seen before).
+    pub accepted: usize,
+    /// Items dropped: unknown subscription or wrong clientState.
+    pub dropped: usize,
+}
+
+/// Why a request's items could not be made durable. Every case is answered 503, so that Graph
+/// retries; nothing of the request is half-written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IngestError {
+    #[error("the receiver is not running")]
+    NotRunning,
+    #[error("the receiver is overloaded")]
+    Busy,
+    #[error("the store did not take the notifications in time")]
+    Timeout,
+    #[error("the store failed")]
+    Store,
+}
+
+/// The answer a waiting HTTP handler gets.
+pub type IngestReply = oneshot::Sender<Result<IngestOutcome, IngestError>>;
 
 /// The receiver's messages.
 pub enum ReceiverMsg {
@@ -38,8 +242,18 @@ pub enum ReceiverMsg {
     },
     /// A subscription is gone: drop its notifications from now on.
     Forget(String),
+    /// Like `Reload`, and tell `done` once the new map is in place.
+    ReloadThen(oneshot::Sender<()>),
     /// Self-sent: the subscriptions loaded from the store.
     Loaded(Result<Vec<SubscriptionRow>, StoreError>),
+    /// Items of one request; `reply` is answered after they are durable.
+    Ingest {
+        items: Vec<Item>,
+        received_at: i64,
+        reply: IngestReply,
+    },
+    /// Self-sent: a commit ended.
+    Committed(Box<Commit>),
     /// Fail as if crashed (debug endpoint).
     Crash(String),
 }
@@ -50,19 +264,94 @@ impl From<Crash> for ReceiverMsg {
     }
 }
 
+/// A finished commit, as reported by its task.
+pub struct Commit {
+    result: Result<Vec<Inserted>, StoreError>,
+    /// Items written (before de-duplication).
+    items: usize,
+    waiters: Vec<(IngestReply, IngestOutcome)>,
+    /// Our ids of the subscriptions notified in this batch.
+    subscriptions: HashSet<String>,
+}
+
+/// Counters of the receiver, shown as its `info` in `/status`. They outlive restarts.
+#[derive(Debug, Default)]
+pub struct ReceiverStats {
+    pub subscriptions: AtomicU64,
+    /// New events stored.
+    pub accepted: AtomicU64,
+    /// Authentic items already stored before.
+    pub duplicates: AtomicU64,
+    /// Items dropped: unknown subscription or wrong clientState.
+    pub dropped: AtomicU64,
+    /// Commits done.
+    pub batches: AtomicU64,
+    /// Commits that failed (their requests were answered 503).
+    pub failed_batches: AtomicU64,
+    /// Items waiting for a commit.
+    pub pending: AtomicU64,
+}
+
+impl ReceiverStats {
+    /// The `info` object of `/status`.
+    pub fn info(&self) -> Value {
+        let n = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        json!({
+            "subscriptions": n(&self.subscriptions),
+            "accepted": n(&self.accepted),
+            "duplicates": n(&self.duplicates),
+            "dropped": n(&self.dropped),
+            "batches": n(&self.batches),
+            "failed_batches": n(&self.failed_batches),
+            "pending": n(&self.pending),
+        })
+    }
+}
+
 /// The receiver actor.
 #[derive(Clone)]
 pub struct Receiver {
     pub deps: Deps,
+    pub stats: Arc<ReceiverStats>,
+}
+
+struct Waiter {
+    reply: IngestReply,
+    events: Vec<NewEvent>,
+    dropped: usize,
 }
 
 /// The receiver's state.
 pub struct ReceiverState {
     /// Graph subscription id → what we know of it.
     subscriptions: HashMap<String, KnownSubscription>,
+    /// False until the map is first loaded: requests are held meanwhile (checked against an
+    /// empty map, Graph's retries after a restart would all be dropped as unknown).
+    loaded: bool,
+    /// Requests that came before the map.
+    early: Vec<(Vec<Item>, i64, IngestReply)>,
+    /// Requests waiting for a commit, oldest first.
+    pending: VecDeque<Waiter>,
+    pending_items: usize,
+    in_flight: usize,
+    max_in_flight: usize,
+    /// When we last wrote `last_notification_at` of a subscription (our id → Unix ms).
+    touched: HashMap<String, i64>,
+    reload_waiters: Vec<oneshot::Sender<()>>,
 }
 
+/// `last_notification_at` is written at most this often per subscription.
+const TOUCH_EVERY_MS: i64 = 1_000;
+
 impl Receiver {
+    /// A receiver with fresh counters.
+    pub fn new(deps: Deps) -> Self {
+        Self {
+            deps,
+            stats: Arc::new(ReceiverStats::default()),
+        }
+    }
+
     fn load(&self, myself: &ActorRef<ReceiverMsg>) {
         let store = self.deps.store.clone();
         spawn_reply(
@@ -70,6 +359,237 @@ impl Receiver {
             async move { subscriptions::list_receivable(&store).await },
             ReceiverMsg::Loaded,
         );
+    }
+
+    /// Checks the items of one request: the authentic ones become new events; the others are
+    /// counted as dropped.
+    fn check(
+        &self,
+        st: &ReceiverState,
+        items: Vec<Item>,
+        received_at: i64,
+    ) -> (Vec<NewEvent>, usize) {
+        let mut events = Vec::with_capacity(items.len());
+        let (mut unknown, mut forged) = (0usize, 0usize);
+        for item in items {
+            let Some(sub) = item
+                .subscription_id
+                .as_deref()
+                .and_then(|id| st.subscriptions.get(id))
+            else {
+                unknown += 1;
+                continue;
+            };
+            let given = item.client_state.as_deref().unwrap_or("");
+            // ct_eq is constant-time for equal lengths; a length mismatch is a mismatch anyway.
+            if item.client_state.is_none()
+                || !bool::from(given.as_bytes().ct_eq(sub.client_state.as_bytes()))
+            {
+                forged += 1;
+                continue;
+            }
+            let graph_id = item.subscription_id.as_deref().unwrap_or("");
+            let key = idempotency_key(&sub.id, graph_id, &item.kind);
+            let (kind, change_type, resource_id) = match item.kind {
+                ItemKind::Change {
+                    change_type,
+                    resource_id,
+                    ..
+                } => ("change", change_type, resource_id),
+                ItemKind::Lifecycle { event, .. } => ("lifecycle", event, None),
+            };
+            events.push(NewEvent {
+                id: new_id(),
+                idempotency_key: key,
+                kind,
+                subscription_id: Some(sub.id.clone()),
+                credential_id: Some(sub.credential_id.clone()),
+                change_type,
+                resource_id,
+                raw: item.raw,
+                received_at,
+            });
+        }
+        if unknown > 0 {
+            metrics::counter!("relay365_notifications_dropped_total", "reason" => "unknown_subscription")
+                .increment(unknown as u64);
+        }
+        if forged > 0 {
+            metrics::counter!("relay365_notifications_dropped_total", "reason" => "client_state")
+                .increment(forged as u64);
+        }
+        let dropped = unknown + forged;
+        if dropped > 0 {
+            self.stats
+                .dropped
+                .fetch_add(dropped as u64, Ordering::Relaxed);
+            tracing::debug!(unknown, forged, "notification items dropped");
+        }
+        (events, dropped)
+    }
+
+    /// Checks one request's items and queues the authentic ones for the next commit (or
+    /// answers at once when none is left, or when too much is queued already).
+    fn queue(
+        &self,
+        st: &mut ReceiverState,
+        items: Vec<Item>,
+        received_at: i64,
+        reply: IngestReply,
+    ) {
+        if reply.is_closed() {
+            return;
+        }
+        let (events, dropped) = self.check(st, items, received_at);
+        if events.is_empty() {
+            let _ = reply.send(Ok(IngestOutcome {
+                accepted: 0,
+                dropped,
+            }));
+        } else if st.pending_items >= MAX_PENDING_ITEMS {
+            let _ = reply.send(Err(IngestError::Busy));
+        } else {
+            st.pending_items += events.len();
+            st.pending.push_back(Waiter {
+                reply,
+                events,
+                dropped,
+            });
+        }
+    }
+
+    /// Starts commits while fewer than `max_in_flight` run and requests are waiting.
+    fn start_commits(&self, myself: &ActorRef<ReceiverMsg>, st: &mut ReceiverState) {
+        while st.in_flight < st.max_in_flight && !st.pending.is_empty() {
+            let mut batch: Vec<NewEvent> = Vec::new();
+            let mut waiters = Vec::new();
+            let mut subs = HashSet::new();
+            while let Some(w) = st.pending.front() {
+                if !batch.is_empty() && batch.len() + w.events.len() > MAX_BATCH_ITEMS {
+                    break;
+                }
+                let Some(w) = st.pending.pop_front() else {
+                    break;
+                };
+                st.pending_items -= w.events.len();
+                if w.reply.is_closed() {
+                    // Its caller answered 503 already: keep "503 ⇒ nothing written".
+                    metrics::counter!("relay365_receiver_abandoned_total")
+                        .increment(w.events.len() as u64);
+                    continue;
+                }
+                let outcome = IngestOutcome {
+                    accepted: w.events.len(),
+                    dropped: w.dropped,
+                };
+                for e in &w.events {
+                    if let Some(s) = &e.subscription_id {
+                        if !subs.contains(s) {
+                            subs.insert(s.clone());
+                        }
+                    }
+                }
+                batch.extend(w.events);
+                waiters.push((w.reply, outcome));
+            }
+            self.stats
+                .pending
+                .store(st.pending_items as u64, Ordering::Relaxed);
+            if waiters.is_empty() {
+                continue;
+            }
+            st.in_flight += 1;
+            let store = self.deps.store.clone();
+            // A hung database must not hold a commit slot for ever; a late commit is harmless
+            // (its callers got 503 and Graph's retry is a duplicate).
+            let limit = (self.deps.settings.commit_timeout * 5).max(Duration::from_secs(10));
+            let items = batch.len();
+            spawn_reply(
+                myself,
+                async move {
+                    let result =
+                        match tokio::time::timeout(limit, events::insert_batch(&store, &batch))
+                            .await
+                        {
+                            Ok(r) => r,
+                            Err(_) => Err(StoreError::Db(sqlx::Error::PoolTimedOut)),
+                        };
+                    Box::new(Commit {
+                        result,
+                        items,
+                        waiters,
+                        subscriptions: subs,
+                    })
+                },
+                ReceiverMsg::Committed,
+            );
+        }
+    }
+
+    fn committed(&self, st: &mut ReceiverState, commit: Commit) {
+        st.in_flight -= 1;
+        match commit.result {
+            Ok(inserted) => {
+                let new = inserted.len();
+                let dups = commit.items.saturating_sub(new);
+                self.stats.batches.fetch_add(1, Ordering::Relaxed);
+                self.stats.accepted.fetch_add(new as u64, Ordering::Relaxed);
+                self.stats
+                    .duplicates
+                    .fetch_add(dups as u64, Ordering::Relaxed);
+                metrics::counter!("relay365_notifications_accepted_total").increment(new as u64);
+                metrics::counter!("relay365_notifications_duplicates_total").increment(dups as u64);
+                metrics::counter!("relay365_receiver_commits_total", "result" => "ok").increment(1);
+                metrics::histogram!("relay365_receiver_batch_items").record(commit.items as f64);
+                for (reply, outcome) in commit.waiters {
+                    let _ = reply.send(Ok(outcome));
+                }
+                if !inserted.is_empty() {
+                    crate::tree::dispatch_events(
+                        &self.deps,
+                        inserted
+                            .into_iter()
+                            .map(|e| (e.id, e.subscription_id))
+                            .collect(),
+                    );
+                }
+                self.touch(st, commit.subscriptions);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, items = commit.items, "commit of notifications failed");
+                self.stats.failed_batches.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!("relay365_receiver_commits_total", "result" => "error")
+                    .increment(1);
+                for (reply, _) in commit.waiters {
+                    let _ = reply.send(Err(IngestError::Store));
+                }
+            }
+        }
+    }
+
+    /// Notes `last_notification_at`, at most once a second per subscription, off the hot path.
+    fn touch(&self, st: &mut ReceiverState, subs: HashSet<String>) {
+        let now = now_ms();
+        let due: Vec<String> = subs
+            .into_iter()
+            .filter(|s| {
+                st.touched
+                    .get(s)
+                    .is_none_or(|at| now - at >= TOUCH_EVERY_MS)
+            })
+            .collect();
+        if due.is_empty() {
+            return;
+        }
+        for s in &due {
+            st.touched.insert(s.clone(), now);
+        }
+        let store = self.deps.store.clone();
+        tokio::spawn(async move {
+            if let Err(e) = subscriptions::touch_notified(&store, &due, now).await {
+                tracing::debug!(error = %e, "could not note last_notification_at");
+            }
+        });
     }
 }
 
@@ -85,6 +605,17 @@ impl Actor for Receiver {
     ) -> Result<ReceiverState, ActorProcessingErr> {
         Ok(ReceiverState {
             subscriptions: HashMap::new(),
+            loaded: false,
+            early: Vec::new(),
+            pending: VecDeque::new(),
+            pending_items: 0,
+            in_flight: 0,
+            max_in_flight: match self.deps.store.backend() {
+                Backend::Sqlite => 1,
+                Backend::Postgres => 4,
+            },
+            touched: HashMap::new(),
+            reload_waiters: Vec::new(),
         })
     }
 
@@ -104,6 +635,22 @@ impl Actor for Receiver {
         st: &mut ReceiverState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
+            ReceiverMsg::Ingest {
+                items,
+                received_at,
+                reply,
+            } => {
+                if st.loaded {
+                    self.queue(st, items, received_at, reply);
+                    self.start_commits(&myself, st);
+                } else {
+                    st.early.push((items, received_at, reply));
+                }
+            }
+            ReceiverMsg::Committed(commit) => {
+                self.committed(st, *commit);
+                self.start_commits(&myself, st);
+            }
             ReceiverMsg::Reload => self.load(&myself),
             ReceiverMsg::Learn {
                 external_id,
@@ -111,18 +658,20 @@ impl Actor for Receiver {
                 done,
             } => {
                 st.subscriptions.insert(external_id, known);
-                self.deps.health.set_info(
-                    NAME,
-                    serde_json::json!({"subscriptions": st.subscriptions.len()}),
-                );
+                self.stats
+                    .subscriptions
+                    .store(st.subscriptions.len() as u64, Ordering::Relaxed);
                 let _ = done.send(());
             }
             ReceiverMsg::Forget(external_id) => {
                 st.subscriptions.remove(&external_id);
-                self.deps.health.set_info(
-                    NAME,
-                    serde_json::json!({"subscriptions": st.subscriptions.len()}),
-                );
+                self.stats
+                    .subscriptions
+                    .store(st.subscriptions.len() as u64, Ordering::Relaxed);
+            }
+            ReceiverMsg::ReloadThen(done) => {
+                st.reload_waiters.push(done);
+                self.load(&myself);
             }
             ReceiverMsg::Loaded(Ok(rows)) => {
                 st.subscriptions = rows
@@ -139,10 +688,19 @@ impl Actor for Receiver {
                         ))
                     })
                     .collect();
-                self.deps.health.set_info(
-                    NAME,
-                    serde_json::json!({"subscriptions": st.subscriptions.len()}),
-                );
+                self.stats
+                    .subscriptions
+                    .store(st.subscriptions.len() as u64, Ordering::Relaxed);
+                for done in st.reload_waiters.drain(..) {
+                    let _ = done.send(());
+                }
+                if !st.loaded {
+                    st.loaded = true;
+                    for (items, received_at, reply) in std::mem::take(&mut st.early) {
+                        self.queue(st, items, received_at, reply);
+                    }
+                    self.start_commits(&myself, st);
+                }
             }
             // Without its map the receiver cannot tell real notifications from forged ones.
             ReceiverMsg::Loaded(Err(e)) => return Err(format!("loading subscriptions: {e}").into()),
@@ -174,5 +732,102 @@ pub async fn learn(deps: &Deps, external_id: &str, known: KnownSubscription) {
 pub fn forget(deps: &Deps, external_id: &str) {
     if let Some(r) = deps.health.actor::<ReceiverMsg>(NAME) {
         let _ = r.send_message(ReceiverMsg::Forget(external_id.to_string()));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// What the HTTP layer and other parts call.
+// ---------------------------------------------------------------------------------------------
+
+fn receiver(deps: &Deps) -> Result<ActorRef<ReceiverMsg>, IngestError> {
+    deps.health
+        .actor::<ReceiverMsg>(NAME)
+        .ok_or(IngestError::NotRunning)
+}
+
+/// Hands one request's items to the receiver and waits until they are durable, at most
+/// `Settings::commit_timeout`. `Ok` means: every authentic item is stored (answer 202); `Err`
+/// means answer 503.
+pub async fn ingest(deps: &Deps, items: Vec<Item>) -> Result<IngestOutcome, IngestError> {
+    if items.is_empty() {
+        return Ok(IngestOutcome::default());
+    }
+    let actor = receiver(deps)?;
+    let (reply, rx) = oneshot::channel();
+    actor
+        .send_message(ReceiverMsg::Ingest {
+            items,
+            received_at: now_ms(),
+            reply,
+        })
+        .map_err(|_| IngestError::NotRunning)?;
+    match tokio::time::timeout(deps.settings.commit_timeout, rx).await {
+        Ok(Ok(outcome)) => outcome,
+        // The receiver died with our request in hand (it is restarted; Graph retries).
+        Ok(Err(_)) => Err(IngestError::NotRunning),
+        Err(_) => Err(IngestError::Timeout),
+    }
+}
+
+/// Reloads the receiver's subscription map from the store and waits (at most 5 s) until the
+/// new map is in place. Call after storing a subscription's Graph id, before Graph may notify.
+pub async fn reload(deps: &Deps) -> Result<(), IngestError> {
+    let actor = receiver(deps)?;
+    let (done, rx) = oneshot::channel();
+    actor
+        .send_message(ReceiverMsg::ReloadThen(done))
+        .map_err(|_| IngestError::NotRunning)?;
+    match tokio::time::timeout(Duration::from_secs(5), rx).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err(IngestError::NotRunning),
+        Err(_) => Err(IngestError::Timeout),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn parses_and_masks() {
+        let body =
+            br#"{"value":[{"subscriptionId":"s","clientState":"secret","changeType":"created",
+            "resource":"r","resourceData":{"id":"m1","@odata.etag":"W/\"1\""}},
+            {"subscriptionId":"s","clientState":"secret","lifecycleEvent":"missed",
+             "subscriptionExpirationDateTime":"2019-03-20T11:00:00Z"}]}"#;
+        let items = parse_collection(body).unwrap();
+        assert_eq!(items.len(), 2);
+        assert!(!items[0].raw.contains("secret") && items[0].raw.contains("\"***\""));
+        assert_eq!(
+            idempotency_key("our", "s", &items[0].kind),
+            "our:created:m1:W/\"1\""
+        );
+        assert_eq!(
+            idempotency_key("our", "s", &items[1].kind),
+            "s:missed:2019-03-20T11:00:00Z"
+        );
+        assert_eq!(items[0].client_state.as_deref(), Some("secret"));
+    }
+
+    #[test]
+    fn rejects_bad_shapes() {
+        for body in [
+            &b"nope"[..],
+            b"[]",
+            b"{}",
+            b"{\"value\":{}}",
+            b"{\"value\":[1]}",
+            b"{\"value\":[{\"subscriptionId\":1,\"changeType\":\"created\"}]}",
+            b"{\"value\":[{\"changeType\":\"created\",\"resourceData\":[]}]}",
+            b"{\"value\":[{\"subscriptionId\":\"s\"}]}",
+        ] {
+            assert!(
+                parse_collection(body).is_err(),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+        assert!(parse_collection(b"{\"value\":[]}").unwrap().is_empty());
     }
 }

@@ -131,14 +131,10 @@ pub async fn spawn_tree(deps: Deps, on_fatal: FatalHook) -> Result<Tree, SpawnEr
             move || args.clone(),
         )
     };
+    let receiver = Receiver::new(deps.clone());
+    let receiver_stats = receiver.stats.clone();
     let children = vec![
-        ChildSpec::new(
-            receiver::NAME,
-            "receiver",
-            Receiver { deps: deps.clone() },
-            || (),
-        )
-        .core(),
+        ChildSpec::new(receiver::NAME, "receiver", receiver, || ()).core(),
         processors.core(),
         deliveries,
         ChildSpec::new(
@@ -156,6 +152,8 @@ pub async fn spawn_tree(deps: Deps, on_fatal: FatalHook) -> Result<Tree, SpawnEr
         deps.health
             .register(&spec.name, spec.kind, Some(ROOT), spec.core);
     }
+    deps.health
+        .set_info_fn(receiver::NAME, Arc::new(move || receiver_stats.info()));
     deps.health.set_info_fn(processor::POOL, {
         let stats = deps.processor_stats.clone();
         Arc::new(move || stats.info())

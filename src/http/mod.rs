@@ -22,9 +22,11 @@ use crate::error::ApiError;
 
 pub mod credentials;
 pub mod debug;
+pub mod events;
 pub mod health;
 pub mod json;
 pub mod subscriptions;
+pub mod webhook;
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -40,6 +42,7 @@ pub fn router(state: AppState) -> Router {
         .merge(health::protected_router())
         .merge(credentials::router())
         .merge(subscriptions::router())
+        .merge(events::router())
         .merge(debug::router(state.cfg.debug_endpoints))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
@@ -47,6 +50,7 @@ pub fn router(state: AppState) -> Router {
         ));
     Router::new()
         .merge(health::open_router())
+        .merge(webhook::router())
         .merge(protected)
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .layer(middleware::from_fn(track_requests))

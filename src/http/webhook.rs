@@ -1,0 +1,148 @@
+//! The public notification routes Graph calls (SPEC §3.1): `/api/ms365/webhook` and
+//! `/api/ms365/lifecycle`, POST and GET.
+//!
+//! Graph allows 3 s per answer and throttles (then drops notifications for) a slow URL, so
+//! these handlers stay thin: answer a validation at once, check the content type and size,
+//! parse, hand the items to the receiver actor and wait for its group commit (at most
+//! `commit_timeout`, else 503). Both routes take change and lifecycle items alike: an item's
+//! `lifecycleEvent` says what it is, not the URL it came to.
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use futures::StreamExt;
+use relay365_actors::receiver::{self, IngestError};
+
+use super::AppState;
+use crate::error::{ApiError, ApiResult};
+
+/// Largest notification body taken (SPEC §3.1); larger bodies answer 413.
+pub const MAX_BODY: usize = 1024 * 1024;
+
+/// The two public routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/ms365/webhook", post(notify).get(notify))
+        .route("/api/ms365/lifecycle", post(notify).get(notify))
+}
+
+/// The `validationToken` query parameter, decoded as Graph encodes it (form encoding:
+/// percent-escapes, `+` for a space).
+pub fn validation_token(query: Option<&str>) -> Option<String> {
+    url::form_urlencoded::parse(query?.as_bytes())
+        .find(|(k, _)| k == "validationToken")
+        .map(|(_, v)| v.into_owned())
+}
+
+/// `application/json`, with or without parameters. A missing content type is taken as JSON
+/// too (Graph always sends `application/json`; being strict there would only turn away
+/// hand-made test calls, and the body must still parse as a notification collection).
+fn is_json(headers: &HeaderMap) -> bool {
+    let Some(ct) = headers.get(header::CONTENT_TYPE) else {
+        return true;
+    };
+    let Ok(ct) = ct.to_str() else {
+        return false;
+    };
+    ct.split(';')
+        .next()
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// Reads at most [`MAX_BODY`] bytes; more is a 413, without reading the rest.
+async fn read_body(headers: &HeaderMap, body: Body) -> ApiResult<Bytes> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY as u64) {
+        return Err(ApiError::PayloadTooLarge);
+    }
+    let mut buf = Vec::with_capacity(declared.unwrap_or(0) as usize);
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk =
+            chunk.map_err(|_| ApiError::bad_request("the request body could not be read"))?;
+        if buf.len() + chunk.len() > MAX_BODY {
+            return Err(ApiError::PayloadTooLarge);
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(Bytes::from(buf))
+}
+
+/// Validation (a `validationToken` query parameter: 200 with the token, before the body is
+/// read) or a notification collection (202 once every authentic item is durable).
+async fn notify(State(state): State<AppState>, req: Request) -> Response {
+    if let Some(token) = validation_token(req.uri().query()) {
+        return (
+            StatusCode::OK,
+            [
+                (
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/plain; charset=utf-8"),
+                ),
+                (
+                    header::X_CONTENT_TYPE_OPTIONS,
+                    HeaderValue::from_static("nosniff"),
+                ),
+            ],
+            token,
+        )
+            .into_response();
+    }
+    match notifications(&state, req).await {
+        Ok(()) => StatusCode::ACCEPTED.into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn notifications(state: &AppState, req: Request) -> ApiResult<()> {
+    if req.method() != axum::http::Method::POST {
+        return Err(ApiError::bad_request(
+            "expected a validationToken query parameter or a POSTed notification collection",
+        ));
+    }
+    let (parts, body) = req.into_parts();
+    if !is_json(&parts.headers) {
+        return Err(ApiError::UnsupportedMediaType(
+            "notifications must be application/json".into(),
+        ));
+    }
+    let bytes = read_body(&parts.headers, body).await?;
+    let items = receiver::parse_collection(&bytes).map_err(|e| ApiError::BadRequest {
+        code: "bad_notification",
+        message: e.0,
+    })?;
+    match receiver::ingest(&state.deps, items).await {
+        Ok(_) => Ok(()),
+        Err(e @ (IngestError::Timeout | IngestError::Busy)) => {
+            tracing::warn!(reason = %e, "notifications refused with 503");
+            Err(ApiError::Unavailable(e.to_string()))
+        }
+        Err(e) => Err(ApiError::Unavailable(e.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn decodes_tokens_as_graph_encodes_them() {
+        let t = |q: &str| validation_token(Some(q));
+        assert_eq!(t("validationToken=a%2Bb").as_deref(), Some("a+b"));
+        assert_eq!(t("validationToken=a+b").as_deref(), Some("a b"));
+        assert_eq!(
+            t("x=1&validationToken=%25%3C%26%C3%A9").as_deref(),
+            Some("%<&é")
+        );
+        assert_eq!(t("validationToken=").as_deref(), Some(""));
+        assert_eq!(t("other=1"), None);
+        assert_eq!(validation_token(None), None);
+    }
+}
