@@ -39,3 +39,6 @@ pub use extract::{
 };
 pub use input::{BodyType, DocumentInput, EmailInput, Header, PrimitiveError};
 pub use parse::{parse, Amount, Parsed};
+
+#[cfg(test)]
+mod tests;
