@@ -179,7 +179,7 @@ fn shorten(text: &str) -> String {
 
 static AUTO_REPLY_SUBJECT: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
-        r"(?i)^\s*auto(?:matic)?(?:[- ]?reply)?\s*:|\b(?:automatic reply|auto-?reply|out of (?:the )?office|automatische antwort|abwesenheitsnotiz|réponse automatique|respuesta automática)\b",
+        r"(?i)^\s*auto(?:matic)?(?:[- ]?reply)?\s*:|(?-u:\b)(?:automatic reply|auto-?reply|out of (?:the )?office|automatische antwort|abwesenheitsnotiz|réponse automatique|respuesta automática)(?-u:\b)",
     )
     .expect("valid regex")
 });
@@ -228,7 +228,7 @@ fn auto_reply_signals(input: &EmailInput, signals: &mut Vec<Signal>) -> bool {
 }
 
 static UNSUBSCRIBE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)\b(?:unsubscribe|opt[- ]out|abmelden|abbestellen|newsletter abbestellen|se désabonner|désinscription|darse de baja)\b")
+    Regex::new(r"(?i)(?-u:\b)(?:unsubscribe|opt[- ]out|abmelden|abbestellen|newsletter abbestellen|se désabonner|désinscription|darse de baja)(?-u:\b)")
         .expect("valid regex")
 });
 
@@ -299,7 +299,7 @@ static KEYWORDS: LazyLock<Vec<(Intent, Regex)>> = LazyLock::new(|| {
         .map(|(intent, words)| {
             (
                 intent,
-                Regex::new(&format!(r"(?i)\b(?:{words})\b")).expect("valid regex"),
+                Regex::new(&format!(r"(?i)(?-u:\b)(?:{words})(?-u:\b)")).expect("valid regex"),
             )
         })
         .collect()
@@ -455,7 +455,7 @@ fn intent(
 // ---------------------------------------------------------------------------------------------
 
 static URGENT_WORDS: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)\b(?:urgent|urgently|asap|as soon as possible|immediately|emergency|critical|right away|time[- ]sensitive|dringend|eilt|sofort|umgehend|schnellstmöglich|urgence)\b")
+    Regex::new(r"(?i)(?-u:\b)(?:urgent|urgently|asap|as soon as possible|immediately|emergency|critical|right away|time[- ]sensitive|dringend|eilt|sofort|umgehend|schnellstmöglich|urgence)(?-u:\b)")
         .expect("valid regex")
 });
 

@@ -141,7 +141,7 @@ pub(crate) struct Parts {
 /// "On Mon, 3 Mar 2025 at 10:00, Alice <a@x.com> wrote:" (and German, French, Spanish, Dutch).
 static ATTRIBUTION: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
-        r"(?i)^(?:on\s.{1,250}\swrote|am\s.{1,250}\sschrieb.{0,250}|le\s.{1,250}\sa\s+écrit|el\s.{1,250}\sescribió|op\s.{1,250}\sschreef.{0,250})\s?:$",
+        r"(?i)^(?:on\s.+\swrote|am\s.+\sschrieb.*|le\s.+\sa\s+écrit|el\s.+\sescribió|op\s.+\sschreef.*)\s?:$",
     )
     .expect("valid regex")
 });
@@ -149,8 +149,7 @@ static ATTRIBUTION: LazyLock<Regex> = LazyLock::new(|| {
 static ATTRIBUTION_START: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"(?i)^(?:on|am|le|el|op)\s").expect("valid regex"));
 static ATTRIBUTION_END: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)(?:wrote|schrieb.{0,250}|a\s+écrit|escribió|schreef.{0,250})\s?:$")
-        .expect("valid regex")
+    Regex::new(r"(?i)(?:wrote|schrieb.*|a\s+écrit|escribió|schreef.*)\s?:$").expect("valid regex")
 });
 /// The first line of an Outlook header block ("From: …"), possibly bold in markdown style.
 static HEADER_FROM: LazyLock<Regex> =
@@ -181,6 +180,9 @@ static MOBILE_SIGNATURE: LazyLock<Regex> = LazyLock::new(|| {
         .expect("valid regex")
 });
 
+/// The longest line taken for an attribution or a quote header.
+const MAX_ATTRIBUTION_BYTES: usize = 300;
+
 /// How many lines a sign-off may stand above the end of the new part.
 const SIGN_OFF_WINDOW: usize = 10;
 
@@ -206,11 +208,17 @@ fn join_trimmed(lines: &[&str]) -> String {
 fn find_quote_start(lines: &[&str]) -> Option<usize> {
     for (i, line) in lines.iter().enumerate() {
         let t = line.trim();
-        if t.starts_with('>') || ATTRIBUTION.is_match(t) || SEPARATOR_TITLED.is_match(t) {
+        if t.starts_with('>') {
+            return Some(i);
+        }
+        // Quote headers are short lines; a long paragraph is never one.
+        if t.len() > MAX_ATTRIBUTION_BYTES {
+            continue;
+        }
+        if ATTRIBUTION.is_match(t) || SEPARATOR_TITLED.is_match(t) {
             return Some(i);
         }
         if ATTRIBUTION_START.is_match(t)
-            && t.len() < 250
             && lines
                 .get(i + 1)
                 .is_some_and(|next| ATTRIBUTION_END.is_match(next.trim()))
@@ -297,20 +305,22 @@ fn find_links_and_emails(text: &str) -> (Found, Found) {
 /// A run of digits and phone separators that starts with `+`, `(` or a digit and ends with a
 /// digit, all on one line.
 static PHONE_CANDIDATE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?:\+|\(|\b)\d[\d \u{a0}./()\-]{5,24}\d\b").expect("valid regex")
+    Regex::new(r"(?:\+|\(|(?-u:\b))[0-9][0-9 \u{a0}./()\-]{5,24}[0-9](?-u:\b)")
+        .expect("valid regex")
 });
 /// A label in front of a number that makes it a phone number.
 static PHONE_LABEL: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)(?:\b(?:tel|tele|telefon|telephone|phone|ph|mobile|mobil|mob|cell|handy|fax|call|direct|office|t|m|f|p)\b\.?\s*:?|☎|📞)\s*$")
+    Regex::new(r"(?i)(?:(?-u:\b)(?:tel|tele|telefon|telephone|phone|ph|mobile|mobil|mob|cell|handy|fax|call|direct|office|t|m|f|p)(?-u:\b)\.?\s*:?|☎|📞)\s*$")
         .expect("valid regex")
 });
 /// North American layout: (555) 123-4567, 555-123-4567, 555.123.4567.
 static PHONE_NANP: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^(?:\(\d{3}\)\s?|\d{3}[-. ])\d{3}[-. ]\d{4}$").expect("valid regex")
+    Regex::new(r"^(?:\([0-9]{3}\)\s?|[0-9]{3}[-. ])[0-9]{3}[-. ][0-9]{4}$").expect("valid regex")
 });
 /// Something that is a date, not a phone number.
-static DATE_LIKE: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^\(?\d{1,4}[./-]\d{1,2}[./-]\d{1,4}\)?$").expect("valid regex"));
+static DATE_LIKE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^\(?[0-9]{1,4}[./-][0-9]{1,2}[./-][0-9]{1,4}\)?$").expect("valid regex")
+});
 
 /// Phone numbers: a candidate with 7 to 15 digits that starts with `+` or `00`, has the North
 /// American layout, or follows a label such as "Tel:", "Phone", "Mobile", "Fax".
@@ -372,11 +382,11 @@ const MONTHS: &str = "january|february|march|april|may|june|july|august|septembe
 static DATE: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(&format!(
         r"(?x)
-        \b(?P<iy>\d{{4}})-(?P<im>\d{{1,2}})-(?P<id>\d{{1,2}})(?:T|\b)
-        | \b(?P<dd>\d{{1,2}})\.(?P<dm>\d{{1,2}})\.(?P<dy>\d{{4}})\b
-        | \b(?P<sa>\d{{1,2}})/(?P<sb>\d{{1,2}})/(?P<sy>\d{{4}})\b
-        | \b(?P<nd>\d{{1,2}})(?:st|nd|rd|th)?\.?\s+(?P<nm>(?i:{MONTHS}))\.?,?\s+(?P<ny>\d{{4}})\b
-        | \b(?P<mm>(?i:{MONTHS}))\.?\s+(?P<md>\d{{1,2}})(?:st|nd|rd|th)?,?\s+(?P<my>\d{{4}})\b
+        (?-u:\b)(?P<iy>[0-9]{{4}})-(?P<im>[0-9]{{1,2}})-(?P<id>[0-9]{{1,2}})(?:T|(?-u:\b))
+        | (?-u:\b)(?P<dd>[0-9]{{1,2}})\.(?P<dm>[0-9]{{1,2}})\.(?P<dy>[0-9]{{4}})(?-u:\b)
+        | (?-u:\b)(?P<sa>[0-9]{{1,2}})/(?P<sb>[0-9]{{1,2}})/(?P<sy>[0-9]{{4}})(?-u:\b)
+        | (?-u:\b)(?P<nd>[0-9]{{1,2}})(?:st|nd|rd|th)?\.?\s+(?P<nm>(?i:{MONTHS}))\.?,?\s+(?P<ny>[0-9]{{4}})(?-u:\b)
+        | (?-u:\b)(?P<mm>(?i:{MONTHS}))\.?\s+(?P<md>[0-9]{{1,2}})(?:st|nd|rd|th)?,?\s+(?P<my>[0-9]{{4}})(?-u:\b)
         "
     ))
     .expect("valid regex")
@@ -449,14 +459,15 @@ const CURRENCY_CODES: &str =
     "EUR|USD|GBP|CHF|JPY|CAD|AUD|NZD|SEK|NOK|DKK|PLN|CZK|HUF|CNY|INR|BRL|MXN|ZAR|SGD|HKD";
 /// A number with optional thousands separators (`,` `.` `'` or a thin space) and up to two
 /// decimals.
-const NUMBER: &str = r"\d{1,3}(?:[,.'\u{202f}\u{2009}]\d{3})+(?:[.,]\d{1,2})?|\d+(?:[.,]\d{1,2})?";
+const NUMBER: &str =
+    r"[0-9]{1,3}(?:[,.'\u{202f}\u{2009}][0-9]{3})+(?:[.,][0-9]{1,2})?|[0-9]+(?:[.,][0-9]{1,2})?";
 
 /// A currency before the number ("€1,234.50", "USD 99", "CHF 1'250.00") or after it
 /// ("1.234,50 €", "99 EUR").
 static AMOUNT: LazyLock<Regex> = LazyLock::new(|| {
     let symbol = r"US\$|C\$|A\$|€|\$|£|¥|₹";
     Regex::new(&format!(
-        r"(?:(?P<pc>{symbol}|\b(?:{CURRENCY_CODES})\b)[ \u{{a0}}]?(?P<pn>{NUMBER}))|(?:\b(?P<sn>{NUMBER})[ \u{{a0}}]?(?P<sc>{symbol}|(?:{CURRENCY_CODES})\b))"
+        r"(?:(?P<pc>{symbol}|(?-u:\b)(?:{CURRENCY_CODES})(?-u:\b))[ \u{{a0}}]?(?P<pn>{NUMBER}))|(?:(?-u:\b)(?P<sn>{NUMBER})[ \u{{a0}}]?(?P<sc>{symbol}|(?:{CURRENCY_CODES})(?-u:\b)))"
     ))
     .expect("valid regex")
 });

@@ -50,29 +50,33 @@ fn html_newsletter() {
     let parsed = parse(&input);
     assert_eq!(
         parsed.text,
-        "Spring launches, a webinar and 20% off\n\
-         \n\
-         View this email in your browser\n\
+        "View this email in your browser\n\
          Northwind Traders\n\
+         \n\
          # Northwind Weekly – November 2025\n\
          \n\
          Hello Adele,\n\
          \n\
          Here is what’s new at Northwind Traders this month:\n\
+         \n\
          * The spring collection is here\n\
          * Free shipping on orders over $50.00\n\
          * Join our webinar on 4 December 2025 — save your seat\n\
          \n\
-         Offer          Price\n\
-         Coffee sampler €24.90\n\
-         Tea chest      €39.00\n\
+         Offer\tPrice\n\
+         Coffee sampler\t€24.90\n\
+         Tea chest\t€39.00\n\
          \n\
          Shop now\n\
+         \n\
          © 2025 Northwind Traders, 1 Harbour Street, Seattle · newsletter@northwind.example\n\
          \n\
          You receive this email because you subscribed at northwind.example. Unsubscribe · Update preferences"
     );
-    assert!(!parsed.text.contains("tracking") && !parsed.text.contains("margin"));
+    // <style>, <script>, <title> and the display:none preheader are not text.
+    assert!(!["tracking", "margin", "Spring launches"]
+        .iter()
+        .any(|w| parsed.text.contains(w)));
     assert_eq!(parsed.reply, parsed.text);
     assert_eq!(
         (parsed.quoted.as_str(), parsed.signature.as_str()),
@@ -151,7 +155,7 @@ fn outlook_reply_chain() {
     assert_eq!(
         parsed.text,
         format!(
-            "{}\n\n{}\n{}",
+            "{}\n\n{}\n\n{}",
             parsed.reply, parsed.signature, parsed.quoted
         )
     );
@@ -189,6 +193,52 @@ fn outlook_reply_chain() {
             ("urgency:default", "no urgency rule matched"),
             ("language:whatlang", "eng confidence=1.00"),
         ]
+    );
+}
+
+#[test]
+fn outlook_desktop_reply_in_word_html() {
+    // Outlook for Windows writes Word HTML: MsoNormal paragraphs, <o:p> and a bordered div
+    // above the header block.
+    let html = r##"<html xmlns:o="urn:schemas-microsoft-com:office:office"><head><style><!--
+p.MsoNormal {margin:0cm; font-size:11.0pt;} --></style></head><body lang=DE link="#0563C1">
+<div class=WordSection1><p class=MsoNormal><span lang=EN-US>Hello Jan,<o:p></o:p></span></p>
+<p class=MsoNormal><span lang=EN-US><o:p>&nbsp;</o:p></span></p>
+<p class=MsoNormal><span lang=EN-US>Order 4711 has shipped, tracking number 1Z999AA10123456784.<o:p></o:p></span></p>
+<p class=MsoNormal><span lang=EN-US><o:p>&nbsp;</o:p></span></p>
+<p class=MsoNormal><span lang=EN-US>Kind regards<br>Lena<o:p></o:p></span></p>
+<div><div style='border:none;border-top:solid #E1E1E1 1.0pt;padding:3.0pt 0cm 0cm 0cm'>
+<p class=MsoNormal><b><span lang=EN-US>From:</span></b><span lang=EN-US> Jan Novak &lt;jan@tailspin.example&gt; <br><b>Sent:</b> Friday, 7 March 2025 16:20<br><b>To:</b> Lena &lt;lena@contoso.com&gt;<br><b>Subject:</b> Order 4711<o:p></o:p></span></p></div></div>
+<p class=MsoNormal><span lang=EN-US><o:p>&nbsp;</o:p></span></p>
+<p class=MsoNormal>Where is my order?<o:p></o:p></p></div></body></html>"##;
+    let input = EmailInput::from_json(&json!({
+        "subject": "RE: Order 4711", "body": {"contentType": "html", "content": html}
+    }))
+    .expect("valid");
+    let parsed = parse(&input);
+    assert_eq!(
+        parsed.reply,
+        "Hello Jan,\n\nOrder 4711 has shipped, tracking number 1Z999AA10123456784."
+    );
+    assert_eq!(parsed.signature, "Kind regards\nLena");
+    assert_eq!(
+        parsed.quoted,
+        "From: Jan Novak <jan@tailspin.example>\nSent: Friday, 7 March 2025 16:20\nTo: Lena <lena@contoso.com>\n\
+         Subject: Order 4711\n\nWhere is my order?"
+    );
+    assert_eq!(parsed.dates, strings(&["2025-03-07"]));
+    assert_eq!(
+        parsed.emails,
+        strings(&["jan@tailspin.example", "lena@contoso.com"])
+    );
+    let c = classify(&input);
+    assert_eq!(c.intent, Intent::Order);
+    assert_eq!(
+        c.signals
+            .iter()
+            .find(|s| s.rule == "intent:highest-score")
+            .map(|s| s.evidence.as_str()),
+        Some("order=5")
     );
 }
 
