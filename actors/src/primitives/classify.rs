@@ -555,11 +555,15 @@ fn importance_level(value: &str) -> Option<Urgency> {
 // Language
 // ---------------------------------------------------------------------------------------------
 
+/// whatlang reads this much of the new text: plenty to tell a language, and it keeps a long
+/// mail fast.
+const LANGUAGE_SAMPLE_BYTES: usize = 2_000;
+
 /// Below this many letters a guess is not worth giving.
 const MIN_LANGUAGE_LETTERS: usize = 12;
 
 fn language(subject: &str, own_text: &str, signals: &mut Vec<Signal>) -> String {
-    let sample = format!("{subject}\n{own_text}");
+    let sample = format!("{subject}\n{}", head(own_text, LANGUAGE_SAMPLE_BYTES));
     let letters = sample.chars().filter(|c| c.is_alphabetic()).count();
     let info = (letters >= MIN_LANGUAGE_LETTERS)
         .then(|| whatlang::detect(&sample))

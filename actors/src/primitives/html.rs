@@ -368,20 +368,24 @@ struct TextBuilder {
 impl TextBuilder {
     /// Appends a line and returns the byte offset where its text starts (or would start).
     fn push_line(&mut self, raw: &str) -> usize {
-        let cleaned = clean_line(raw);
-        if cleaned.is_empty() {
-            self.pending_blank = !self.out.is_empty();
-            return self.out.len();
-        }
+        let mark = self.out.len();
         if !self.out.is_empty() {
             self.out.push('\n');
             if self.pending_blank {
                 self.out.push('\n');
             }
         }
-        self.pending_blank = false;
         let offset = self.out.len();
-        self.out.push_str(&cleaned);
+        push_clean(&mut self.out, raw);
+        let trimmed = self.out[offset..].trim_end().len();
+        self.out.truncate(offset + trimmed);
+        if trimmed == 0 {
+            // A blank line: written only if more text follows.
+            self.out.truncate(mark);
+            self.pending_blank = !self.out.is_empty();
+            return self.out.len();
+        }
+        self.pending_blank = false;
         offset
     }
 
@@ -390,19 +394,16 @@ impl TextBuilder {
     }
 }
 
-/// Non-breaking and other fixed spaces become spaces (tabs stay); zero-width characters and soft hyphens go;
-/// trailing whitespace goes.
-fn clean_line(raw: &str) -> String {
-    let mut line = String::with_capacity(raw.len());
+/// Non-breaking and other fixed spaces become spaces (tabs stay); zero-width characters and
+/// soft hyphens go.
+fn push_clean(out: &mut String, raw: &str) {
     for c in raw.chars() {
         match c {
-            '\u{a0}' | '\u{2007}' | '\u{202f}' => line.push(' '),
+            '\u{a0}' | '\u{2007}' | '\u{202f}' => out.push(' '),
             '\u{200b}' | '\u{200c}' | '\u{200d}' | '\u{2060}' | '\u{feff}' | '\u{ad}' | '\r' => {}
-            c => line.push(c),
+            c => out.push(c),
         }
     }
-    line.truncate(line.trim_end().len());
-    line
 }
 
 #[cfg(test)]
