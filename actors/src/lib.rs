@@ -6,6 +6,7 @@ pub mod delivery;
 pub mod deps;
 pub mod graph;
 pub mod health;
+pub mod primitives;
 pub mod processor;
 pub mod receiver;
 pub mod renewal;

@@ -25,6 +25,7 @@ pub mod debug;
 pub mod events;
 pub mod health;
 pub mod json;
+pub mod primitives;
 pub mod subscriptions;
 pub mod webhook;
 
@@ -42,6 +43,7 @@ pub fn router(state: AppState) -> Router {
         .merge(health::protected_router())
         .merge(credentials::router())
         .merge(subscriptions::router())
+        .merge(primitives::router())
         .merge(events::router())
         .merge(debug::router(state.cfg.debug_endpoints))
         .route_layer(middleware::from_fn_with_state(
