@@ -140,7 +140,9 @@ pub struct CredentialState {
     limiter: MailboxLimiter,
     client: GraphClient,
     degraded: bool,
-    preloaded: Option<CredentialRow>,
+    preloaded: Option<Box<CredentialRow>>,
+    /// When the cached token expires (Unix ms, 0 = none), read by `/status`.
+    token_expires_ms: Arc<std::sync::atomic::AtomicI64>,
 }
 
 impl Credential {
@@ -206,9 +208,8 @@ impl Credential {
         st: &mut CredentialState,
         tok: AccessToken,
     ) {
-        self.deps
-            .health
-            .set_info(&self.name(), json!({"token_expires_at": tok.expires_at}));
+        st.token_expires_ms
+            .store(tok.expires_at.timestamp_millis(), std::sync::atomic::Ordering::Relaxed);
         st.cache.set(tok);
         if st.degraded {
             st.degraded = false;
@@ -256,12 +257,12 @@ impl Actor for Credential {
     type State = CredentialState;
     /// The credential's row when the supervisor has just read it (boot, creation); `None`
     /// on a restart, which reloads it from the store.
-    type Arguments = Option<CredentialRow>;
+    type Arguments = Option<Box<CredentialRow>>;
 
     async fn pre_start(
         &self,
         _: ActorRef<CredentialMsg>,
-        row: Option<CredentialRow>,
+        row: Option<Box<CredentialRow>>,
     ) -> Result<CredentialState, ActorProcessingErr> {
         let s = &self.deps.settings;
         Ok(CredentialState {
@@ -275,6 +276,7 @@ impl Actor for Credential {
                 .with_timeout(s.graph_timeout),
             degraded: false,
             preloaded: row,
+            token_expires_ms: Arc::default(),
         })
     }
 
@@ -283,17 +285,23 @@ impl Actor for Credential {
         myself: ActorRef<CredentialMsg>,
         st: &mut CredentialState,
     ) -> Result<(), ActorProcessingErr> {
-        let limiter = st.limiter.clone();
+        // Live info, computed when /status is read: nothing per credential is kept in the
+        // registry but this closure (10,000 credentials must stay cheap).
+        let (limiter, expires) = (st.limiter.clone(), st.token_expires_ms.clone());
         self.deps.health.set_info_fn(
             &self.name(),
-            Arc::new(move || json!({"in_flight": limiter.in_flight(), "throttled_until": limiter.throttled_until()})),
+            Arc::new(move || {
+                let ms = expires.load(std::sync::atomic::Ordering::Relaxed);
+                json!({
+                    "token_expires_at": (ms != 0).then(|| crate::store::to_time(ms)),
+                    "in_flight": limiter.in_flight(),
+                    "throttled_until": limiter.throttled_until(),
+                })
+            }),
         );
-        self.deps
-            .health
-            .set_info(&self.name(), json!({"token_expires_at": null}));
         match st.preloaded.take() {
             Some(row) => {
-                let _ = myself.send_message(CredentialMsg::Loaded(Ok(Some(row))));
+                let _ = myself.send_message(CredentialMsg::Loaded(Ok(Some(*row))));
             }
             None => {
                 let (store, id) = (self.deps.store.clone(), self.id.clone());
@@ -333,9 +341,6 @@ impl Actor for Credential {
                 st.degraded = row.status == "degraded";
                 st.mailbox = row.mailbox;
                 st.source = Some(source);
-                self.deps
-                    .health
-                    .set_info(&self.name(), json!({"mailbox": st.mailbox}));
                 if !st.waiters.is_empty() {
                     self.start_fetch(&myself, st);
                 }
@@ -441,7 +446,7 @@ pub fn child_spec(deps: &Deps, id: &str, row: Option<CredentialRow>) -> ChildSpe
         deps: deps.clone(),
         id: id.to_string(),
     };
-    let first = std::sync::Mutex::new(row);
+    let first = std::sync::Mutex::new(row.map(Box::new));
     ChildSpec::new(actor_name(id), "credential", actor, move || {
         first.lock().ok().and_then(|mut r| r.take())
     })
