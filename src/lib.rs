@@ -53,15 +53,20 @@ impl App {
     pub async fn start(cfg: Config, listener: TcpListener) -> anyhow::Result<App> {
         let addr = listener.local_addr()?;
         let store = open_store(&cfg).await?;
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(cfg.graph_timeout_seconds))
+            .build()
+            .context("building the HTTP client")?;
         let deps = Deps {
             store: store.clone(),
             health: Arc::new(Health::new()),
             settings: Arc::new(cfg.settings()),
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(cfg.graph_timeout_seconds))
-                .build()
-                .context("building the HTTP client")?,
+            http: http.clone(),
             instance: uuid::Uuid::new_v4().to_string().into(),
+            graph: Arc::new(
+                relay365_actors::graph::GraphClient::new(cfg.graph_url.clone(), http.clone())
+                    .with_timeout(Duration::from_secs(cfg.graph_timeout_seconds)),
+            ),
             processor_stats: Arc::new(PoolStats::default()),
             delivery_stats: Arc::new(PoolStats::default()),
         };

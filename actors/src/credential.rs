@@ -138,7 +138,7 @@ pub struct CredentialState {
     waiters: Vec<Waiter>,
     fetching: bool,
     limiter: MailboxLimiter,
-    client: GraphClient,
+    client: Arc<GraphClient>,
     degraded: bool,
     preloaded: Option<Box<CredentialRow>>,
     /// When the cached token expires (Unix ms, 0 = none), read by `/status`.
@@ -166,7 +166,7 @@ impl Credential {
     ) -> Option<GraphSession> {
         let token = st.cache.get(Utc::now())?;
         Some(GraphSession {
-            client: st.client.clone(),
+            client: GraphClient::clone(&st.client),
             token: token.to_string(),
             mailbox: st.mailbox.clone(),
             limiter: st.limiter.clone(),
@@ -264,7 +264,6 @@ impl Actor for Credential {
         _: ActorRef<CredentialMsg>,
         row: Option<Box<CredentialRow>>,
     ) -> Result<CredentialState, ActorProcessingErr> {
-        let s = &self.deps.settings;
         Ok(CredentialState {
             source: None,
             mailbox: None,
@@ -272,8 +271,7 @@ impl Actor for Credential {
             waiters: Vec::new(),
             fetching: false,
             limiter: MailboxLimiter::new(LimiterConfig::default()),
-            client: GraphClient::new(s.graph_url.clone(), self.deps.http.clone())
-                .with_timeout(s.graph_timeout),
+            client: self.deps.graph.clone(),
             degraded: false,
             preloaded: row,
             token_expires_ms: Arc::default(),

@@ -97,6 +97,8 @@ pub struct Deps {
     pub http: reqwest::Client,
     /// This process's id, used as lease owner in the store.
     pub instance: Arc<str>,
+    /// The Graph client every credential shares (it holds no token: sessions add theirs).
+    pub graph: Arc<crate::graph::GraphClient>,
     pub processor_stats: Arc<PoolStats>,
     pub delivery_stats: Arc<PoolStats>,
 }

@@ -70,7 +70,7 @@ impl RestartPolicy {
 
 type StartFn =
     Arc<dyn Fn(ActorCell) -> BoxFuture<'static, Result<ActorCell, SpawnErr>> + Send + Sync>;
-type CrashFn = Arc<dyn Fn(&ActorCell, String) + Send + Sync>;
+type CrashFn = fn(&ActorCell, String);
 
 /// How to (re)start one child.
 #[derive(Clone)]
@@ -111,10 +111,7 @@ impl ChildSpec {
                 Ok(r.get_cell())
             })
         });
-        let crash: CrashFn = Arc::new(|cell: &ActorCell, why: String| {
-            let r: ActorRef<A::Msg> = cell.clone().into();
-            let _ = r.send_message(A::Msg::from(Crash(why)));
-        });
+        let crash: CrashFn = crash_actor::<A>;
         Self {
             name: name.into(),
             kind,
@@ -136,6 +133,16 @@ impl ChildSpec {
         self.give_up = g;
         self
     }
+}
+
+/// Sends `Crash` to an actor of type `A` (a plain function: no allocation per child).
+fn crash_actor<A>(cell: &ActorCell, why: String)
+where
+    A: Actor,
+    A::Msg: From<Crash>,
+{
+    let r: ActorRef<A::Msg> = cell.clone().into();
+    let _ = r.send_message(A::Msg::from(Crash(why)));
 }
 
 /// Called (without blocking) when a child is parked: `(child name, reason)`.
