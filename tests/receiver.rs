@@ -661,8 +661,7 @@ async fn a_request_whose_caller_gave_up_before_its_commit_is_not_written() {
 // ---------------------------------------------------------------------------------------------
 
 fn arb_json() -> impl Strategy<Value = Value> {
-    let leaf =
-        prop_oneof![
+    let leaf = prop_oneof![
             Just(Value::Null),
             any::<bool>().prop_map(Value::Bool),
             any::<i64>().prop_map(|n| json!(n)),
