@@ -315,6 +315,39 @@ async fn a_batch_keeps_only_the_authentic_items_and_says_nothing_about_the_rest(
 }
 
 #[tokio::test]
+async fn a_subscription_stored_after_start_is_found_not_dropped() {
+    // As when another instance sharing the database created it, or the subscriptions API
+    // stored it a moment before Graph's first notification.
+    for db in TestDb::all().await {
+        let (app, store, _) = start(&db, &[]).await;
+        let base = app.url();
+        let later = seed(&store).await;
+        let r = post(&base, "/api/ms365/webhook", &change(&later, "m-late")).await;
+        assert_eq!(r.status(), 202);
+        let stored = all_events(&store).await;
+        assert_eq!(stored.len(), 1, "{}", db.label);
+        assert_eq!(
+            stored[0].subscription_id.as_deref(),
+            Some(later.id.as_str())
+        );
+        let info = receiver_info(&base).await;
+        assert_eq!(info["subscriptions"], 2, "{info}");
+        assert_eq!(info["dropped"], 0, "{info}");
+        // Its clientState is checked like any other's.
+        let mut forged = change(&later, "m-forged");
+        forged["value"][0]["clientState"] = json!("guessed");
+        assert_eq!(
+            post(&base, "/api/ms365/webhook", &forged).await.status(),
+            202
+        );
+        assert_eq!(all_events(&store).await.len(), 1);
+        app.stop().await.unwrap();
+        store.close().await;
+        db.cleanup().await;
+    }
+}
+
+#[tokio::test]
 async fn lifecycle_items_are_stored_as_events() {
     for db in TestDb::all().await {
         let (app, store, sub) = start(&db, &[]).await;

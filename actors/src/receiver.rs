@@ -9,6 +9,10 @@
 //! the mailbox keeps gathering the next batch meanwhile. At most a few commits run at once (one
 //! on SQLite, which has a single writer). A request whose caller gave up (the HTTP handler
 //! answered 503 after `commit_timeout`) before its commit started is dropped unwritten.
+//!
+//! An item for a subscription id the map does not hold is looked up in the store before it
+//! is dropped: the subscription may have been stored a moment ago, or by another instance
+//! sharing the database, and a dropped notification is lost for good.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,7 +27,7 @@ use tokio::sync::oneshot;
 use crate::deps::Deps;
 use crate::store::events::{self, Inserted, NewEvent};
 use crate::store::subscriptions::{self, SubscriptionRow};
-use crate::store::{new_id, now_ms, Backend, StoreError};
+use crate::store::{now_ms, Backend, Store, StoreError};
 use crate::supervision::Crash;
 use crate::util::spawn_reply;
 
@@ -32,6 +36,13 @@ pub const NAME: &str = "receiver";
 
 /// Most items in one commit: bounds the latency of a batch.
 pub const MAX_BATCH_ITEMS: usize = 2_000;
+
+/// Most look-ups of unknown subscription ids running at once; beyond, such items are dropped
+/// (bounds the store work forged ids can cause).
+pub const MAX_LOOKUPS: usize = 64;
+
+/// Items waiting that justify a second (third, …) concurrent commit on PostgreSQL.
+pub const PARALLEL_AFTER: usize = 16;
 
 /// Most items waiting for a commit; beyond this new requests are refused at once (503)
 /// rather than queued into a backlog that could not be answered in time anyway.
@@ -254,6 +265,8 @@ pub enum ReceiverMsg {
     },
     /// Self-sent: a commit ended.
     Committed(Box<Commit>),
+    /// Self-sent: the store's answer for a subscription id the map did not hold.
+    LookedUp(Box<LookedUp>),
     /// Fail as if crashed (debug endpoint).
     Crash(String),
 }
@@ -263,6 +276,9 @@ impl From<Crash> for ReceiverMsg {
         ReceiverMsg::Crash(c.0)
     }
 }
+
+/// A look-up of one Graph subscription id.
+pub type LookedUp = (String, Result<Option<SubscriptionRow>, StoreError>);
 
 /// A finished commit, as reported by its task.
 pub struct Commit {
@@ -321,6 +337,21 @@ struct Waiter {
     dropped: usize,
 }
 
+/// A request waiting for look-ups of unknown subscription ids.
+struct Held {
+    /// Its items that passed already.
+    events: Vec<NewEvent>,
+    /// Its items whose subscription is being looked up.
+    deferred: Vec<Item>,
+    dropped: usize,
+    received_at: i64,
+    reply: IngestReply,
+    /// Look-ups still running.
+    waiting: usize,
+    /// A look-up failed: the request is answered 503.
+    failed: bool,
+}
+
 /// The receiver's state.
 pub struct ReceiverState {
     /// Graph subscription id → what we know of it.
@@ -330,6 +361,11 @@ pub struct ReceiverState {
     loaded: bool,
     /// Requests that came before the map.
     early: Vec<(Vec<Item>, i64, IngestReply)>,
+    /// Requests waiting for look-ups of subscription ids the map did not hold.
+    held: HashMap<u64, Held>,
+    next_held: u64,
+    /// Look-ups running: Graph subscription id → the held requests waiting for it.
+    lookups: HashMap<String, Vec<u64>>,
     /// Requests waiting for a commit, oldest first.
     pending: VecDeque<Waiter>,
     pending_items: usize,
@@ -338,6 +374,34 @@ pub struct ReceiverState {
     /// When we last wrote `last_notification_at` of a subscription (our id → Unix ms).
     touched: HashMap<String, i64>,
     reload_waiters: Vec<oneshot::Sender<()>>,
+    /// Where commits go: the shared pool on PostgreSQL; on SQLite a pool of one connection of
+    /// its own (see [`commit_store`]).
+    commit_store: Store,
+}
+
+/// The store commits are written to. SQLite has one writer anyway, and in WAL mode a
+/// connection drops its page cache whenever another connection wrote since its last
+/// transaction: committing through whichever pooled connection is free would re-read the
+/// indexes from the OS on every commit. One connection of our own keeps them cached (8 MiB),
+/// and checkpoints the WAL every 4,000 pages rather than 1,000 (a page written by many
+/// commits is then copied back once; the WAL file grows to about 16 MB).
+fn commit_store(store: &Store) -> Store {
+    match store {
+        Store::Sqlite(pool) => {
+            let opts = (*pool.connect_options())
+                .clone()
+                .pragma("cache_size", "-8192")
+                .pragma("wal_autocheckpoint", "4000");
+            Store::Sqlite(
+                sqlx::sqlite::SqlitePoolOptions::new()
+                    .max_connections(1)
+                    .min_connections(0)
+                    .acquire_timeout(Duration::from_secs(10))
+                    .connect_lazy_with(opts),
+            )
+        }
+        Store::Postgres(_) => store.clone(),
+    }
 }
 
 /// `last_notification_at` is written at most this often per subscription.
@@ -363,13 +427,18 @@ impl Receiver {
 
     /// Checks the items of one request: the authentic ones become new events; the others are
     /// counted as dropped.
+    ///
+    /// With `defer`, items naming a subscription id the map does not hold are returned
+    /// instead of dropped, to be looked up in the store first.
     fn check(
         &self,
         st: &ReceiverState,
         items: Vec<Item>,
         received_at: i64,
-    ) -> (Vec<NewEvent>, usize) {
+        defer: bool,
+    ) -> (Vec<NewEvent>, usize, Vec<Item>) {
         let mut events = Vec::with_capacity(items.len());
+        let mut deferred = Vec::new();
         let (mut unknown, mut forged) = (0usize, 0usize);
         for item in items {
             let Some(sub) = item
@@ -377,7 +446,11 @@ impl Receiver {
                 .as_deref()
                 .and_then(|id| st.subscriptions.get(id))
             else {
-                unknown += 1;
+                if defer && item.subscription_id.is_some() {
+                    deferred.push(item);
+                } else {
+                    unknown += 1;
+                }
                 continue;
             };
             let given = item.client_state.as_deref().unwrap_or("");
@@ -399,7 +472,9 @@ impl Receiver {
                 ItemKind::Lifecycle { event, .. } => ("lifecycle", event, None),
             };
             events.push(NewEvent {
-                id: new_id(),
+                // Time-ordered (v7): the primary-key index grows at its end instead of
+                // splitting random pages on every commit; ids also sort as received.
+                id: uuid::Uuid::now_v7().to_string(),
                 idempotency_key: key,
                 kind,
                 subscription_id: Some(sub.id.clone()),
@@ -425,13 +500,16 @@ impl Receiver {
                 .fetch_add(dropped as u64, Ordering::Relaxed);
             tracing::debug!(unknown, forged, "notification items dropped");
         }
-        (events, dropped)
+        (events, dropped, deferred)
     }
 
-    /// Checks one request's items and queues the authentic ones for the next commit (or
-    /// answers at once when none is left, or when too much is queued already).
+    /// Checks one request's items and queues the authentic ones for the next commit. Items
+    /// for a subscription id the map does not hold (created moments ago, or by another
+    /// instance sharing the database) are looked up in the store first, so that they are not
+    /// dropped by mistake; the request waits for those look-ups.
     fn queue(
         &self,
+        myself: &ActorRef<ReceiverMsg>,
         st: &mut ReceiverState,
         items: Vec<Item>,
         received_at: i64,
@@ -440,7 +518,64 @@ impl Receiver {
         if reply.is_closed() {
             return;
         }
-        let (events, dropped) = self.check(st, items, received_at);
+        let (events, mut dropped, deferred) = self.check(st, items, received_at, true);
+        if !deferred.is_empty() {
+            let ids: HashSet<String> = deferred
+                .iter()
+                .filter_map(|i| i.subscription_id.clone())
+                .collect();
+            let new = ids
+                .iter()
+                .filter(|id| !st.lookups.contains_key(*id))
+                .count();
+            if st.lookups.len() + new <= MAX_LOOKUPS {
+                let key = st.next_held;
+                st.next_held += 1;
+                for id in &ids {
+                    if !st.lookups.contains_key(id) {
+                        let store = self.deps.store.clone();
+                        let id = id.clone();
+                        spawn_reply(
+                            myself,
+                            async move {
+                                let row = subscriptions::get_by_external(&store, &id).await;
+                                Box::new((id, row))
+                            },
+                            ReceiverMsg::LookedUp,
+                        );
+                    }
+                    st.lookups.entry(id.clone()).or_default().push(key);
+                }
+                st.held.insert(
+                    key,
+                    Held {
+                        events,
+                        deferred,
+                        dropped,
+                        received_at,
+                        reply,
+                        waiting: ids.len(),
+                        failed: false,
+                    },
+                );
+                return;
+            }
+            // Too many look-ups running (forged ids?): these are dropped as unknown.
+            let (_, more, _) = self.check(st, deferred, received_at, false);
+            dropped += more;
+        }
+        self.enqueue(st, events, dropped, reply);
+    }
+
+    /// Queues checked events for the next commit (or answers at once when none is left, or
+    /// when too much is queued already).
+    fn enqueue(
+        &self,
+        st: &mut ReceiverState,
+        events: Vec<NewEvent>,
+        dropped: usize,
+        reply: IngestReply,
+    ) {
         if events.is_empty() {
             let _ = reply.send(Ok(IngestOutcome {
                 accepted: 0,
@@ -458,9 +593,67 @@ impl Receiver {
         }
     }
 
-    /// Starts commits while fewer than `max_in_flight` run and requests are waiting.
+    /// A look-up of an unknown subscription id ended: learn the subscription if it exists,
+    /// and release the requests that waited only for this.
+    fn looked_up(
+        &self,
+        st: &mut ReceiverState,
+        id: String,
+        row: Result<Option<SubscriptionRow>, StoreError>,
+    ) {
+        let failed = match row {
+            Ok(Some(r)) if r.status != "removed" && r.external_id.as_deref() == Some(&id) => {
+                st.subscriptions.insert(
+                    id.clone(),
+                    KnownSubscription {
+                        id: r.id,
+                        credential_id: r.credential_id,
+                        client_state: r.client_state,
+                    },
+                );
+                self.stats
+                    .subscriptions
+                    .store(st.subscriptions.len() as u64, Ordering::Relaxed);
+                false
+            }
+            Ok(_) => false,
+            Err(e) => {
+                tracing::warn!(error = %e, "looking up a subscription failed");
+                true
+            }
+        };
+        for key in st.lookups.remove(&id).unwrap_or_default() {
+            let Some(h) = st.held.get_mut(&key) else {
+                continue;
+            };
+            h.failed |= failed;
+            h.waiting -= 1;
+            if h.waiting > 0 {
+                continue;
+            }
+            let Some(h) = st.held.remove(&key) else {
+                continue;
+            };
+            if h.failed {
+                // Unknown whether they are authentic: 503, and Graph sends them again.
+                let _ = h.reply.send(Err(IngestError::Store));
+                continue;
+            }
+            let (more, dropped, _) = self.check(st, h.deferred, h.received_at, false);
+            let mut events = h.events;
+            events.extend(more);
+            self.enqueue(st, events, h.dropped + dropped, h.reply);
+        }
+    }
+
+    /// Starts a commit when none runs and requests are waiting; starts more (up to
+    /// `max_in_flight`) only while a backlog of [`PARALLEL_AFTER`] items waits, since one
+    /// large commit costs the database less than several small ones.
     fn start_commits(&self, myself: &ActorRef<ReceiverMsg>, st: &mut ReceiverState) {
-        while st.in_flight < st.max_in_flight && !st.pending.is_empty() {
+        while !st.pending.is_empty()
+            && (st.in_flight == 0
+                || (st.in_flight < st.max_in_flight && st.pending_items >= PARALLEL_AFTER))
+        {
             let mut batch: Vec<NewEvent> = Vec::new();
             let mut waiters = Vec::new();
             let mut subs = HashSet::new();
@@ -499,7 +692,7 @@ impl Receiver {
                 continue;
             }
             st.in_flight += 1;
-            let store = self.deps.store.clone();
+            let store = st.commit_store.clone();
             // A hung database must not hold a commit slot for ever; a late commit is harmless
             // (its callers got 503 and Graph's retry is a duplicate).
             let limit = (self.deps.settings.commit_timeout * 5).max(Duration::from_secs(10));
@@ -607,6 +800,9 @@ impl Actor for Receiver {
             subscriptions: HashMap::new(),
             loaded: false,
             early: Vec::new(),
+            held: HashMap::new(),
+            next_held: 0,
+            lookups: HashMap::new(),
             pending: VecDeque::new(),
             pending_items: 0,
             in_flight: 0,
@@ -616,6 +812,7 @@ impl Actor for Receiver {
             },
             touched: HashMap::new(),
             reload_waiters: Vec::new(),
+            commit_store: commit_store(&self.deps.store),
         })
     }
 
@@ -641,7 +838,7 @@ impl Actor for Receiver {
                 reply,
             } => {
                 if st.loaded {
-                    self.queue(st, items, received_at, reply);
+                    self.queue(&myself, st, items, received_at, reply);
                     self.start_commits(&myself, st);
                 } else {
                     st.early.push((items, received_at, reply));
@@ -649,6 +846,11 @@ impl Actor for Receiver {
             }
             ReceiverMsg::Committed(commit) => {
                 self.committed(st, *commit);
+                self.start_commits(&myself, st);
+            }
+            ReceiverMsg::LookedUp(found) => {
+                let (id, row) = *found;
+                self.looked_up(st, id, row);
                 self.start_commits(&myself, st);
             }
             ReceiverMsg::Reload => self.load(&myself),
@@ -697,7 +899,7 @@ impl Actor for Receiver {
                 if !st.loaded {
                     st.loaded = true;
                     for (items, received_at, reply) in std::mem::take(&mut st.early) {
-                        self.queue(st, items, received_at, reply);
+                        self.queue(&myself, st, items, received_at, reply);
                     }
                     self.start_commits(&myself, st);
                 }

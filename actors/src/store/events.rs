@@ -71,32 +71,66 @@ pub async fn insert_batch(store: &Store, events: &[NewEvent]) -> Result<Vec<Inse
         return Ok(Vec::new());
     }
     let mut added = Vec::with_capacity(unique.len());
-    with_pool!(store, p => {
-        let mut tx = p.begin().await?;
-        for chunk in unique.chunks(CHUNK) {
-            let mut qb = QueryBuilder::new(
+    match store {
+        // One fixed statement whatever the batch size: prepared once per connection, one
+        // round trip per batch, 9 parameters (arrays) instead of 12 per row.
+        Store::Postgres(p) => {
+            let col = |f: fn(&NewEvent) -> &str| unique.iter().map(|e| f(e)).collect::<Vec<&str>>();
+            let opt = |f: fn(&NewEvent) -> Option<&str>| {
+                unique.iter().map(|e| f(e)).collect::<Vec<Option<&str>>>()
+            };
+            let mut tx = p.begin().await?;
+            added = sqlx::query_as::<_, Inserted>(
                 "insert into events (id, idempotency_key, kind, subscription_id, credential_id, \
-                 change_type, resource_id, raw, status, attempts, next_attempt_at, received_at) ",
-            );
-            qb.push_values(chunk, |mut b, e| {
-                b.push_bind(&e.id)
-                    .push_bind(&e.idempotency_key)
-                    .push_bind(e.kind)
-                    .push_bind(&e.subscription_id)
-                    .push_bind(&e.credential_id)
-                    .push_bind(&e.change_type)
-                    .push_bind(&e.resource_id)
-                    .push_bind(&e.raw)
-                    .push("'pending'")
-                    .push("0")
-                    .push_bind(e.received_at)
-                    .push_bind(e.received_at);
-            });
-            qb.push(" on conflict (idempotency_key) do nothing returning id, subscription_id, kind");
-            added.extend(qb.build_query_as::<Inserted>().fetch_all(&mut *tx).await?);
+                 change_type, resource_id, raw, status, attempts, next_attempt_at, received_at) \
+                 select id, k, kind, sub, cred, ct, rid, raw, 'pending', 0, at, at \
+                 from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], \
+                             $6::text[], $7::text[], $8::text[], $9::int8[]) \
+                      as t(id, k, kind, sub, cred, ct, rid, raw, at) \
+                 on conflict (idempotency_key) do nothing returning id, subscription_id, kind",
+            )
+            .bind(col(|e| &e.id))
+            .bind(col(|e| &e.idempotency_key))
+            .bind(col(|e| e.kind))
+            .bind(opt(|e| e.subscription_id.as_deref()))
+            .bind(opt(|e| e.credential_id.as_deref()))
+            .bind(col(|e| &e.change_type))
+            .bind(opt(|e| e.resource_id.as_deref()))
+            .bind(col(|e| &e.raw))
+            .bind(unique.iter().map(|e| e.received_at).collect::<Vec<i64>>())
+            .fetch_all(&mut *tx)
+            .await?;
+            tx.commit().await?;
         }
-        tx.commit().await?;
-    });
+        Store::Sqlite(p) => {
+            let mut tx = p.begin().await?;
+            for chunk in unique.chunks(CHUNK) {
+                let mut qb = QueryBuilder::new(
+                    "insert into events (id, idempotency_key, kind, subscription_id, credential_id, \
+                     change_type, resource_id, raw, status, attempts, next_attempt_at, received_at) ",
+                );
+                qb.push_values(chunk, |mut b, e| {
+                    b.push_bind(&e.id)
+                        .push_bind(&e.idempotency_key)
+                        .push_bind(e.kind)
+                        .push_bind(&e.subscription_id)
+                        .push_bind(&e.credential_id)
+                        .push_bind(&e.change_type)
+                        .push_bind(&e.resource_id)
+                        .push_bind(&e.raw)
+                        .push("'pending'")
+                        .push("0")
+                        .push_bind(e.received_at)
+                        .push_bind(e.received_at);
+                });
+                qb.push(
+                    " on conflict (idempotency_key) do nothing returning id, subscription_id, kind",
+                );
+                added.extend(qb.build_query_as::<Inserted>().fetch_all(&mut *tx).await?);
+            }
+            tx.commit().await?;
+        }
+    }
     Ok(added)
 }
 
