@@ -235,17 +235,21 @@ impl Layout {
             }
             return;
         }
-        let is_space = |c: char| matches!(c, ' ' | '\t' | '\n' | '\r' | '\x0c');
+        // HTML collapses ASCII whitespace only; a non-breaking space is content. ASCII bytes
+        // never occur inside a multi-byte character, so scanning bytes is safe.
+        let is_space = |b: &u8| matches!(b, b' ' | b'\t' | b'\n' | b'\r' | b'\x0c');
         let mut rest = text;
         while !rest.is_empty() {
-            // HTML collapses ASCII whitespace only; a non-breaking space is content.
-            let word_start = rest.len() - rest.trim_start_matches(is_space).len();
+            let word_start = rest.bytes().take_while(is_space).count();
             if word_start > 0 {
                 self.pending_space = true;
                 rest = &rest[word_start..];
                 continue;
             }
-            let word_end = rest.find(is_space).unwrap_or(rest.len());
+            let word_end = rest
+                .bytes()
+                .position(|b| is_space(&b))
+                .unwrap_or(rest.len());
             if self.pending_space && self.has_content() {
                 self.line.push(' ');
             }
@@ -412,13 +416,18 @@ fn push_clean(out: &mut String, raw: &str) {
         out.push_str(raw);
         return;
     }
-    for c in raw.chars() {
-        match c {
-            '\u{a0}' | '\u{2007}' | '\u{202f}' => out.push(' '),
-            '\u{200b}' | '\u{200c}' | '\u{200d}' | '\u{2060}' | '\u{feff}' | '\u{ad}' | '\r' => {}
-            c => out.push(c),
-        }
+    let mut kept = 0;
+    for (i, c) in raw.char_indices() {
+        let replacement = match c {
+            '\u{a0}' | '\u{2007}' | '\u{202f}' => " ",
+            '\u{200b}' | '\u{200c}' | '\u{200d}' | '\u{2060}' | '\u{feff}' | '\u{ad}' | '\r' => "",
+            _ => continue,
+        };
+        out.push_str(&raw[kept..i]);
+        out.push_str(replacement);
+        kept = i + c.len_utf8();
     }
+    out.push_str(&raw[kept..]);
 }
 
 #[cfg(test)]
