@@ -47,12 +47,18 @@ pub enum ApiError {
 impl ApiError {
     /// A 400 with the code `bad_request`.
     pub fn bad_request(message: impl Into<String>) -> Self {
-        Self::BadRequest { code: "bad_request", message: message.into() }
+        Self::BadRequest {
+            code: "bad_request",
+            message: message.into(),
+        }
     }
 
     /// A 422 with the given code.
     pub fn unprocessable(code: &'static str, message: impl Into<String>) -> Self {
-        Self::Unprocessable { code, message: message.into() }
+        Self::Unprocessable {
+            code,
+            message: message.into(),
+        }
     }
 
     fn status_and_code(&self) -> (StatusCode, &'static str) {
@@ -83,7 +89,11 @@ impl IntoResponse for ApiError {
             }
             other => other.to_string(),
         };
-        (status, Json(json!({"error": {"code": code, "message": message}}))).into_response()
+        (
+            status,
+            Json(json!({"error": {"code": code, "message": message}})),
+        )
+            .into_response()
     }
 }
 
