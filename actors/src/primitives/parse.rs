@@ -693,5 +693,24 @@ mod tests {
             vec!["+49 30 1234567", "(555) 123-4567", "030 98765432"]
         );
         assert!(find_dates("2025-02-30 and 2025-13-01").is_empty());
+        assert_eq!(
+            find_dates("4 December 2025, 4 December 2025 and 4 Dec 2025"),
+            vec!["2025-12-04"]
+        );
+        let amounts: Vec<(f64, String, String)> =
+            find_amounts("A$20, 5 US$, 10\u{a0}€, USD 5, 7 C$ and 3USD.")
+                .into_iter()
+                .map(|a| (a.value, a.currency, a.raw))
+                .collect();
+        let expected = [
+            (20.0, "AUD", "A$20"),
+            (5.0, "USD", "5 US$"),
+            (10.0, "EUR", "10\u{a0}€"),
+            (5.0, "USD", "USD 5"),
+            (7.0, "CAD", "7 C$"),
+            (3.0, "USD", "3USD"),
+        ]
+        .map(|(v, c, r)| (v, c.to_string(), r.to_string()));
+        assert_eq!(amounts, expected);
     }
 }
