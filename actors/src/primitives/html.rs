@@ -39,18 +39,7 @@ pub(crate) fn html_to_text(html: &str) -> Rendered {
     // The sink never asks to pause for a script, so one feed consumes everything.
     let _ = tokenizer.feed(&input);
     tokenizer.end();
-    let layout = tokenizer.sink.0.into_inner();
-
-    let mut builder = TextBuilder::default();
-    let mut hrefs = Vec::new();
-    for (line, line_hrefs) in layout.finish() {
-        let offset = builder.push_line(&line);
-        hrefs.extend(line_hrefs.into_iter().map(|href| (offset, href)));
-    }
-    Rendered {
-        text: builder.finish(),
-        hrefs,
-    }
+    tokenizer.sink.0.into_inner().finish()
 }
 
 struct Sink(RefCell<Layout>);
@@ -75,11 +64,15 @@ const VOID: [&str; 14] = [
     "track", "wbr",
 ];
 
-/// Lays tokens out as lines.
+/// Lays tokens out as lines, written straight into the normalized text.
 #[derive(Default)]
 struct Layout {
-    /// Finished lines with the hrefs that start on them. An empty line is a blank line.
-    lines: Vec<(String, Vec<String>)>,
+    /// The finished lines, normalized.
+    out: TextBuilder,
+    /// The `href`s of finished lines, with the offset of their line in `out`.
+    hrefs: Vec<(usize, String)>,
+    /// The last finished line had text (before normalizing); an empty line is a blank line.
+    last_line_filled: bool,
     line: String,
     line_hrefs: Vec<String>,
     /// Whitespace was seen since the last character of the line.
@@ -242,18 +235,28 @@ impl Layout {
             }
             return;
         }
-        for c in text.chars() {
-            // HTML collapses ASCII whitespace only; a non-breaking space is content.
-            if matches!(c, ' ' | '\t' | '\n' | '\r' | '\x0c') {
+        // HTML collapses ASCII whitespace only; a non-breaking space is content. ASCII bytes
+        // never occur inside a multi-byte character, so scanning bytes is safe.
+        let is_space = |b: &u8| matches!(b, b' ' | b'\t' | b'\n' | b'\r' | b'\x0c');
+        let mut rest = text;
+        while !rest.is_empty() {
+            let word_start = rest.bytes().take_while(is_space).count();
+            if word_start > 0 {
                 self.pending_space = true;
-            } else {
-                if self.pending_space && self.has_content() {
-                    self.line.push(' ');
-                }
-                self.pending_space = false;
-                self.start_content();
-                self.line.push(c);
+                rest = &rest[word_start..];
+                continue;
             }
+            let word_end = rest
+                .bytes()
+                .position(|b| is_space(&b))
+                .unwrap_or(rest.len());
+            if self.pending_space && self.has_content() {
+                self.line.push(' ');
+            }
+            self.pending_space = false;
+            self.start_content();
+            self.line.push_str(&rest[..word_end]);
+            rest = &rest[word_end..];
         }
     }
 
@@ -283,28 +286,39 @@ impl Layout {
     /// Ends the current line; `force` also when it is empty (`<br>`: an empty line is a blank).
     fn end_line(&mut self, force: bool) {
         if force || !self.line.is_empty() {
-            let line = std::mem::take(&mut self.line);
-            let hrefs = std::mem::take(&mut self.line_hrefs);
-            self.lines.push((line, hrefs));
+            self.write_line();
         }
         self.pending_space = false;
+    }
+
+    /// Moves the current line and its hrefs into the text.
+    fn write_line(&mut self) {
+        let offset = self.out.push_line(&self.line);
+        self.hrefs
+            .extend(self.line_hrefs.drain(..).map(|href| (offset, href)));
+        self.last_line_filled = !self.line.is_empty();
+        self.line.clear();
     }
 
     /// Ends the current line and leaves a blank line.
     fn paragraph(&mut self) {
         self.end_line(false);
-        if self.lines.last().is_some_and(|(line, _)| !line.is_empty()) {
-            self.lines.push((String::new(), Vec::new()));
+        if self.last_line_filled {
+            // The blank line carries no hrefs: those of an empty line wait for its text.
+            self.out.push_line("");
+            self.last_line_filled = false;
         }
     }
 
-    fn finish(mut self) -> Vec<(String, Vec<String>)> {
+    fn finish(mut self) -> Rendered {
         self.end_line(false);
         if !self.line_hrefs.is_empty() {
-            let hrefs = std::mem::take(&mut self.line_hrefs);
-            self.lines.push((String::new(), hrefs));
+            self.write_line();
         }
-        self.lines
+        Rendered {
+            text: self.out.finish(),
+            hrefs: self.hrefs,
+        }
     }
 }
 
@@ -397,13 +411,23 @@ impl TextBuilder {
 /// Non-breaking and other fixed spaces become spaces (tabs stay); zero-width characters and
 /// soft hyphens go.
 fn push_clean(out: &mut String, raw: &str) {
-    for c in raw.chars() {
-        match c {
-            '\u{a0}' | '\u{2007}' | '\u{202f}' => out.push(' '),
-            '\u{200b}' | '\u{200c}' | '\u{200d}' | '\u{2060}' | '\u{feff}' | '\u{ad}' | '\r' => {}
-            c => out.push(c),
-        }
+    // All the characters to change are non-ASCII except `\r`.
+    if raw.bytes().all(|b| b.is_ascii() && b != b'\r') {
+        out.push_str(raw);
+        return;
     }
+    let mut kept = 0;
+    for (i, c) in raw.char_indices() {
+        let replacement = match c {
+            '\u{a0}' | '\u{2007}' | '\u{202f}' => " ",
+            '\u{200b}' | '\u{200c}' | '\u{200d}' | '\u{2060}' | '\u{feff}' | '\u{ad}' | '\r' => "",
+            _ => continue,
+        };
+        out.push_str(&raw[kept..i]);
+        out.push_str(replacement);
+        kept = i + c.len_utf8();
+    }
+    out.push_str(&raw[kept..]);
 }
 
 #[cfg(test)]

@@ -215,17 +215,22 @@ fn find_quote_start(lines: &[&str]) -> Option<usize> {
         if t.len() > MAX_ATTRIBUTION_BYTES {
             continue;
         }
-        if ATTRIBUTION.is_match(t) || SEPARATOR_TITLED.is_match(t) {
+        // Cheap tests of what each rule needs come first: most lines are none of these.
+        if (t.ends_with(':') && ATTRIBUTION.is_match(t))
+            || (t.starts_with("--") && SEPARATOR_TITLED.is_match(t))
+        {
             return Some(i);
         }
-        if ATTRIBUTION_START.is_match(t)
+        if starts_attribution(t)
+            && ATTRIBUTION_START.is_match(t)
             && lines
                 .get(i + 1)
                 .is_some_and(|next| ATTRIBUTION_END.is_match(next.trim()))
         {
             return Some(i);
         }
-        if HEADER_FROM.is_match(t)
+        if t.contains(':')
+            && HEADER_FROM.is_match(t)
             && lines[i + 1..]
                 .iter()
                 .take(4)
@@ -240,6 +245,16 @@ fn find_quote_start(lines: &[&str]) -> Option<usize> {
         }
     }
     None
+}
+
+/// Whether a line starts like [`ATTRIBUTION_START`] (whose words have no non-ASCII case
+/// variants).
+fn starts_attribution(line: &str) -> bool {
+    line.get(..2).is_some_and(|word| {
+        ["on", "am", "le", "el", "op"]
+            .iter()
+            .any(|w| word.eq_ignore_ascii_case(w))
+    })
 }
 
 /// The first line of the signature within the new part, if any: a `--` line, else the last
@@ -396,8 +411,17 @@ static DATE: LazyLock<Regex> = LazyLock::new(|| {
 /// month/day/year (Outlook's en-US form) unless the first number is over 12.
 fn find_dates(text: &str) -> Vec<String> {
     let mut seen = HashSet::new();
+    let mut seen_spellings = HashSet::new();
     let mut dates = Vec::new();
-    for caps in DATE.captures_iter(text) {
+    for m in DATE.find_iter(text) {
+        // The same spelling always reads as the same date (or none): read each once, as
+        // capture groups cost far more than finding the match.
+        if !seen_spellings.insert(m.as_str()) {
+            continue;
+        }
+        let Some(caps) = DATE.captures_at(text, m.start()) else {
+            continue;
+        };
         let num = |name: &str| caps.name(name).and_then(|m| m.as_str().parse::<u32>().ok());
         let month = |name: &str| caps.name(name).and_then(|m| month_number(m.as_str()));
         let ymd = if let Some(y) = num("iy") {
@@ -462,45 +486,72 @@ const CURRENCY_CODES: &str =
 const NUMBER: &str =
     r"[0-9]{1,3}(?:[,.'\u{202f}\u{2009}][0-9]{3})+(?:[.,][0-9]{1,2})?|[0-9]+(?:[.,][0-9]{1,2})?";
 
+/// Currency symbols, longest first where one ends another (`US$` before `$`).
+const SYMBOLS: [&str; 8] = ["US$", "C$", "A$", "€", "$", "£", "¥", "₹"];
+
 /// A currency before the number ("€1,234.50", "USD 99", "CHF 1'250.00") or after it
 /// ("1.234,50 €", "99 EUR").
 static AMOUNT: LazyLock<Regex> = LazyLock::new(|| {
     let symbol = r"US\$|C\$|A\$|€|\$|£|¥|₹";
     Regex::new(&format!(
-        r"(?:(?P<pc>{symbol}|(?-u:\b)(?:{CURRENCY_CODES})(?-u:\b))[ \u{{a0}}]?(?P<pn>{NUMBER}))|(?:(?-u:\b)(?P<sn>{NUMBER})[ \u{{a0}}]?(?P<sc>{symbol}|(?:{CURRENCY_CODES})(?-u:\b)))"
+        r"(?:{symbol}|(?-u:\b)(?:{CURRENCY_CODES})(?-u:\b))[ \u{{a0}}]?(?:{NUMBER})|(?-u:\b)(?:{NUMBER})[ \u{{a0}}]?(?:{symbol}|(?:{CURRENCY_CODES})(?-u:\b))"
     ))
     .expect("valid regex")
 });
 
 /// Money amounts in order of appearance.
+///
+/// A match is a currency, an optional space and a number, or the other way round. Numbers
+/// hold only digits and separators, so a match that starts with a digit has its currency at
+/// the end. Currency and number are told apart by spelling rather than by capture groups
+/// (which cost far more than the match itself); at most one space stands between them.
 fn find_amounts(text: &str) -> Vec<Amount> {
     let mut amounts = Vec::new();
-    for caps in AMOUNT.captures_iter(text) {
-        let (currency, number) = match (
-            caps.name("pc"),
-            caps.name("pn"),
-            caps.name("sn"),
-            caps.name("sc"),
-        ) {
-            (Some(c), Some(n), _, _) => (c, n),
-            (_, _, Some(n), Some(c)) => (c, n),
-            _ => continue,
+    for m in AMOUNT.find_iter(text) {
+        let raw = m.as_str();
+        let (currency, number) = if raw.starts_with(|c: char| c.is_ascii_digit()) {
+            let Some(currency) = currency_suffix(raw) else {
+                continue;
+            };
+            let number = &raw[..raw.len() - currency.len()];
+            (currency, number.trim_end_matches([' ', '\u{a0}']))
+        } else {
+            let Some(currency) = currency_prefix(raw) else {
+                continue;
+            };
+            let number = &raw[currency.len()..];
+            (currency, number.trim_start_matches([' ', '\u{a0}']))
         };
-        let (Some(value), Some(code)) = (
-            parse_number(number.as_str()),
-            currency_code(currency.as_str()),
-        ) else {
+        let (Some(value), Some(code)) = (parse_number(number), currency_code(currency)) else {
             continue;
         };
-        let start = currency.start().min(number.start());
-        let end = currency.end().max(number.end());
         amounts.push(Amount {
             value,
             currency: code.to_string(),
-            raw: text[start..end].to_string(),
+            raw: raw.to_string(),
         });
     }
     amounts
+}
+
+/// The symbol or ISO code an amount starts with.
+fn currency_prefix(raw: &str) -> Option<&str> {
+    SYMBOLS
+        .iter()
+        .copied()
+        .chain(CURRENCY_CODES.split('|'))
+        .find(|c| raw.starts_with(c))
+        .map(|c| &raw[..c.len()])
+}
+
+/// The symbol or ISO code an amount ends with.
+fn currency_suffix(raw: &str) -> Option<&str> {
+    SYMBOLS
+        .iter()
+        .copied()
+        .chain(CURRENCY_CODES.split('|'))
+        .find(|c| raw.ends_with(c))
+        .map(|c| &raw[raw.len() - c.len()..])
 }
 
 fn currency_code(symbol: &str) -> Option<&'static str> {
@@ -642,5 +693,24 @@ mod tests {
             vec!["+49 30 1234567", "(555) 123-4567", "030 98765432"]
         );
         assert!(find_dates("2025-02-30 and 2025-13-01").is_empty());
+        assert_eq!(
+            find_dates("4 December 2025, 4 December 2025 and 4 Dec 2025"),
+            vec!["2025-12-04"]
+        );
+        let amounts: Vec<(f64, String, String)> =
+            find_amounts("A$20, 5 US$, 10\u{a0}€, USD 5, 7 C$ and 3USD.")
+                .into_iter()
+                .map(|a| (a.value, a.currency, a.raw))
+                .collect();
+        let expected = [
+            (20.0, "AUD", "A$20"),
+            (5.0, "USD", "5 US$"),
+            (10.0, "EUR", "10\u{a0}€"),
+            (5.0, "USD", "USD 5"),
+            (7.0, "CAD", "7 C$"),
+            (3.0, "USD", "3USD"),
+        ]
+        .map(|(v, c, r)| (v, c.to_string(), r.to_string()));
+        assert_eq!(amounts, expected);
     }
 }
