@@ -208,8 +208,10 @@ impl Credential {
         st: &mut CredentialState,
         tok: AccessToken,
     ) {
-        st.token_expires_ms
-            .store(tok.expires_at.timestamp_millis(), std::sync::atomic::Ordering::Relaxed);
+        st.token_expires_ms.store(
+            tok.expires_at.timestamp_millis(),
+            std::sync::atomic::Ordering::Relaxed,
+        );
         st.cache.set(tok);
         if st.degraded {
             st.degraded = false;
