@@ -127,12 +127,21 @@ fn help_on_every_command() {
 fn serves_json_logs_without_secrets_and_status_prints_the_tree() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let secrets = ["api-key-SECRET-1", "service-SECRET-2"];
+    let secrets = [
+        "api-key-SECRET-1",
+        "service-SECRET-2",
+        "client-SECRET-3",
+        "refresh-SECRET-4",
+        "static-SECRET-5",
+    ];
     let mut child = relay365()
         .current_dir(dir.path())
         .env("RELAY365_LISTEN", format!("127.0.0.1:{port}"))
         .env("RELAY365_API_KEY", secrets[0])
         .env("SERVICE_SECRET", secrets[1])
+        // Nothing listens there: token requests fail, and their failure is logged.
+        .env("RELAY365_LOGIN_URL", "http://127.0.0.1:9")
+        .env("RELAY365_GRAPH_URL", "http://127.0.0.1:9/v1.0")
         .env("RELAY365_LOG_FORMAT", "json")
         .env("RUST_LOG", "trace")
         .stdout(Stdio::piped())
@@ -174,6 +183,44 @@ fn serves_json_logs_without_secrets_and_status_prints_the_tree() {
     ] {
         assert!(tree.contains(name), "{tree}");
     }
+    // Credentials carrying secrets, used until their tokens fail: still nothing in the logs.
+    let created = rt.block_on(async {
+        let http = reqwest::Client::new();
+        let mut ids = Vec::new();
+        for source in [
+            serde_json::json!({"kind": "client_credentials", "tenant_id": "t", "client_id": "c", "client_secret": secrets[2]}),
+            serde_json::json!({"kind": "refresh_token", "tenant_id": "t", "client_id": "c", "refresh_token": secrets[3]}),
+            serde_json::json!({"kind": "static", "access_token": secrets[4]}),
+        ] {
+            let res = http
+                .post(format!("{base}/api/credentials"))
+                .bearer_auth(secrets[0])
+                .json(&serde_json::json!({"name": "n", "mailbox": "m@example.com", "token_source": source}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), 201);
+            let body: serde_json::Value = res.json().await.unwrap();
+            ids.push(body["id"].as_str().unwrap().to_string());
+        }
+        for id in &ids {
+            let res = http
+                .post(format!("{base}/api/ms365/subscriptions"))
+                .bearer_auth(secrets[0])
+                .json(&serde_json::json!({"credential_id": id}))
+                .send()
+                .await
+                .unwrap();
+            let status = res.status().as_u16();
+            let body = res.text().await.unwrap();
+            assert!(status >= 500, "{status} {body}");
+            for s in secrets {
+                assert!(!body.contains(s), "a secret in an error answer: {body}");
+            }
+        }
+        ids.len()
+    });
+    assert_eq!(created, 3);
     let denied = relay365()
         .args(["status", "--url", &base])
         .output()
