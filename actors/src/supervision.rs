@@ -227,6 +227,34 @@ impl SupervisorState {
         }
     }
 
+    /// Registers a new child and starts it. A failed start counts as a failure of the child
+    /// (restarted with backoff); the outer `Err` is the supervisor's own escalation.
+    async fn add_child(
+        &mut self,
+        myself: &ActorRef<SupervisorMsg>,
+        spec: ChildSpec,
+    ) -> Result<Result<(), String>, ActorProcessingErr> {
+        let name = spec.name.clone();
+        self.args
+            .health
+            .register(&name, spec.kind, Some(&self.args.name), spec.core);
+        self.children.insert(
+            name.clone(),
+            Slot {
+                spec,
+                cell: None,
+                recent: VecDeque::new(),
+                generation: 0,
+                timer: None,
+            },
+        );
+        let res = self.start_child(myself, &name).await;
+        if let Err(e) = &res {
+            self.child_down(myself, &name, e.clone())?;
+        }
+        Ok(res)
+    }
+
     /// A child went down unasked. Decides: restart after backoff, park, or escalate.
     fn child_down(
         &mut self,
@@ -343,23 +371,8 @@ impl Actor for Supervisor {
     ) -> Result<(), ActorProcessingErr> {
         let specs = st.args.children.clone();
         for spec in specs {
-            let name = spec.name.clone();
-            st.args
-                .health
-                .register(&name, spec.kind, Some(&st.args.name), spec.core);
-            st.children.insert(
-                name.clone(),
-                Slot {
-                    spec,
-                    cell: None,
-                    recent: VecDeque::new(),
-                    generation: 0,
-                    timer: None,
-                },
-            );
-            if let Err(e) = st.start_child(&myself, &name).await {
-                st.child_down(&myself, &name, e)?;
-            }
+            // A child that fails to start is restarted with backoff like any failed child.
+            let _started = st.add_child(&myself, spec).await?;
         }
         if let Some(hook) = &st.args.on_start {
             hook(myself.clone());
@@ -380,23 +393,7 @@ impl Actor for Supervisor {
                     let _ = reply.send(Err(format!("{name} exists")));
                     return Ok(());
                 }
-                st.args
-                    .health
-                    .register(&name, spec.kind, Some(&st.args.name), spec.core);
-                st.children.insert(
-                    name.clone(),
-                    Slot {
-                        spec,
-                        cell: None,
-                        recent: VecDeque::new(),
-                        generation: 0,
-                        timer: None,
-                    },
-                );
-                let res = st.start_child(&myself, &name).await;
-                if let Err(e) = &res {
-                    st.child_down(&myself, &name, e.clone())?;
-                }
+                let res = st.add_child(&myself, spec).await?;
                 let _ = reply.send(res);
             }
             SupervisorMsg::Remove(name, reply) => {
