@@ -79,7 +79,7 @@ pub async fn insert_batch(store: &Store, events: &[NewEvent]) -> Result<Vec<Inse
             let opt = |f: fn(&NewEvent) -> Option<&str>| {
                 unique.iter().map(|e| f(e)).collect::<Vec<Option<&str>>>()
             };
-            let mut tx = p.begin().await?;
+            // A single statement is atomic on its own: no BEGIN/COMMIT round trips.
             added = sqlx::query_as::<_, Inserted>(
                 "insert into events (id, idempotency_key, kind, subscription_id, credential_id, \
                  change_type, resource_id, raw, status, attempts, next_attempt_at, received_at) \
@@ -98,9 +98,8 @@ pub async fn insert_batch(store: &Store, events: &[NewEvent]) -> Result<Vec<Inse
             .bind(opt(|e| e.resource_id.as_deref()))
             .bind(col(|e| &e.raw))
             .bind(unique.iter().map(|e| e.received_at).collect::<Vec<i64>>())
-            .fetch_all(&mut *tx)
+            .fetch_all(p)
             .await?;
-            tx.commit().await?;
         }
         Store::Sqlite(p) => {
             let mut tx = p.begin().await?;
