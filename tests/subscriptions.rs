@@ -5,8 +5,6 @@
 
 mod support;
 
-use std::time::Duration;
-
 use chrono::{DateTime, Utc};
 use relay365::sim::{NewMail, NotificationKind, SimConfig, SimHandle, Simulator};
 use relay365::App;
@@ -338,7 +336,6 @@ async fn lifetimes_are_clamped_bad_requests_change_nothing_and_409_is_adopted() 
     assert_ne!(g.id, foreign.id);
     assert_ne!(g.client_state.as_deref(), Some("someone-elses"));
     assert_eq!(sub["external_subscription_id"], g.id.as_str());
-    tokio::time::sleep(Duration::from_millis(10)).await;
     app.stop().await.unwrap();
     db.cleanup().await;
 }

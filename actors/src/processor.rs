@@ -68,10 +68,9 @@ impl Actor for Processor {
                 // Processing (fetch, normalize, enrich, deliver) lands with its own issue; until
                 // then the pool only acknowledges what it was handed.
                 let stats = &self.deps.processor_stats;
-                stats.queue_depth.fetch_sub(
-                    (ids.len() as u64).min(stats.queue_depth.load(Ordering::Relaxed)),
-                    Ordering::Relaxed,
-                );
+                stats
+                    .queue_depth
+                    .fetch_sub(ids.len() as u64, Ordering::Relaxed);
                 tracing::debug!(
                     worker = self.index,
                     count = ids.len(),

@@ -260,10 +260,11 @@ pub fn dispatch_events(deps: &Deps, events: Vec<(String, Option<String>)>) {
             .health
             .actor::<ProcessorMsg>(&processor::worker_name(i))
         {
-            if w.send_message(ProcessorMsg::Process(ids)).is_ok() {
-                deps.processor_stats
-                    .queue_depth
-                    .fetch_add(n, Ordering::Relaxed);
+            // Counted before the send, so the worker's decrement can never come first.
+            let depth = &deps.processor_stats.queue_depth;
+            depth.fetch_add(n, Ordering::Relaxed);
+            if w.send_message(ProcessorMsg::Process(ids)).is_err() {
+                depth.fetch_sub(n, Ordering::Relaxed);
             }
         }
     }
