@@ -120,7 +120,8 @@ struct Counts {
     unsent: AtomicU64,
 }
 
-#[tokio::main]
+// One thread: the load generator should leave the other core to the server and the database.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let bin = server_bin(&args)?;
