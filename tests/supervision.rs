@@ -11,6 +11,22 @@ use relay365_actors::store::{credentials, new_id};
 use serde_json::{json, Value};
 use support::{eventually, spawn_app, test_config, TestDb};
 
+/// Stores a credential with a static token, as if created before the service started.
+async fn seed_credential(store: &relay365_actors::Store) -> String {
+    let id = new_id();
+    credentials::insert(
+        store,
+        &id,
+        "ops",
+        None,
+        "static",
+        &json!({"kind": "static", "access_token": "x"}),
+    )
+    .await
+    .unwrap();
+    id
+}
+
 async fn status(base: &str) -> Value {
     reqwest::get(format!("{base}/status"))
         .await
@@ -61,17 +77,7 @@ async fn running_with_restarts(base: &str, name: &str, restarts: u64) -> bool {
 async fn the_tree_is_whole_at_start() {
     let db = TestDb::sqlite().await;
     let store = db.store().await;
-    let cred = new_id();
-    credentials::insert(
-        &store,
-        &cred,
-        "ops",
-        None,
-        "static",
-        &json!({"kind": "static", "access_token": "x"}),
-    )
-    .await
-    .unwrap();
+    let cred = seed_credential(&store).await;
     store.close().await;
     let app = spawn_app(test_config(&db.url, &[])).await;
     let base = app.url();
@@ -141,17 +147,7 @@ async fn the_tree_is_whole_at_start() {
 async fn every_kind_of_actor_fails_and_is_restarted() {
     for db in TestDb::all().await {
         let store = db.store().await;
-        let cred = new_id();
-        credentials::insert(
-            &store,
-            &cred,
-            "ops",
-            None,
-            "static",
-            &json!({"kind": "static", "access_token": "x"}),
-        )
-        .await
-        .unwrap();
+        let cred = seed_credential(&store).await;
         store.close().await;
         let app = spawn_app(test_config(&db.url, &[])).await;
         let base = app.url();
@@ -220,17 +216,7 @@ async fn every_kind_of_actor_fails_and_is_restarted() {
 async fn a_credential_restart_storm_parks_it_without_taking_the_service_down() {
     let db = TestDb::sqlite().await;
     let store = db.store().await;
-    let cred = new_id();
-    credentials::insert(
-        &store,
-        &cred,
-        "ops",
-        None,
-        "static",
-        &json!({"kind": "static", "access_token": "x"}),
-    )
-    .await
-    .unwrap();
+    let cred = seed_credential(&store).await;
     let app = spawn_app(test_config(
         &db.url,
         &[("RELAY365_FAILED_RETRY_SECONDS", "2")],
