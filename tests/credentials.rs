@@ -394,10 +394,12 @@ async fn a_credential_without_a_token_shows_its_failure_and_does_not_crash_loop(
     let app = app_with(&sim, &db).await;
     let base = app.url();
     let c = sim.sim().config().clone();
-    let (_, created) = post(&base, "/api/credentials", json!({"name": "wrong", "mailbox": ALICE, "token_source": {"kind": "client_credentials", "tenant_id": c.tenant, "client_id": c.client_id, "client_secret": "not-the-secret"}})).await;
+    let (code, created) = post(&base, "/api/credentials", json!({"name": "wrong", "mailbox": ALICE, "token_source": {"kind": "client_credentials", "tenant_id": c.tenant, "client_id": c.client_id, "client_secret": "not-the-secret"}})).await;
+    assert_eq!(code, 201, "{created}");
     let cred = created["id"].as_str().unwrap().to_string();
     let unconnected = uuid::Uuid::new_v4().to_string();
-    post(&base, "/api/credentials", json!({"id": unconnected, "name": "not connected", "token_source": {"kind": "auth_service"}})).await;
+    let (code, body) = post(&base, "/api/credentials", json!({"id": unconnected, "name": "not connected", "token_source": {"kind": "auth_service"}})).await;
+    assert_eq!(code, 201, "{body}");
 
     for _ in 0..3 {
         let err = get_message(&app, &cred, "x").await.unwrap_err();

@@ -125,6 +125,19 @@ async fn the_tree_is_whole_at_start() {
     for key in ["token_expires_at", "in_flight", "throttled_until"] {
         assert!(c["info"].get(key).is_some(), "credential.info.{key}");
     }
+    // The API's start of a credential the start-up load got to first (a row stored while the
+    // service was starting) is not an error, and leaves the running actor alone.
+    let store = db.store().await;
+    let row = credentials::get(&store, &cred).await.unwrap().unwrap();
+    store.close().await;
+    relay365_actors::tree::start_credential(&app.deps, row)
+        .await
+        .unwrap();
+    let c = actor(&base, &cred_name).await;
+    assert_eq!(
+        (c["state"].as_str(), c["restarts"].as_u64()),
+        (Some("running"), Some(0))
+    );
     assert_eq!(
         reqwest::get(format!("{base}/healthz"))
             .await

@@ -152,10 +152,21 @@ pub type StartHook = Arc<dyn Fn(ActorRef<SupervisorMsg>) + Send + Sync>;
 /// Told why the tree gave up, when a root escalates.
 pub type FatalHook = Arc<dyn Fn(String) + Send + Sync>;
 
+/// Why [`SupervisorMsg::Add`] did not start a child.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AddError {
+    /// A child of that name is supervised already (it was left as it is).
+    #[error("{0} exists")]
+    Exists(String),
+    /// It was added but its first start failed (it is restarted with backoff).
+    #[error("{0}")]
+    Start(String),
+}
+
 /// The supervisor's message API.
 pub enum SupervisorMsg {
     /// Adds a child and starts it; answers once it was spawned.
-    Add(ChildSpec, RpcReplyPort<Result<(), String>>),
+    Add(ChildSpec, RpcReplyPort<Result<(), AddError>>),
     /// Stops a child and forgets it; answers whether it existed.
     Remove(String, RpcReplyPort<bool>),
     /// Makes a child crash (debug); answers whether it was running.
@@ -390,11 +401,11 @@ impl Actor for Supervisor {
             SupervisorMsg::Add(spec, reply) => {
                 let name = spec.name.clone();
                 if st.children.contains_key(&name) {
-                    let _ = reply.send(Err(format!("{name} exists")));
+                    let _ = reply.send(Err(AddError::Exists(name)));
                     return Ok(());
                 }
                 let res = st.add_child(&myself, spec).await?;
-                let _ = reply.send(res);
+                let _ = reply.send(res.map_err(AddError::Start));
             }
             SupervisorMsg::Remove(name, reply) => {
                 let existed = match st.children.remove(&name) {

@@ -24,7 +24,7 @@ use crate::receiver::{self, Receiver, ReceiverMsg};
 use crate::renewal::{self, Renewal, RenewalMsg};
 use crate::store::credentials::CredentialRow;
 use crate::supervision::{
-    spawn_root, ChildSpec, FatalHook, Supervisor, SupervisorArgs, SupervisorMsg,
+    spawn_root, AddError, ChildSpec, FatalHook, Supervisor, SupervisorArgs, SupervisorMsg,
 };
 
 /// Name of the root supervisor.
@@ -183,13 +183,14 @@ fn supervisor(deps: &Deps, name: &str) -> Result<ActorRef<SupervisorMsg>, TreeEr
         .ok_or_else(|| TreeError::NotRunning(name.to_string()))
 }
 
-/// Starts the actor of a credential that was just stored.
+/// Starts the actor of a credential that was just stored. Already running is fine: the
+/// supervisor's start-up load of the credentials may have read the row first.
 pub async fn start_credential(deps: &Deps, row: CredentialRow) -> Result<(), TreeError> {
     let sup = supervisor(deps, credential::SUPERVISOR)?;
     let spec = credential::child_spec(deps, &row.id.clone(), Some(row));
     match sup.call(|r| SupervisorMsg::Add(spec, r), Some(CALL)).await {
-        Ok(ractor::rpc::CallResult::Success(Ok(()))) => Ok(()),
-        Ok(ractor::rpc::CallResult::Success(Err(e))) => Err(TreeError::Call(e)),
+        Ok(ractor::rpc::CallResult::Success(Ok(()) | Err(AddError::Exists(_)))) => Ok(()),
+        Ok(ractor::rpc::CallResult::Success(Err(e))) => Err(TreeError::Call(e.to_string())),
         Ok(other) => Err(TreeError::Call(format!("{other:?}"))),
         Err(e) => Err(TreeError::Call(e.to_string())),
     }
