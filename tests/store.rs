@@ -246,6 +246,71 @@ async fn event_inserts_are_idempotent() {
 }
 
 #[tokio::test]
+async fn the_receivers_writer_inserts_alike_and_reconnects_after_a_lost_connection() {
+    for db in TestDb::all().await {
+        let store = db.store().await;
+        let mut writer = events::Writer::new(&store);
+        let batch = vec![
+            event("w:created:1:e1", "w", 1000),
+            event("w:created:2:e1", "w", 1000),
+            event("w:created:1:e1", "w", 1000),
+        ];
+        let added = writer.insert_batch(&batch).await.unwrap();
+        assert_eq!(added.len(), 2, "{}", db.label);
+        // The writer and the pool see the same keys.
+        let again = vec![
+            event("w:created:2:e1", "w", 2000),
+            event("w:created:3:e1", "w", 2000),
+        ];
+        assert_eq!(events::insert_batch(&store, &again).await.unwrap().len(), 1);
+        assert!(writer.insert_batch(&again).await.unwrap().is_empty());
+        let many: Vec<NewEvent> = (0..1200)
+            .map(|i| event(&format!("wm:{i}"), "w", 3000))
+            .collect();
+        assert_eq!(writer.insert_batch(&many).await.unwrap().len(), 1200);
+
+        if let Store::Postgres(pool) = &store {
+            // The database drops the writer's connection: that batch fails (answered 503 by
+            // the receiver), the next one goes through on a new connection.
+            let killed: Vec<bool> = sqlx::query_scalar(
+                "select pg_terminate_backend(pid, 5000) from pg_stat_activity \
+                 where application_name = $1",
+            )
+            .bind(events::WRITER_APPLICATION_NAME)
+            .fetch_all(pool)
+            .await
+            .unwrap();
+            assert!(
+                killed.contains(&true),
+                "the writer has a connection to drop"
+            );
+            let lost = vec![event("w:created:4:e1", "w", 4000)];
+            assert!(writer.insert_batch(&lost).await.is_err());
+            assert_eq!(writer.insert_batch(&lost).await.unwrap().len(), 1);
+            assert!(writer.insert_batch(&lost).await.unwrap().is_empty());
+        }
+        let n = events::list(
+            &store,
+            &EventFilter {
+                limit: 2000,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap()
+        .len();
+        let expected = if store.backend() == relay365_actors::store::Backend::Postgres {
+            1204
+        } else {
+            1203
+        };
+        assert_eq!(n, expected, "{}", db.label);
+        store.close().await;
+        db.cleanup().await;
+    }
+}
+
+#[tokio::test]
 async fn events_list_newest_first_with_filters_and_cursor() {
     for db in TestDb::all().await {
         let store = db.store().await;

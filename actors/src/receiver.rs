@@ -7,10 +7,11 @@
 //! each request is answered only after the commit that holds its items. `handle` does no I/O:
 //! a commit runs on a task of its own and reports back with [`ReceiverMsg::Committed`], so
 //! the mailbox keeps gathering the next batch meanwhile. One commit runs at a time on both
-//! stores: SQLite has a single writer, and on PostgreSQL each commit pays its own `fdatasync`,
-//! so one commit of everything that waits measured faster than several smaller ones (README,
-//! Benchmarks). A request whose caller gave up (the HTTP handler
-//! answered 503 after `commit_timeout`) before its commit started is dropped unwritten.
+//! stores, on a connection of the receiver's own ([`Writer`]: one round trip per commit):
+//! SQLite has a single writer, and on PostgreSQL each commit pays its own `fdatasync`, so one
+//! commit of everything that waits measured faster than several smaller ones (README,
+//! Benchmarks). A request whose caller gave up (the HTTP handler answered 503 after
+//! `commit_timeout`) before its commit started is dropped unwritten.
 //!
 //! An item for a subscription id the map does not hold is looked up in the store before it
 //! is dropped: the subscription may have been stored a moment ago, or by another instance
@@ -27,9 +28,9 @@ use subtle::ConstantTimeEq;
 use tokio::sync::oneshot;
 
 use crate::deps::Deps;
-use crate::store::events::{self, Inserted, NewEvent};
+use crate::store::events::{Inserted, NewEvent, Writer};
 use crate::store::subscriptions::{self, SubscriptionRow};
-use crate::store::{now_ms, Store, StoreError};
+use crate::store::{now_ms, StoreError};
 use crate::supervision::Crash;
 use crate::util::spawn_reply;
 
@@ -42,9 +43,6 @@ pub const MAX_BATCH_ITEMS: usize = 2_000;
 /// Most look-ups of unknown subscription ids running at once; beyond, such items are dropped
 /// (bounds the store work forged ids can cause).
 pub const MAX_LOOKUPS: usize = 64;
-
-/// Items waiting that justify a second (third, …) concurrent commit on PostgreSQL.
-pub const PARALLEL_AFTER: usize = 16;
 
 /// Most items waiting for a commit; beyond this new requests are refused at once (503)
 /// rather than queued into a backlog that could not be answered in time anyway.
@@ -285,6 +283,8 @@ pub type LookedUp = (String, Result<Option<SubscriptionRow>, StoreError>);
 /// A finished commit, as reported by its task.
 pub struct Commit {
     result: Result<Vec<Inserted>, StoreError>,
+    /// The writer it used, given back.
+    writer: Writer,
     /// Items written (before de-duplication).
     items: usize,
     waiters: Vec<(IngestReply, IngestOutcome)>,
@@ -371,39 +371,12 @@ pub struct ReceiverState {
     /// Requests waiting for a commit, oldest first.
     pending: VecDeque<Waiter>,
     pending_items: usize,
-    in_flight: usize,
-    max_in_flight: usize,
     /// When we last wrote `last_notification_at` of a subscription (our id → Unix ms).
     touched: HashMap<String, i64>,
     reload_waiters: Vec<oneshot::Sender<()>>,
-    /// Where commits go: the shared pool on PostgreSQL; on SQLite a pool of one connection of
-    /// its own (see [`commit_store`]).
-    commit_store: Store,
-}
-
-/// The store commits are written to. SQLite has one writer anyway, and in WAL mode a
-/// connection drops its page cache whenever another connection wrote since its last
-/// transaction: committing through whichever pooled connection is free would re-read the
-/// indexes from the OS on every commit. One connection of our own keeps them cached (8 MiB),
-/// and checkpoints the WAL every 4,000 pages rather than 1,000 (a page written by many
-/// commits is then copied back once; the WAL file grows to about 16 MB).
-fn commit_store(store: &Store) -> Store {
-    match store {
-        Store::Sqlite(pool) => {
-            let opts = (*pool.connect_options())
-                .clone()
-                .pragma("cache_size", "-8192")
-                .pragma("wal_autocheckpoint", "4000");
-            Store::Sqlite(
-                sqlx::sqlite::SqlitePoolOptions::new()
-                    .max_connections(1)
-                    .min_connections(0)
-                    .acquire_timeout(Duration::from_secs(10))
-                    .connect_lazy_with(opts),
-            )
-        }
-        Store::Postgres(_) => store.clone(),
-    }
+    /// Connections of their own for commits, one per commit that may run at once; a commit
+    /// takes one and gives it back when it ends.
+    writers: Vec<Writer>,
 }
 
 /// `last_notification_at` is written at most this often per subscription.
@@ -648,14 +621,10 @@ impl Receiver {
         }
     }
 
-    /// Starts a commit when none runs and requests are waiting; starts more (up to
-    /// `max_in_flight`) only while a backlog of [`PARALLEL_AFTER`] items waits, since one
-    /// large commit costs the database less than several small ones.
+    /// Starts a commit of everything that waits (up to [`MAX_BATCH_ITEMS`]) when a writer is
+    /// free: one large commit costs the database less than several small ones.
     fn start_commits(&self, myself: &ActorRef<ReceiverMsg>, st: &mut ReceiverState) {
-        while !st.pending.is_empty()
-            && (st.in_flight == 0
-                || (st.in_flight < st.max_in_flight && st.pending_items >= PARALLEL_AFTER))
-        {
+        while !st.pending.is_empty() && !st.writers.is_empty() {
             let mut batch: Vec<NewEvent> = Vec::new();
             let mut waiters = Vec::new();
             let mut subs = HashSet::new();
@@ -693,8 +662,9 @@ impl Receiver {
             if waiters.is_empty() {
                 continue;
             }
-            st.in_flight += 1;
-            let store = st.commit_store.clone();
+            let Some(mut writer) = st.writers.pop() else {
+                break;
+            };
             // A hung database must not hold a commit slot for ever; a late commit is harmless
             // (its callers got 503 and Graph's retry is a duplicate).
             let limit = (self.deps.settings.commit_timeout * 5).max(Duration::from_secs(10));
@@ -703,14 +673,13 @@ impl Receiver {
                 myself,
                 async move {
                     let result =
-                        match tokio::time::timeout(limit, events::insert_batch(&store, &batch))
-                            .await
-                        {
+                        match tokio::time::timeout(limit, writer.insert_batch(&batch)).await {
                             Ok(r) => r,
                             Err(_) => Err(StoreError::Db(sqlx::Error::PoolTimedOut)),
                         };
                     Box::new(Commit {
                         result,
+                        writer,
                         items,
                         waiters,
                         subscriptions: subs,
@@ -722,7 +691,7 @@ impl Receiver {
     }
 
     fn committed(&self, st: &mut ReceiverState, commit: Commit) {
-        st.in_flight -= 1;
+        st.writers.push(commit.writer);
         match commit.result {
             Ok(inserted) => {
                 let new = inserted.len();
@@ -807,13 +776,10 @@ impl Actor for Receiver {
             lookups: HashMap::new(),
             pending: VecDeque::new(),
             pending_items: 0,
-            in_flight: 0,
-            // One commit at a time on both stores (see the module docs); the knob stays for
-            // databases whose commits overlap well.
-            max_in_flight: 1,
+            // One commit at a time (see the module docs).
+            writers: vec![Writer::new(&self.deps.store)],
             touched: HashMap::new(),
             reload_waiters: Vec::new(),
-            commit_store: commit_store(&self.deps.store),
         })
     }
 
