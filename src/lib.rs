@@ -79,11 +79,7 @@ impl App {
         )
         .await
         .context("starting the supervision tree")?;
-        let state = http::AppState {
-            cfg: Arc::new(cfg),
-            deps: deps.clone(),
-            metrics: telemetry::metrics(),
-        };
+        let state = http::AppState::new(cfg, deps.clone(), telemetry::metrics());
         let (server_stop_tx, server_stop_rx) = oneshot::channel::<()>();
         let server = tokio::spawn(async move {
             axum::serve(listener, http::router(state))

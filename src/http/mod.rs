@@ -29,12 +29,29 @@ pub mod primitives;
 pub mod subscriptions;
 pub mod webhook;
 
-/// What every handler can reach.
+/// What every handler can reach. One `Arc`: axum clones the state for every request.
 #[derive(Clone)]
-pub struct AppState {
-    pub cfg: Arc<Config>,
+pub struct AppState(Arc<Shared>);
+
+/// The contents of [`AppState`].
+pub struct Shared {
+    pub cfg: Config,
     pub deps: Deps,
     pub metrics: PrometheusHandle,
+}
+
+impl AppState {
+    pub fn new(cfg: Config, deps: Deps, metrics: PrometheusHandle) -> AppState {
+        AppState(Arc::new(Shared { cfg, deps, metrics }))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
 }
 
 /// The whole router.
