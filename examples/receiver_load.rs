@@ -24,7 +24,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use axum::body::Bytes;
 use clap::Parser;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
 use relay365_actors::store::subscriptions::{self, NewSubscription};
 use relay365_actors::store::{credentials, new_id, Store, StoreOptions};
 use serde_json::json;
@@ -110,6 +113,23 @@ fn cpu_seconds(pid: &str) -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
+/// CPU seconds used so far by every PostgreSQL process on this machine (the server's
+/// backends, WAL writer, checkpointer…): the database's share of the two cores.
+fn postgres_cpu_seconds() -> f64 {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return 0.0;
+    };
+    dir.filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str().map(str::to_string))
+        .filter(|pid| pid.bytes().all(|b| b.is_ascii_digit()))
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|c| c.trim() == "postgres")
+        })
+        .map(|pid| cpu_seconds(&pid))
+        .sum()
+}
+
 #[derive(Default)]
 struct Counts {
     accepted: AtomicU64,
@@ -118,6 +138,49 @@ struct Counts {
     errors: AtomicU64,
     /// Open loop: requests due before the end that could not be sent in time.
     unsent: AtomicU64,
+}
+
+/// One keep-alive HTTP/1.1 connection, driven by hyper's connection API: no pool, no URL
+/// parsing per request, so the load tool spends little of the CPU it shares with the server.
+type Conn = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+
+async fn connect(port: u16) -> anyhow::Result<Conn> {
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    tcp.set_nodelay(true)?;
+    let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
+    tokio::spawn(conn);
+    Ok(send)
+}
+
+/// POSTs one notification collection; answers the status. A broken connection is dropped and
+/// the next request opens a new one.
+async fn post(conn: &mut Option<Conn>, port: u16, payload: String) -> anyhow::Result<u16> {
+    let send = match conn {
+        Some(c) if !c.is_closed() => c,
+        _ => conn.insert(connect(port).await?),
+    };
+    send.ready().await?;
+    let req = hyper::Request::post("/api/ms365/webhook")
+        .header("host", "127.0.0.1")
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(payload)))?;
+    let res = tokio::time::timeout(Duration::from_secs(10), send.send_request(req)).await;
+    match res {
+        Ok(Ok(res)) => {
+            let status = res.status().as_u16();
+            // Read the (small) answer so the connection is free for the next request.
+            res.into_body().collect().await?;
+            Ok(status)
+        }
+        Ok(Err(e)) => {
+            *conn = None;
+            Err(e.into())
+        }
+        Err(_) => {
+            *conn = None;
+            anyhow::bail!("no answer within 10 s")
+        }
+    }
 }
 
 // One thread: the load generator should leave the other core to the server and the database.
@@ -180,7 +243,6 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("starting {}", bin.display()))?;
     let pid = server.id();
     let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(args.connections)
         .timeout(Duration::from_secs(10))
         .build()?;
     let mut ready = false;
@@ -216,18 +278,13 @@ async fn main() -> anyhow::Result<()> {
 
     let workers: Vec<_> = (0..args.connections)
         .map(|w| {
-            let (http, base, counts, measuring) = (
-                http.clone(),
-                base.clone(),
-                counts.clone(),
-                measuring.clone(),
-            );
+            let (counts, measuring) = (counts.clone(), measuring.clone());
             let (graph_sub, client_state) = (graph_sub.clone(), client_state.clone());
             let run_id = run_id.to_string();
             let (connections, rate) = (args.connections as u64, args.rate);
             tokio::spawn(async move {
                 let mut latencies: Vec<u32> = Vec::with_capacity(1 << 16);
-                let url = format!("{base}/api/ms365/webhook");
+                let mut conn: Option<Conn> = None;
                 for n in 0u64.. {
                     // Open loop: request k of this connection is due at its slot of the rate.
                     let due = match rate {
@@ -249,22 +306,17 @@ async fn main() -> anyhow::Result<()> {
                     }
                     tokio::time::sleep_until(due.into()).await;
                     let payload = body(&graph_sub, &client_state, &format!("{run_id}-{w}-{n}"));
-                    let res = http
-                        .post(&url)
-                        .header("content-type", "application/json")
-                        .body(payload)
-                        .send()
-                        .await;
+                    let res = post(&mut conn, port, payload).await;
                     let took = due.elapsed();
                     if !measuring.load(Ordering::Relaxed) {
                         continue;
                     }
                     match res {
-                        Ok(r) if r.status() == 202 => {
+                        Ok(202) => {
                             counts.accepted.fetch_add(1, Ordering::Relaxed);
                             latencies.push(took.as_micros().min(u32::MAX as u128) as u32);
                         }
-                        Ok(r) if r.status() == 503 => {
+                        Ok(503) => {
                             counts.unavailable.fetch_add(1, Ordering::Relaxed);
                         }
                         Ok(_) => {
@@ -284,6 +336,7 @@ async fn main() -> anyhow::Result<()> {
     measuring.store(true, Ordering::Relaxed);
     let measured_from = Instant::now();
     let (server_cpu0, own_cpu0) = (cpu_seconds(&pid.to_string()), cpu_seconds("self"));
+    let db_cpu0 = postgres_cpu_seconds();
     let mut latencies = Vec::new();
     for w in workers {
         latencies.extend(w.await?);
@@ -291,6 +344,8 @@ async fn main() -> anyhow::Result<()> {
     let elapsed = measured_from.elapsed().as_secs_f64();
     let server_cpu = cpu_seconds(&pid.to_string()) - server_cpu0;
     let own_cpu = cpu_seconds("self") - own_cpu0;
+    // Processes that ended meanwhile are missed; the backends of the server's pool live on.
+    let db_cpu = (postgres_cpu_seconds() - db_cpu0).max(0.0);
     sampler.abort();
     let hwm = rss_kb(pid, "VmHWM:");
     let info: serde_json::Value = http
@@ -352,6 +407,13 @@ async fn main() -> anyhow::Result<()> {
         server_cpu * 1e6 / accepted.max(1) as f64,
         own_cpu / elapsed
     );
+    if backend == "postgres" {
+        println!(
+            "cpu: PostgreSQL (all its processes on this machine) {:.2} cores, {:.1} µs per notification",
+            db_cpu / elapsed,
+            db_cpu * 1e6 / accepted.max(1) as f64
+        );
+    }
     let batches = receiver["batches"].as_u64().unwrap_or(0);
     println!(
         "server: peak RSS {:.1} MB (VmHWM {:.1} MB); commits {batches}, {:.0} items per commit",
