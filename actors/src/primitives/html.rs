@@ -1,8 +1,8 @@
 //! HTML and plain text → clean plain text, one path for mail bodies and HTML documents.
 //!
-//! HTML goes through html5ever's tokenizer (the WHATWG HTML tokenizer: character references,
-//! raw-text elements and malformed markup handled as browsers do) and a small renderer that
-//! lays the tokens out as text:
+//! HTML goes through html5gum's tokenizer (the WHATWG HTML tokenizer: character references,
+//! raw-text elements and malformed markup handled as browsers do), whose emitter lays the tags
+//! and text out as they come, without building tokens:
 //! - `<script>`, `<style>`, `<title>`, `<template>`, `<svg>` and elements styled
 //!   `display:none` (newsletter preheaders, tracking blocks) are dropped;
 //! - paragraphs, headings (`# `, `## ` …), lists (`* ` and `1. `), tables and `<blockquote>`
@@ -15,13 +15,10 @@
 //! can be listed in reading order. No tree is built: rendering a 50 KB mail takes well under a
 //! millisecond.
 
-use std::cell::RefCell;
+use std::convert::Infallible;
+use std::ops::Range;
 
-use html5ever::tendril::StrTendril;
-use html5ever::tokenizer::states::RawKind;
-use html5ever::tokenizer::{
-    BufferQueue, Tag, TagKind, Token, TokenSink, TokenSinkResult, Tokenizer, TokenizerOpts,
-};
+use html5gum::{Emitter, Error, State, Tokenizer};
 
 /// Clean text, and the `href`s with the byte offset of the line they appear on.
 #[derive(Debug, Default)]
@@ -32,29 +29,190 @@ pub(crate) struct Rendered {
 
 /// Renders HTML as plain text. Never fails: any input is some HTML.
 pub(crate) fn html_to_text(html: &str) -> Rendered {
-    let sink = Sink(RefCell::new(Layout::default()));
-    let tokenizer = Tokenizer::new(sink, TokenizerOpts::default());
-    let input = BufferQueue::default();
-    input.push_back(StrTendril::from(html));
-    // The sink never asks to pause for a script, so one feed consumes everything.
-    let _ = tokenizer.feed(&input);
-    tokenizer.end();
-    tokenizer.sink.0.into_inner().finish()
+    // A byte-order mark is not content (html5ever's tokenizer dropped it too).
+    let html = html.strip_prefix('\u{feff}').unwrap_or(html);
+    let mut layout = Layout::default();
+    let sink = Sink {
+        layout: &mut layout,
+        tag: TagBuf::default(),
+        last_start_tag: Vec::new(),
+        carry: Vec::new(),
+    };
+    // The sink never yields tokens: it lays the text out as the tokenizer calls it. Reading a
+    // `&str` cannot fail.
+    let Ok(()) = Tokenizer::new_with_emitter(html, sink).finish();
+    layout.finish()
 }
 
-struct Sink(RefCell<Layout>);
+/// The tag being read: name, kind and the attributes, in one reused buffer.
+#[derive(Default)]
+struct TagBuf {
+    name: Vec<u8>,
+    start: bool,
+    self_closing: bool,
+    /// Attribute names and values, as ranges into `bytes`.
+    attrs: Vec<(Range<usize>, Range<usize>)>,
+    bytes: Vec<u8>,
+}
 
-impl TokenSink for Sink {
-    type Handle = ();
+impl TagBuf {
+    fn reset(&mut self, start: bool) {
+        self.name.clear();
+        self.start = start;
+        self.self_closing = false;
+        self.attrs.clear();
+        self.bytes.clear();
+    }
 
-    fn process_token(&self, token: Token, _line: u64) -> TokenSinkResult<()> {
-        let mut layout = self.0.borrow_mut();
-        match token {
-            Token::TagToken(tag) => return layout.tag(&tag),
-            Token::CharacterTokens(text) => layout.text(&text),
-            _ => {}
+    /// The value of the first attribute with this name (later duplicates do not count, as in
+    /// the HTML tokenizer).
+    fn attribute(&self, name: &str) -> Option<&str> {
+        self.attrs
+            .iter()
+            .find(|(n, _)| &self.bytes[n.clone()] == name.as_bytes())
+            .and_then(|(_, v)| std::str::from_utf8(&self.bytes[v.clone()]).ok())
+    }
+}
+
+/// The tokenizer's emitter: keeps the current tag and hands tags and text to the layout.
+struct Sink<'l> {
+    layout: &'l mut Layout,
+    tag: TagBuf,
+    last_start_tag: Vec<u8>,
+    /// The start of a character cut off at the end of the last text chunk (never with `&str`
+    /// input, but text is bytes to the tokenizer).
+    carry: Vec<u8>,
+}
+
+impl Sink<'_> {
+    fn text(&mut self, bytes: &[u8]) {
+        if !self.carry.is_empty() {
+            let mut joined = std::mem::take(&mut self.carry);
+            joined.extend_from_slice(bytes);
+            self.text_utf8(&joined);
+            return;
         }
-        TokenSinkResult::Continue
+        self.text_utf8(bytes);
+    }
+
+    fn text_utf8(&mut self, bytes: &[u8]) {
+        match std::str::from_utf8(bytes) {
+            Ok(text) => self.layout.text_without_nul(text),
+            Err(err) => {
+                let (valid, rest) = bytes.split_at(err.valid_up_to());
+                // Valid by construction.
+                if let Ok(text) = std::str::from_utf8(valid) {
+                    self.layout.text_without_nul(text);
+                }
+                match err.error_len() {
+                    None => self.carry.extend_from_slice(rest),
+                    Some(bad) => {
+                        self.layout.text_without_nul("\u{fffd}");
+                        self.text_utf8(&rest[bad..]);
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Emitter for Sink<'_> {
+    type Token = Infallible;
+
+    fn set_last_start_tag(&mut self, last_start_tag: Option<&[u8]>) {
+        self.last_start_tag.clear();
+        self.last_start_tag
+            .extend_from_slice(last_start_tag.unwrap_or_default());
+    }
+
+    fn emit_eof(&mut self) {}
+
+    fn emit_error(&mut self, _error: Error) {}
+
+    fn should_emit_errors(&mut self) -> bool {
+        false
+    }
+
+    fn pop_token(&mut self) -> Option<Infallible> {
+        None
+    }
+
+    fn emit_string(&mut self, s: &[u8]) {
+        self.text(s);
+    }
+
+    fn init_start_tag(&mut self) {
+        self.tag.reset(true);
+    }
+
+    fn init_end_tag(&mut self) {
+        self.tag.reset(false);
+    }
+
+    fn init_comment(&mut self) {}
+
+    fn emit_current_tag(&mut self) -> Option<State> {
+        if self.tag.start {
+            self.last_start_tag.clear();
+            self.last_start_tag.extend_from_slice(&self.tag.name);
+        }
+        let tag = &self.tag;
+        // Tag names are ASCII-lowercased input: valid UTF-8.
+        let name = std::str::from_utf8(&tag.name).unwrap_or("\u{fffd}");
+        self.layout.tag(name, tag)
+    }
+
+    fn emit_current_comment(&mut self) {}
+
+    fn emit_current_doctype(&mut self) {}
+
+    fn set_self_closing(&mut self) {
+        self.tag.self_closing = true;
+    }
+
+    fn set_force_quirks(&mut self) {}
+
+    fn push_tag_name(&mut self, s: &[u8]) {
+        self.tag.name.extend_from_slice(s);
+    }
+
+    fn push_comment(&mut self, _s: &[u8]) {}
+
+    fn push_doctype_name(&mut self, _s: &[u8]) {}
+
+    fn init_doctype(&mut self) {}
+
+    fn init_attribute(&mut self) {
+        let at = self.tag.bytes.len();
+        self.tag.attrs.push((at..at, at..at));
+    }
+
+    fn push_attribute_name(&mut self, s: &[u8]) {
+        self.tag.bytes.extend_from_slice(s);
+        let end = self.tag.bytes.len();
+        if let Some((name, value)) = self.tag.attrs.last_mut() {
+            name.end = end;
+            *value = end..end;
+        }
+    }
+
+    fn push_attribute_value(&mut self, s: &[u8]) {
+        self.tag.bytes.extend_from_slice(s);
+        if let Some((_, value)) = self.tag.attrs.last_mut() {
+            value.end = self.tag.bytes.len();
+        }
+    }
+
+    fn set_doctype_public_identifier(&mut self, _value: &[u8]) {}
+
+    fn set_doctype_system_identifier(&mut self, _value: &[u8]) {}
+
+    fn push_doctype_public_identifier(&mut self, _s: &[u8]) {}
+
+    fn push_doctype_system_identifier(&mut self, _s: &[u8]) {}
+
+    fn current_is_appropriate_end_tag_token(&mut self) -> bool {
+        !self.tag.start && !self.last_start_tag.is_empty() && self.tag.name == self.last_start_tag
     }
 }
 
@@ -92,9 +250,9 @@ struct Layout {
 }
 
 impl Layout {
-    fn tag(&mut self, tag: &Tag) -> TokenSinkResult<()> {
-        let name: &str = &tag.name;
-        let start = tag.kind == TagKind::StartTag;
+    /// Lays out a start or end tag; returns the tokenizer state its content needs, if any.
+    fn tag(&mut self, name: &str, tag: &TagBuf) -> Option<State> {
+        let start = tag.start;
 
         if let Some((hidden, depth)) = &mut self.hidden {
             if hidden.as_str() == name && !VOID.contains(&name) && !tag.self_closing {
@@ -123,7 +281,7 @@ impl Layout {
                 }
                 return raw_kind(name, start);
             }
-            _ if self.skip_depth > 0 => return TokenSinkResult::Continue,
+            _ if self.skip_depth > 0 => return None,
             "br" if start => self.end_line(true),
             "p" | "table" | "hr" | "dl" | "figure" => self.paragraph(),
             "div" | "section" | "article" | "header" | "footer" | "nav" | "aside" | "main"
@@ -143,7 +301,8 @@ impl Layout {
                     self.end_line(false);
                 }
                 if start {
-                    let first = attribute(tag, "start")
+                    let first = tag
+                        .attribute("start")
                         .and_then(|s| s.trim().parse().ok())
                         .unwrap_or(1);
                     self.lists.push((name == "ol").then_some(first));
@@ -196,7 +355,7 @@ impl Layout {
                 }
             }
             "a" if start => {
-                if let Some(href) = attribute(tag, "href") {
+                if let Some(href) = tag.attribute("href") {
                     let href = href.trim();
                     if !href.is_empty() {
                         self.line_hrefs.push(href.to_string());
@@ -204,7 +363,7 @@ impl Layout {
                 }
             }
             "img" => {
-                if let Some(alt) = attribute(tag, "alt") {
+                if let Some(alt) = tag.attribute("alt") {
                     self.text(alt);
                 }
             }
@@ -217,7 +376,19 @@ impl Layout {
                 self.cells.pop();
             }
         }
-        TokenSinkResult::Continue
+        None
+    }
+
+    /// Text from the tokenizer, whose U+0000 characters in text are not content (html5ever
+    /// gave them as separate tokens, which were not laid out).
+    fn text_without_nul(&mut self, text: &str) {
+        if !text.contains('\0') {
+            self.text(text);
+            return;
+        }
+        for part in text.split('\0') {
+            self.text(part);
+        }
     }
 
     fn text(&mut self, text: &str) {
@@ -323,42 +494,26 @@ impl Layout {
 }
 
 /// The tokenizer state an element's content needs (as the tree builder would ask for).
-fn raw_kind(name: &str, start: bool) -> TokenSinkResult<()> {
+fn raw_kind(name: &str, start: bool) -> Option<State> {
     if !start {
-        return TokenSinkResult::Continue;
+        return None;
     }
     match name {
-        "script" => TokenSinkResult::RawData(RawKind::ScriptData),
-        "style" | "xmp" | "iframe" | "noembed" | "noframes" => {
-            TokenSinkResult::RawData(RawKind::Rawtext)
-        }
-        "title" | "textarea" => TokenSinkResult::RawData(RawKind::Rcdata),
-        "plaintext" => TokenSinkResult::Plaintext,
-        _ => TokenSinkResult::Continue,
+        "script" => Some(State::ScriptData),
+        "style" | "xmp" | "iframe" | "noembed" | "noframes" => Some(State::RawText),
+        "title" | "textarea" => Some(State::RcData),
+        "plaintext" => Some(State::PlainText),
+        _ => None,
     }
-}
-
-fn attribute<'t>(tag: &'t Tag, name: &str) -> Option<&'t str> {
-    tag.attrs
-        .iter()
-        .find(|a| &*a.name.local == name)
-        .map(|a| &*a.value)
 }
 
 /// `style="display: none"` (any spacing or case) or the `hidden` attribute.
-fn is_hidden(tag: &Tag) -> bool {
-    tag.attrs.iter().any(|a| match &*a.name.local {
-        "hidden" => true,
-        "style" => {
-            let style: String = a
-                .value
-                .chars()
-                .filter(|c| !c.is_ascii_whitespace())
-                .collect();
+fn is_hidden(tag: &TagBuf) -> bool {
+    tag.attribute("hidden").is_some()
+        || tag.attribute("style").is_some_and(|style| {
+            let style: String = style.chars().filter(|c| !c.is_ascii_whitespace()).collect();
             style.to_ascii_lowercase().contains("display:none")
-        }
-        _ => false,
-    })
+        })
 }
 
 /// Normalizes a plain-text body: line endings, invisible characters, trailing spaces, runs of
