@@ -16,6 +16,7 @@
 //! millisecond.
 
 use std::convert::Infallible;
+use std::fmt::Write as _;
 use std::ops::Range;
 
 use html5gum::{Emitter, Error, State, Tokenizer};
@@ -235,8 +236,8 @@ struct Layout {
     line_hrefs: Vec<String>,
     /// Whitespace was seen since the last character of the line.
     pending_space: bool,
-    /// A list marker or heading prefix to write before the next character.
-    pending_prefix: Option<String>,
+    /// A list marker or heading prefix to write before the next character (empty: none).
+    pending_prefix: String,
     /// Inside `<script>`, `<style>`, `<title>`, `<template>`, `<svg>` (counted).
     skip_depth: usize,
     /// Inside an element styled `display:none`: its name and how deep same-named elements nest.
@@ -267,7 +268,12 @@ impl Layout {
             }
             return raw_kind(name, start);
         }
-        if start && !VOID.contains(&name) && !tag.self_closing && is_hidden(tag) {
+        if start
+            && !tag.attrs.is_empty()
+            && is_hidden(tag)
+            && !VOID.contains(&name)
+            && !tag.self_closing
+        {
             self.hidden = Some((name.to_string(), 1));
             return raw_kind(name, start);
         }
@@ -291,7 +297,11 @@ impl Layout {
                 self.paragraph();
                 if start {
                     let level = name[1..].parse::<usize>().unwrap_or(1);
-                    self.pending_prefix = Some(format!("{} ", "#".repeat(level)));
+                    self.pending_prefix.clear();
+                    for _ in 0..level {
+                        self.pending_prefix.push('#');
+                    }
+                    self.pending_prefix.push(' ');
                 }
             }
             "ul" | "ol" => {
@@ -312,15 +322,19 @@ impl Layout {
             }
             "li" if start => {
                 self.end_line(false);
-                let indent = "  ".repeat(self.lists.len().saturating_sub(1));
-                let marker = match self.lists.last_mut() {
+                let prefix = &mut self.pending_prefix;
+                prefix.clear();
+                for _ in 1..self.lists.len() {
+                    prefix.push_str("  ");
+                }
+                match self.lists.last_mut() {
                     Some(Some(n)) => {
                         *n += 1;
-                        format!("{indent}{}. ", *n - 1)
+                        // Writing to a String cannot fail.
+                        let _ = write!(prefix, "{}. ", *n - 1);
                     }
-                    _ => format!("{indent}* "),
-                };
-                self.pending_prefix = Some(marker);
+                    _ => prefix.push_str("* "),
+                }
             }
             "li" => self.end_line(false),
             "blockquote" => {
@@ -408,26 +422,35 @@ impl Layout {
         }
         // HTML collapses ASCII whitespace only; a non-breaking space is content. ASCII bytes
         // never occur inside a multi-byte character, so scanning bytes is safe.
-        let is_space = |b: &u8| matches!(b, b' ' | b'\t' | b'\n' | b'\r' | b'\x0c');
-        let mut rest = text;
-        while !rest.is_empty() {
-            let word_start = rest.bytes().take_while(is_space).count();
-            if word_start > 0 {
+        let is_space = |b: u8| matches!(b, b' ' | b'\t' | b'\n' | b'\r' | b'\x0c');
+        let bytes = text.as_bytes();
+        let mut i = 0;
+        while i < bytes.len() {
+            if is_space(bytes[i]) {
                 self.pending_space = true;
-                rest = &rest[word_start..];
+                i += 1;
                 continue;
             }
-            let word_end = rest
-                .bytes()
-                .position(|b| is_space(&b))
-                .unwrap_or(rest.len());
+            // A run of words with single spaces between them is already collapsed: it is
+            // copied as it stands (a word never ends in a space, so each of those spaces would
+            // be written anyway).
+            let run_start = i;
+            loop {
+                while i < bytes.len() && !is_space(bytes[i]) {
+                    i += 1;
+                }
+                if bytes.get(i) == Some(&b' ') && bytes.get(i + 1).is_some_and(|&b| !is_space(b)) {
+                    i += 1;
+                } else {
+                    break;
+                }
+            }
             if self.pending_space && self.has_content() {
                 self.line.push(' ');
             }
             self.pending_space = false;
             self.start_content();
-            self.line.push_str(&rest[..word_end]);
-            rest = &rest[word_end..];
+            self.line.push_str(&text[run_start..i]);
         }
     }
 
@@ -445,8 +468,9 @@ impl Layout {
                 self.line.push_str("> ");
             }
         }
-        if let Some(prefix) = self.pending_prefix.take() {
-            self.line.push_str(&prefix);
+        if !self.pending_prefix.is_empty() {
+            self.line.push_str(&self.pending_prefix);
+            self.pending_prefix.clear();
         }
     }
 
@@ -566,11 +590,22 @@ impl TextBuilder {
 /// Non-breaking and other fixed spaces become spaces (tabs stay); zero-width characters and
 /// soft hyphens go.
 fn push_clean(out: &mut String, raw: &str) {
-    // All the characters to change are non-ASCII except `\r`.
-    if raw.bytes().all(|b| b.is_ascii() && b != b'\r') {
-        out.push_str(raw);
-        return;
-    }
+    // The characters to change are `\r` and characters whose UTF-8 starts with 0xC2 (U+00A0,
+    // U+00AD), 0xE2 (U+2007 … U+2060) or 0xEF (U+FEFF): most lines have none.
+    let bytes = raw.as_bytes();
+    let first = match (
+        memchr::memchr3(0xc2, 0xe2, 0xef, bytes),
+        memchr::memchr(b'\r', bytes),
+    ) {
+        (None, None) => {
+            out.push_str(raw);
+            return;
+        }
+        (Some(a), Some(b)) => a.min(b),
+        (Some(i), None) | (None, Some(i)) => i,
+    };
+    out.push_str(&raw[..first]);
+    let raw = &raw[first..];
     let mut kept = 0;
     for (i, c) in raw.char_indices() {
         let replacement = match c {
