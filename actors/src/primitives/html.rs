@@ -37,7 +37,7 @@ pub(crate) fn html_to_text(html: &str) -> Rendered {
         layout: &mut layout,
         tag: TagBuf::default(),
         last_start_tag: Vec::new(),
-        carry: Vec::new(),
+        text: Vec::new(),
     };
     // The sink never yields tokens: it lays the text out as the tokenizer calls it. Reading a
     // `&str` cannot fail.
@@ -80,20 +80,21 @@ struct Sink<'l> {
     layout: &'l mut Layout,
     tag: TagBuf,
     last_start_tag: Vec<u8>,
-    /// The start of a character cut off at the end of the last text chunk (never with `&str`
-    /// input, but text is bytes to the tokenizer).
-    carry: Vec<u8>,
+    /// Text since the last tag, laid out in one go when the next tag (or the end) comes.
+    text: Vec<u8>,
 }
 
 impl Sink<'_> {
-    fn text(&mut self, bytes: &[u8]) {
-        if !self.carry.is_empty() {
-            let mut joined = std::mem::take(&mut self.carry);
-            joined.extend_from_slice(bytes);
-            self.text_utf8(&joined);
+    /// Lays out the text collected since the last tag.
+    fn flush_text(&mut self) {
+        if self.text.is_empty() {
             return;
         }
-        self.text_utf8(bytes);
+        let text = std::mem::take(&mut self.text);
+        self.text_utf8(&text);
+        // Keep the buffer for the next text.
+        self.text = text;
+        self.text.clear();
     }
 
     fn text_utf8(&mut self, bytes: &[u8]) {
@@ -105,13 +106,10 @@ impl Sink<'_> {
                 if let Ok(text) = std::str::from_utf8(valid) {
                     self.layout.text_without_nul(text);
                 }
-                match err.error_len() {
-                    None => self.carry.extend_from_slice(rest),
-                    Some(bad) => {
-                        self.layout.text_without_nul("\u{fffd}");
-                        self.text_utf8(&rest[bad..]);
-                    }
-                }
+                // Only invalid input could get here, and a `&str` is valid UTF-8.
+                self.layout.text_without_nul("\u{fffd}");
+                let bad = err.error_len().unwrap_or(rest.len());
+                self.text_utf8(&rest[bad..]);
             }
         }
     }
@@ -126,7 +124,9 @@ impl Emitter for Sink<'_> {
             .extend_from_slice(last_start_tag.unwrap_or_default());
     }
 
-    fn emit_eof(&mut self) {}
+    fn emit_eof(&mut self) {
+        self.flush_text();
+    }
 
     fn emit_error(&mut self, _error: Error) {}
 
@@ -139,7 +139,8 @@ impl Emitter for Sink<'_> {
     }
 
     fn emit_string(&mut self, s: &[u8]) {
-        self.text(s);
+        // The layout does not depend on how text is cut into chunks.
+        self.text.extend_from_slice(s);
     }
 
     fn init_start_tag(&mut self) {
@@ -153,6 +154,7 @@ impl Emitter for Sink<'_> {
     fn init_comment(&mut self) {}
 
     fn emit_current_tag(&mut self) -> Option<State> {
+        self.flush_text();
         if self.tag.start {
             self.last_start_tag.clear();
             self.last_start_tag.extend_from_slice(&self.tag.name);

@@ -105,8 +105,9 @@ pub(crate) fn parse_rendered(rendered: Rendered) -> Parsed {
     let mut href_emails = Vec::new();
     let mut href_phones = Vec::new();
     for (offset, href) in hrefs {
-        let lower = href.to_ascii_lowercase();
-        if lower.starts_with("http://") || lower.starts_with("https://") {
+        if strip_prefix_ignore_case(&href, "http://").is_some()
+            || strip_prefix_ignore_case(&href, "https://").is_some()
+        {
             href_links.push((offset, href));
         } else if let Some(address) = strip_prefix_ignore_case(&href, "mailto:") {
             let address = address.split('?').next().unwrap_or_default().trim();
@@ -418,7 +419,11 @@ fn find_phones_in(text: &str, runs: &[(usize, &str)]) -> Found {
     let mut phones = Vec::new();
     for &(run_start, haystack) in runs {
         let mut at = run_start;
-        while let Some(m) = PHONE_CANDIDATE.find_at(haystack, at) {
+        // What is left of a run with fewer than 7 digits holds no phone number.
+        while haystack[at..].bytes().filter(u8::is_ascii_digit).count() >= 7 {
+            let Some(m) = PHONE_CANDIDATE.find_at(haystack, at) else {
+                break;
+            };
             at = m.end();
             phone_candidate(text, m, &mut phones);
         }
@@ -431,7 +436,6 @@ fn find_phones_in(text: &str, runs: &[(usize, &str)]) -> Found {
 const PHONE: u8 = 1;
 /// Can be part of an [`AMOUNT`] match: digits, capitals, separators, spaces, currency symbols.
 const AMOUNT_CHAR: u8 = 2;
-const DIGIT: u8 = 4;
 const CAPITAL: u8 = 8;
 const SYMBOL: u8 = 16;
 
@@ -441,7 +445,7 @@ static ASCII_CLASSES: [u8; 128] = {
     let mut b = 0;
     while b < 128 {
         table[b] = match b as u8 {
-            b'0'..=b'9' => PHONE | AMOUNT_CHAR | DIGIT,
+            b'0'..=b'9' => PHONE | AMOUNT_CHAR,
             b'A'..=b'Z' => AMOUNT_CHAR | CAPITAL,
             b'$' => AMOUNT_CHAR | SYMBOL,
             b' ' | b'.' => PHONE | AMOUNT_CHAR,
@@ -472,88 +476,83 @@ struct Runs<'t> {
     amounts: Vec<(usize, &'t str)>,
 }
 
-/// A run of characters of one class being read.
-#[derive(Default)]
-struct OpenRun {
-    start: Option<usize>,
-    digits: usize,
-    capitals: usize,
-    currency: bool,
-}
-
-impl OpenRun {
-    fn add(&mut self, at: usize, c: u8) {
-        if self.start.is_none() {
-            *self = Self {
-                start: Some(at),
-                ..Self::default()
-            };
-        }
-        if c & DIGIT != 0 {
-            self.digits += 1;
-        }
-        if c & CAPITAL != 0 {
-            self.capitals += 1;
-            self.currency |= self.capitals >= 3;
-        } else {
-            self.capitals = 0;
-        }
-        self.currency |= c & SYMBOL != 0;
-    }
-}
-
 /// The maximal runs of phone characters (`PHONE`) with at least 7 digits (fewer are never
 /// taken) and of amount characters (`AMOUNT_CHAR`) with a digit and a currency (a symbol, or
-/// three capitals in a row for an ISO code), in one pass. Each run is given as its start and the
-/// text up to and including the character after it.
+/// three capitals in a row for an ISO code). Each run is given as its start and the text up to
+/// and including the character after it.
 ///
 /// Every match of [`PHONE_CANDIDATE`] (or [`AMOUNT`]) lies within one run, so searching each run
 /// from its start, with `find_at` on this haystack, finds exactly the matches a search of the
 /// whole text finds: the text before the run is the context `\b` looks back at, and the
-/// character after it the one `\b` looks ahead at. Most text is in no such run.
+/// character after it the one `\b` looks ahead at. Both kinds of run hold a digit, so only the
+/// text around digits is looked at; most text is in no such run.
 fn runs(text: &str) -> Runs<'_> {
     let bytes = text.as_bytes();
     let mut runs = Runs::default();
-    let mut phone = OpenRun::default();
-    let mut amount = OpenRun::default();
-    let mut i = 0;
-    loop {
-        if phone.start.is_none() && amount.start.is_none() {
-            // Outside any run: skip the characters of no class (most of the text) quickly.
-            while bytes
-                .get(i)
-                .is_some_and(|&b| b < 0x80 && ASCII_CLASSES[usize::from(b)] == 0)
-            {
-                i += 1;
+    let (mut phone_end, mut amount_end) = (0, 0);
+    let mut at = 0;
+    while let Some(found) = bytes[at..].iter().position(u8::is_ascii_digit) {
+        let digit = at + found;
+        at = digit + 1;
+        if digit >= phone_end {
+            let (start, end) = expand(text, digit, PHONE);
+            phone_end = end;
+            let digits = bytes[start..end]
+                .iter()
+                .filter(|b| b.is_ascii_digit())
+                .count();
+            if digits >= 7 {
+                runs.phones.push((start, &text[..after(text, end)]));
             }
         }
-        let (c, len) = match bytes.get(i) {
-            None => (0, 0),
-            Some(&b) if b < 0x80 => (ASCII_CLASSES[usize::from(b)], 1),
-            Some(_) => {
-                let ch = text[i..].chars().next().unwrap_or_default();
-                (classes(ch), ch.len_utf8())
-            }
-        };
-        if c & PHONE != 0 {
-            phone.add(i, c);
-        } else if let Some(start) = phone.start.take() {
-            if phone.digits >= 7 {
-                runs.phones.push((start, &text[..i + len]));
+        if digit >= amount_end {
+            let (start, end) = expand(text, digit, AMOUNT_CHAR);
+            amount_end = end;
+            if has_currency(&text[start..end]) {
+                runs.amounts.push((start, &text[..after(text, end)]));
             }
         }
-        if c & AMOUNT_CHAR != 0 {
-            amount.add(i, c);
-        } else if let Some(start) = amount.start.take() {
-            if amount.digits > 0 && amount.currency {
-                runs.amounts.push((start, &text[..i + len]));
-            }
-        }
-        if len == 0 {
-            return runs;
-        }
-        i += len;
     }
+    runs
+}
+
+/// The maximal run of characters of `class` around the ASCII character at `at`.
+fn expand(text: &str, at: usize, class: u8) -> (usize, usize) {
+    let start = text[..at]
+        .char_indices()
+        .rev()
+        .find(|&(_, c)| classes(c) & class == 0)
+        .map_or(0, |(i, c)| i + c.len_utf8());
+    let end = text[at..]
+        .char_indices()
+        .find(|&(_, c)| classes(c) & class == 0)
+        .map_or(text.len(), |(i, _)| at + i);
+    (start, end)
+}
+
+/// The end of the character at `at`, if any.
+fn after(text: &str, at: usize) -> usize {
+    text[at..].chars().next().map_or(at, |c| at + c.len_utf8())
+}
+
+/// Whether a run of amount characters has a currency symbol or three capitals in a row.
+fn has_currency(run: &str) -> bool {
+    let mut capitals = 0;
+    for c in run.chars() {
+        let class = classes(c);
+        if class & SYMBOL != 0 {
+            return true;
+        }
+        if class & CAPITAL != 0 {
+            capitals += 1;
+            if capitals >= 3 {
+                return true;
+            }
+        } else {
+            capitals = 0;
+        }
+    }
+    false
 }
 
 /// Takes a [`PHONE_CANDIDATE`] match if it is a phone number.
@@ -567,7 +566,10 @@ fn phone_candidate(text: &str, m: regex::Match<'_>, phones: &mut Found) {
             start += 1;
         }
         let digits = candidate.chars().filter(char::is_ascii_digit).count();
-        if !(7..=15).contains(&digits) || DATE_LIKE.is_match(candidate) {
+        // DATE_LIKE starts with a digit or `(`: a number starting with `+` is never one.
+        if !(7..=15).contains(&digits)
+            || (!candidate.starts_with('+') && DATE_LIKE.is_match(candidate))
+        {
             return;
         }
         let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
@@ -731,7 +733,11 @@ fn find_amounts_in(runs: &[(usize, &str)]) -> Vec<Amount> {
     let mut amounts = Vec::new();
     for &(run_start, haystack) in runs {
         let mut at = run_start;
-        while let Some(m) = AMOUNT.find_at(haystack, at) {
+        // What is left of a run without a digit holds no amount.
+        while haystack[at..].bytes().any(|b| b.is_ascii_digit()) {
+            let Some(m) = AMOUNT.find_at(haystack, at) else {
+                break;
+            };
             at = m.end();
             if let Some(amount) = read_amount(m.as_str()) {
                 amounts.push(amount);
