@@ -85,7 +85,12 @@ pub async fn enrich(message: &Value, attachments: &[AttachmentBytes]) -> Enrichm
 pub fn email_primitives(input: &EmailInput) -> Value {
     let parsed = parse_rendered(render_body(input));
     let classification = classify_parsed(input, &parsed);
-    json!({"parse": parsed, "classify": classification})
+    // Serializing a Classification cannot fail: it has no maps with non-string keys.
+    let classification = serde_json::to_value(classification).unwrap_or(Value::Null);
+    let mut primitives = serde_json::Map::new();
+    primitives.insert("parse".into(), parsed.into_value());
+    primitives.insert("classify".into(), classification);
+    Value::Object(primitives)
 }
 
 async fn attachment_text(attachment: &AttachmentBytes) -> AttachmentText {

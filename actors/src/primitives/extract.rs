@@ -1,7 +1,7 @@
 //! `document/extract`: the text of a PDF, DOCX, HTML or plain-text document.
 //!
 //! Each format goes through a crate made for it: pdf-extract (on lopdf) for PDF, zip +
-//! quick-xml for DOCX (`word/document.xml`), html5ever (the WHATWG tokenizer) for HTML,
+//! quick-xml for DOCX (`word/document.xml`), html5gum (the WHATWG tokenizer) for HTML,
 //! encoding_rs for text in other charsets. Caps: [`MAX_DOCUMENT_BYTES`] on the input, [`EXTRACT_TIMEOUT`] on the work (see
 //! [`extract_with_timeout`]). A broken or unsupported document is an [`ExtractError`], never a
 //! panic: pdf-extract panics on some malformed PDFs, so it runs inside `catch_unwind`.

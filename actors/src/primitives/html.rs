@@ -1,8 +1,8 @@
 //! HTML and plain text → clean plain text, one path for mail bodies and HTML documents.
 //!
-//! HTML goes through html5ever's tokenizer (the WHATWG HTML tokenizer: character references,
-//! raw-text elements and malformed markup handled as browsers do) and a small renderer that
-//! lays the tokens out as text:
+//! HTML goes through html5gum's tokenizer (the WHATWG HTML tokenizer: character references,
+//! raw-text elements and malformed markup handled as browsers do), whose emitter lays the tags
+//! and text out as they come, without building tokens:
 //! - `<script>`, `<style>`, `<title>`, `<template>`, `<svg>` and elements styled
 //!   `display:none` (newsletter preheaders, tracking blocks) are dropped;
 //! - paragraphs, headings (`# `, `## ` …), lists (`* ` and `1. `), tables and `<blockquote>`
@@ -15,13 +15,11 @@
 //! can be listed in reading order. No tree is built: rendering a 50 KB mail takes well under a
 //! millisecond.
 
-use std::cell::RefCell;
+use std::convert::Infallible;
+use std::fmt::Write as _;
+use std::ops::Range;
 
-use html5ever::tendril::StrTendril;
-use html5ever::tokenizer::states::RawKind;
-use html5ever::tokenizer::{
-    BufferQueue, Tag, TagKind, Token, TokenSink, TokenSinkResult, Tokenizer, TokenizerOpts,
-};
+use html5gum::{Emitter, Error, State, Tokenizer};
 
 /// Clean text, and the `href`s with the byte offset of the line they appear on.
 #[derive(Debug, Default)]
@@ -32,29 +30,192 @@ pub(crate) struct Rendered {
 
 /// Renders HTML as plain text. Never fails: any input is some HTML.
 pub(crate) fn html_to_text(html: &str) -> Rendered {
-    let sink = Sink(RefCell::new(Layout::default()));
-    let tokenizer = Tokenizer::new(sink, TokenizerOpts::default());
-    let input = BufferQueue::default();
-    input.push_back(StrTendril::from(html));
-    // The sink never asks to pause for a script, so one feed consumes everything.
-    let _ = tokenizer.feed(&input);
-    tokenizer.end();
-    tokenizer.sink.0.into_inner().finish()
+    // A byte-order mark is not content (html5ever's tokenizer dropped it too).
+    let html = html.strip_prefix('\u{feff}').unwrap_or(html);
+    let mut layout = Layout::default();
+    let sink = Sink {
+        layout: &mut layout,
+        tag: TagBuf::default(),
+        last_start_tag: Vec::new(),
+        text: Vec::new(),
+    };
+    // The sink never yields tokens: it lays the text out as the tokenizer calls it. Reading a
+    // `&str` cannot fail.
+    let Ok(()) = Tokenizer::new_with_emitter(html, sink).finish();
+    layout.finish()
 }
 
-struct Sink(RefCell<Layout>);
+/// The tag being read: name, kind and the attributes, in one reused buffer.
+#[derive(Default)]
+struct TagBuf {
+    name: Vec<u8>,
+    start: bool,
+    self_closing: bool,
+    /// Attribute names and values, as ranges into `bytes`.
+    attrs: Vec<(Range<usize>, Range<usize>)>,
+    bytes: Vec<u8>,
+}
 
-impl TokenSink for Sink {
-    type Handle = ();
+impl TagBuf {
+    fn reset(&mut self, start: bool) {
+        self.name.clear();
+        self.start = start;
+        self.self_closing = false;
+        self.attrs.clear();
+        self.bytes.clear();
+    }
 
-    fn process_token(&self, token: Token, _line: u64) -> TokenSinkResult<()> {
-        let mut layout = self.0.borrow_mut();
-        match token {
-            Token::TagToken(tag) => return layout.tag(&tag),
-            Token::CharacterTokens(text) => layout.text(&text),
-            _ => {}
+    /// The value of the first attribute with this name (later duplicates do not count, as in
+    /// the HTML tokenizer).
+    fn attribute(&self, name: &str) -> Option<&str> {
+        self.attrs
+            .iter()
+            .find(|(n, _)| &self.bytes[n.clone()] == name.as_bytes())
+            .and_then(|(_, v)| std::str::from_utf8(&self.bytes[v.clone()]).ok())
+    }
+}
+
+/// The tokenizer's emitter: keeps the current tag and hands tags and text to the layout.
+struct Sink<'l> {
+    layout: &'l mut Layout,
+    tag: TagBuf,
+    last_start_tag: Vec<u8>,
+    /// Text since the last tag, laid out in one go when the next tag (or the end) comes.
+    text: Vec<u8>,
+}
+
+impl Sink<'_> {
+    /// Lays out the text collected since the last tag.
+    fn flush_text(&mut self) {
+        if self.text.is_empty() {
+            return;
         }
-        TokenSinkResult::Continue
+        let text = std::mem::take(&mut self.text);
+        self.text_utf8(&text);
+        // Keep the buffer for the next text.
+        self.text = text;
+        self.text.clear();
+    }
+
+    fn text_utf8(&mut self, bytes: &[u8]) {
+        match std::str::from_utf8(bytes) {
+            Ok(text) => self.layout.text_without_nul(text),
+            Err(err) => {
+                let (valid, rest) = bytes.split_at(err.valid_up_to());
+                // Valid by construction.
+                if let Ok(text) = std::str::from_utf8(valid) {
+                    self.layout.text_without_nul(text);
+                }
+                // Only invalid input could get here, and a `&str` is valid UTF-8.
+                self.layout.text_without_nul("\u{fffd}");
+                let bad = err.error_len().unwrap_or(rest.len());
+                self.text_utf8(&rest[bad..]);
+            }
+        }
+    }
+}
+
+impl Emitter for Sink<'_> {
+    type Token = Infallible;
+
+    fn set_last_start_tag(&mut self, last_start_tag: Option<&[u8]>) {
+        self.last_start_tag.clear();
+        self.last_start_tag
+            .extend_from_slice(last_start_tag.unwrap_or_default());
+    }
+
+    fn emit_eof(&mut self) {
+        self.flush_text();
+    }
+
+    fn emit_error(&mut self, _error: Error) {}
+
+    fn should_emit_errors(&mut self) -> bool {
+        false
+    }
+
+    fn pop_token(&mut self) -> Option<Infallible> {
+        None
+    }
+
+    fn emit_string(&mut self, s: &[u8]) {
+        // The layout does not depend on how text is cut into chunks.
+        self.text.extend_from_slice(s);
+    }
+
+    fn init_start_tag(&mut self) {
+        self.tag.reset(true);
+    }
+
+    fn init_end_tag(&mut self) {
+        self.tag.reset(false);
+    }
+
+    fn init_comment(&mut self) {}
+
+    fn emit_current_tag(&mut self) -> Option<State> {
+        self.flush_text();
+        if self.tag.start {
+            self.last_start_tag.clear();
+            self.last_start_tag.extend_from_slice(&self.tag.name);
+        }
+        let tag = &self.tag;
+        // Tag names are ASCII-lowercased input: valid UTF-8.
+        let name = std::str::from_utf8(&tag.name).unwrap_or("\u{fffd}");
+        self.layout.tag(name, tag)
+    }
+
+    fn emit_current_comment(&mut self) {}
+
+    fn emit_current_doctype(&mut self) {}
+
+    fn set_self_closing(&mut self) {
+        self.tag.self_closing = true;
+    }
+
+    fn set_force_quirks(&mut self) {}
+
+    fn push_tag_name(&mut self, s: &[u8]) {
+        self.tag.name.extend_from_slice(s);
+    }
+
+    fn push_comment(&mut self, _s: &[u8]) {}
+
+    fn push_doctype_name(&mut self, _s: &[u8]) {}
+
+    fn init_doctype(&mut self) {}
+
+    fn init_attribute(&mut self) {
+        let at = self.tag.bytes.len();
+        self.tag.attrs.push((at..at, at..at));
+    }
+
+    fn push_attribute_name(&mut self, s: &[u8]) {
+        self.tag.bytes.extend_from_slice(s);
+        let end = self.tag.bytes.len();
+        if let Some((name, value)) = self.tag.attrs.last_mut() {
+            name.end = end;
+            *value = end..end;
+        }
+    }
+
+    fn push_attribute_value(&mut self, s: &[u8]) {
+        self.tag.bytes.extend_from_slice(s);
+        if let Some((_, value)) = self.tag.attrs.last_mut() {
+            value.end = self.tag.bytes.len();
+        }
+    }
+
+    fn set_doctype_public_identifier(&mut self, _value: &[u8]) {}
+
+    fn set_doctype_system_identifier(&mut self, _value: &[u8]) {}
+
+    fn push_doctype_public_identifier(&mut self, _s: &[u8]) {}
+
+    fn push_doctype_system_identifier(&mut self, _s: &[u8]) {}
+
+    fn current_is_appropriate_end_tag_token(&mut self) -> bool {
+        !self.tag.start && !self.last_start_tag.is_empty() && self.tag.name == self.last_start_tag
     }
 }
 
@@ -77,8 +238,8 @@ struct Layout {
     line_hrefs: Vec<String>,
     /// Whitespace was seen since the last character of the line.
     pending_space: bool,
-    /// A list marker or heading prefix to write before the next character.
-    pending_prefix: Option<String>,
+    /// A list marker or heading prefix to write before the next character (empty: none).
+    pending_prefix: String,
     /// Inside `<script>`, `<style>`, `<title>`, `<template>`, `<svg>` (counted).
     skip_depth: usize,
     /// Inside an element styled `display:none`: its name and how deep same-named elements nest.
@@ -92,9 +253,9 @@ struct Layout {
 }
 
 impl Layout {
-    fn tag(&mut self, tag: &Tag) -> TokenSinkResult<()> {
-        let name: &str = &tag.name;
-        let start = tag.kind == TagKind::StartTag;
+    /// Lays out a start or end tag; returns the tokenizer state its content needs, if any.
+    fn tag(&mut self, name: &str, tag: &TagBuf) -> Option<State> {
+        let start = tag.start;
 
         if let Some((hidden, depth)) = &mut self.hidden {
             if hidden.as_str() == name && !VOID.contains(&name) && !tag.self_closing {
@@ -109,7 +270,12 @@ impl Layout {
             }
             return raw_kind(name, start);
         }
-        if start && !VOID.contains(&name) && !tag.self_closing && is_hidden(tag) {
+        if start
+            && !tag.attrs.is_empty()
+            && is_hidden(tag)
+            && !VOID.contains(&name)
+            && !tag.self_closing
+        {
             self.hidden = Some((name.to_string(), 1));
             return raw_kind(name, start);
         }
@@ -123,7 +289,7 @@ impl Layout {
                 }
                 return raw_kind(name, start);
             }
-            _ if self.skip_depth > 0 => return TokenSinkResult::Continue,
+            _ if self.skip_depth > 0 => return None,
             "br" if start => self.end_line(true),
             "p" | "table" | "hr" | "dl" | "figure" => self.paragraph(),
             "div" | "section" | "article" | "header" | "footer" | "nav" | "aside" | "main"
@@ -133,7 +299,11 @@ impl Layout {
                 self.paragraph();
                 if start {
                     let level = name[1..].parse::<usize>().unwrap_or(1);
-                    self.pending_prefix = Some(format!("{} ", "#".repeat(level)));
+                    self.pending_prefix.clear();
+                    for _ in 0..level {
+                        self.pending_prefix.push('#');
+                    }
+                    self.pending_prefix.push(' ');
                 }
             }
             "ul" | "ol" => {
@@ -143,7 +313,8 @@ impl Layout {
                     self.end_line(false);
                 }
                 if start {
-                    let first = attribute(tag, "start")
+                    let first = tag
+                        .attribute("start")
                         .and_then(|s| s.trim().parse().ok())
                         .unwrap_or(1);
                     self.lists.push((name == "ol").then_some(first));
@@ -153,15 +324,19 @@ impl Layout {
             }
             "li" if start => {
                 self.end_line(false);
-                let indent = "  ".repeat(self.lists.len().saturating_sub(1));
-                let marker = match self.lists.last_mut() {
+                let prefix = &mut self.pending_prefix;
+                prefix.clear();
+                for _ in 1..self.lists.len() {
+                    prefix.push_str("  ");
+                }
+                match self.lists.last_mut() {
                     Some(Some(n)) => {
                         *n += 1;
-                        format!("{indent}{}. ", *n - 1)
+                        // Writing to a String cannot fail.
+                        let _ = write!(prefix, "{}. ", *n - 1);
                     }
-                    _ => format!("{indent}* "),
-                };
-                self.pending_prefix = Some(marker);
+                    _ => prefix.push_str("* "),
+                }
             }
             "li" => self.end_line(false),
             "blockquote" => {
@@ -196,7 +371,7 @@ impl Layout {
                 }
             }
             "a" if start => {
-                if let Some(href) = attribute(tag, "href") {
+                if let Some(href) = tag.attribute("href") {
                     let href = href.trim();
                     if !href.is_empty() {
                         self.line_hrefs.push(href.to_string());
@@ -204,7 +379,7 @@ impl Layout {
                 }
             }
             "img" => {
-                if let Some(alt) = attribute(tag, "alt") {
+                if let Some(alt) = tag.attribute("alt") {
                     self.text(alt);
                 }
             }
@@ -217,7 +392,19 @@ impl Layout {
                 self.cells.pop();
             }
         }
-        TokenSinkResult::Continue
+        None
+    }
+
+    /// Text from the tokenizer, whose U+0000 characters in text are not content (html5ever
+    /// gave them as separate tokens, which were not laid out).
+    fn text_without_nul(&mut self, text: &str) {
+        if !text.contains('\0') {
+            self.text(text);
+            return;
+        }
+        for part in text.split('\0') {
+            self.text(part);
+        }
     }
 
     fn text(&mut self, text: &str) {
@@ -237,26 +424,35 @@ impl Layout {
         }
         // HTML collapses ASCII whitespace only; a non-breaking space is content. ASCII bytes
         // never occur inside a multi-byte character, so scanning bytes is safe.
-        let is_space = |b: &u8| matches!(b, b' ' | b'\t' | b'\n' | b'\r' | b'\x0c');
-        let mut rest = text;
-        while !rest.is_empty() {
-            let word_start = rest.bytes().take_while(is_space).count();
-            if word_start > 0 {
+        let is_space = |b: u8| matches!(b, b' ' | b'\t' | b'\n' | b'\r' | b'\x0c');
+        let bytes = text.as_bytes();
+        let mut i = 0;
+        while i < bytes.len() {
+            if is_space(bytes[i]) {
                 self.pending_space = true;
-                rest = &rest[word_start..];
+                i += 1;
                 continue;
             }
-            let word_end = rest
-                .bytes()
-                .position(|b| is_space(&b))
-                .unwrap_or(rest.len());
+            // A run of words with single spaces between them is already collapsed: it is
+            // copied as it stands (a word never ends in a space, so each of those spaces would
+            // be written anyway).
+            let run_start = i;
+            loop {
+                while i < bytes.len() && !is_space(bytes[i]) {
+                    i += 1;
+                }
+                if bytes.get(i) == Some(&b' ') && bytes.get(i + 1).is_some_and(|&b| !is_space(b)) {
+                    i += 1;
+                } else {
+                    break;
+                }
+            }
             if self.pending_space && self.has_content() {
                 self.line.push(' ');
             }
             self.pending_space = false;
             self.start_content();
-            self.line.push_str(&rest[..word_end]);
-            rest = &rest[word_end..];
+            self.line.push_str(&text[run_start..i]);
         }
     }
 
@@ -274,8 +470,9 @@ impl Layout {
                 self.line.push_str("> ");
             }
         }
-        if let Some(prefix) = self.pending_prefix.take() {
-            self.line.push_str(&prefix);
+        if !self.pending_prefix.is_empty() {
+            self.line.push_str(&self.pending_prefix);
+            self.pending_prefix.clear();
         }
     }
 
@@ -323,42 +520,26 @@ impl Layout {
 }
 
 /// The tokenizer state an element's content needs (as the tree builder would ask for).
-fn raw_kind(name: &str, start: bool) -> TokenSinkResult<()> {
+fn raw_kind(name: &str, start: bool) -> Option<State> {
     if !start {
-        return TokenSinkResult::Continue;
+        return None;
     }
     match name {
-        "script" => TokenSinkResult::RawData(RawKind::ScriptData),
-        "style" | "xmp" | "iframe" | "noembed" | "noframes" => {
-            TokenSinkResult::RawData(RawKind::Rawtext)
-        }
-        "title" | "textarea" => TokenSinkResult::RawData(RawKind::Rcdata),
-        "plaintext" => TokenSinkResult::Plaintext,
-        _ => TokenSinkResult::Continue,
+        "script" => Some(State::ScriptData),
+        "style" | "xmp" | "iframe" | "noembed" | "noframes" => Some(State::RawText),
+        "title" | "textarea" => Some(State::RcData),
+        "plaintext" => Some(State::PlainText),
+        _ => None,
     }
-}
-
-fn attribute<'t>(tag: &'t Tag, name: &str) -> Option<&'t str> {
-    tag.attrs
-        .iter()
-        .find(|a| &*a.name.local == name)
-        .map(|a| &*a.value)
 }
 
 /// `style="display: none"` (any spacing or case) or the `hidden` attribute.
-fn is_hidden(tag: &Tag) -> bool {
-    tag.attrs.iter().any(|a| match &*a.name.local {
-        "hidden" => true,
-        "style" => {
-            let style: String = a
-                .value
-                .chars()
-                .filter(|c| !c.is_ascii_whitespace())
-                .collect();
+fn is_hidden(tag: &TagBuf) -> bool {
+    tag.attribute("hidden").is_some()
+        || tag.attribute("style").is_some_and(|style| {
+            let style: String = style.chars().filter(|c| !c.is_ascii_whitespace()).collect();
             style.to_ascii_lowercase().contains("display:none")
-        }
-        _ => false,
-    })
+        })
 }
 
 /// Normalizes a plain-text body: line endings, invisible characters, trailing spaces, runs of
@@ -411,11 +592,22 @@ impl TextBuilder {
 /// Non-breaking and other fixed spaces become spaces (tabs stay); zero-width characters and
 /// soft hyphens go.
 fn push_clean(out: &mut String, raw: &str) {
-    // All the characters to change are non-ASCII except `\r`.
-    if raw.bytes().all(|b| b.is_ascii() && b != b'\r') {
-        out.push_str(raw);
-        return;
-    }
+    // The characters to change are `\r` and characters whose UTF-8 starts with 0xC2 (U+00A0,
+    // U+00AD), 0xE2 (U+2007 … U+2060) or 0xEF (U+FEFF): most lines have none.
+    let bytes = raw.as_bytes();
+    let first = match (
+        memchr::memchr3(0xc2, 0xe2, 0xef, bytes),
+        memchr::memchr(b'\r', bytes),
+    ) {
+        (None, None) => {
+            out.push_str(raw);
+            return;
+        }
+        (Some(a), Some(b)) => a.min(b),
+        (Some(i), None) | (None, Some(i)) => i,
+    };
+    out.push_str(&raw[..first]);
+    let raw = &raw[first..];
     let mut kept = 0;
     for (i, c) in raw.char_indices() {
         let replacement = match c {

@@ -3,6 +3,7 @@
 //!
 //! Everything here is rule-based and deterministic; `docs/primitives.md` lists the rules.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::sync::LazyLock;
 
@@ -10,6 +11,7 @@ use chrono::NaiveDate;
 use linkify::{LinkFinder, LinkKind};
 use regex::Regex;
 use serde::Serialize;
+use serde_json::{Map, Value};
 
 use super::html::{html_to_text, plain_to_text, Rendered};
 use super::input::{BodyType, EmailInput};
@@ -35,6 +37,37 @@ pub struct Parsed {
     pub dates: Vec<String>,
     /// Money amounts with their ISO 4217 currency.
     pub amounts: Vec<Amount>,
+}
+
+impl Parsed {
+    /// The JSON of [`Parsed`] (as its `Serialize` gives it), moving the strings rather than
+    /// copying them.
+    pub fn into_value(self) -> Value {
+        let strings =
+            |items: Vec<String>| Value::Array(items.into_iter().map(Value::String).collect());
+        let amounts = self
+            .amounts
+            .into_iter()
+            .map(|a| {
+                let mut amount = Map::new();
+                amount.insert("value".into(), Value::from(a.value));
+                amount.insert("currency".into(), Value::String(a.currency));
+                amount.insert("raw".into(), Value::String(a.raw));
+                Value::Object(amount)
+            })
+            .collect();
+        let mut map = Map::new();
+        map.insert("text".into(), Value::String(self.text));
+        map.insert("reply".into(), Value::String(self.reply));
+        map.insert("quoted".into(), Value::String(self.quoted));
+        map.insert("signature".into(), Value::String(self.signature));
+        map.insert("links".into(), strings(self.links));
+        map.insert("emails".into(), strings(self.emails));
+        map.insert("phones".into(), strings(self.phones));
+        map.insert("dates".into(), strings(self.dates));
+        map.insert("amounts".into(), Value::Array(amounts));
+        Value::Object(map)
+    }
 }
 
 /// A money amount found in the text.
@@ -72,8 +105,9 @@ pub(crate) fn parse_rendered(rendered: Rendered) -> Parsed {
     let mut href_emails = Vec::new();
     let mut href_phones = Vec::new();
     for (offset, href) in hrefs {
-        let lower = href.to_ascii_lowercase();
-        if lower.starts_with("http://") || lower.starts_with("https://") {
+        if strip_prefix_ignore_case(&href, "http://").is_some()
+            || strip_prefix_ignore_case(&href, "https://").is_some()
+        {
             href_links.push((offset, href));
         } else if let Some(address) = strip_prefix_ignore_case(&href, "mailto:") {
             let address = address.split('?').next().unwrap_or_default().trim();
@@ -86,9 +120,18 @@ pub(crate) fn parse_rendered(rendered: Rendered) -> Parsed {
     }
 
     let (text_links, text_emails) = find_links_and_emails(&text);
-    let links = merge_dedup(href_links, text_links, |s| s.to_string());
-    let emails = merge_dedup(href_emails, text_emails, |s| s.to_ascii_lowercase());
-    let phones = merge_dedup(href_phones, find_phones(&text), phone_key);
+    let links = merge_dedup(href_links, text_links, |s| Cow::Borrowed(s));
+    let emails = merge_dedup(href_emails, text_emails, |s| {
+        if s.bytes().any(|b| b.is_ascii_uppercase()) {
+            Cow::Owned(s.to_ascii_lowercase())
+        } else {
+            Cow::Borrowed(s)
+        }
+    });
+    let runs = runs(&text);
+    let phones = merge_dedup(href_phones, find_phones_in(&text, &runs.phones), |s| {
+        Cow::Owned(phone_key(s))
+    });
 
     Parsed {
         reply: parts.reply,
@@ -98,7 +141,7 @@ pub(crate) fn parse_rendered(rendered: Rendered) -> Parsed {
         emails,
         phones,
         dates: find_dates(&text),
-        amounts: find_amounts(&text),
+        amounts: find_amounts_in(&runs.amounts),
         text,
     }
 }
@@ -113,16 +156,21 @@ fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
 fn merge_dedup(
     mut first: Vec<(usize, String)>,
     second: Vec<(usize, String)>,
-    key: impl Fn(&str) -> String,
+    key: impl Fn(&str) -> Cow<'_, str>,
 ) -> Vec<String> {
     first.extend(second);
     // A stable sort: at the same offset, href values come before values found in the text.
     first.sort_by_key(|(offset, _)| *offset);
-    let mut seen = HashSet::new();
+    let mut seen = HashSet::with_capacity(first.len());
+    let keep: Vec<bool> = first
+        .iter()
+        .map(|(_, v)| !v.is_empty() && seen.insert(key(v)))
+        .collect();
+    drop(seen);
     first
         .into_iter()
-        .filter(|(_, v)| !v.is_empty() && seen.insert(key(v)))
-        .map(|(_, v)| v)
+        .zip(keep)
+        .filter_map(|((_, v), keep)| keep.then_some(v))
         .collect()
 }
 
@@ -188,20 +236,34 @@ const SIGN_OFF_WINDOW: usize = 10;
 
 /// Splits normalized text into reply, quoted and signature.
 pub(crate) fn split(text: &str) -> Parts {
-    let lines: Vec<&str> = text.split('\n').collect();
+    let mut lines = Vec::with_capacity(text.len() / 32);
+    let mut start = 0;
+    for end in memchr::memchr_iter(b'\n', text.as_bytes()) {
+        lines.push(&text[start..end]);
+        start = end + 1;
+    }
+    lines.push(&text[start..]);
     let quote_start = find_quote_start(&lines).unwrap_or(lines.len());
     let (head, quoted) = lines.split_at(quote_start);
     let signature_start = find_signature_start(head).unwrap_or(head.len());
     let (reply, signature) = head.split_at(signature_start);
     Parts {
-        reply: join_trimmed(reply),
-        quoted: join_trimmed(quoted),
-        signature: join_trimmed(signature),
+        reply: join_trimmed(text, reply),
+        quoted: join_trimmed(text, quoted),
+        signature: join_trimmed(text, signature),
     }
 }
 
-fn join_trimmed(lines: &[&str]) -> String {
-    lines.join("\n").trim_matches('\n').to_string()
+/// Consecutive lines of `text` joined by `\n`, without leading and trailing blank lines: the
+/// part of `text` from the first to the end of the last, so nothing is joined.
+fn join_trimmed(text: &str, lines: &[&str]) -> String {
+    let (Some(first), Some(last)) = (lines.first(), lines.last()) else {
+        return String::new();
+    };
+    let offset = |line: &str| line.as_ptr() as usize - text.as_ptr() as usize;
+    text[offset(first)..offset(last) + last.len()]
+        .trim_matches('\n')
+        .to_string()
 }
 
 /// The first line of the quoted part, if any.
@@ -229,7 +291,8 @@ fn find_quote_start(lines: &[&str]) -> Option<usize> {
         {
             return Some(i);
         }
-        if t.contains(':')
+        if may_start_header(t)
+            && t.contains(':')
             && HEADER_FROM.is_match(t)
             && lines[i + 1..]
                 .iter()
@@ -245,6 +308,13 @@ fn find_quote_start(lines: &[&str]) -> Option<usize> {
         }
     }
     None
+}
+
+/// Whether a line may start like [`HEADER_FROM`]: `from`, `von`, `de` or `van` after any `*`
+/// (whose first letters have no non-ASCII case variants).
+fn may_start_header(line: &str) -> bool {
+    line.trim_start_matches('*')
+        .starts_with(['f', 'F', 'v', 'V', 'd', 'D'])
 }
 
 /// Whether a line starts like [`ATTRIBUTION_START`] (whose words have no non-ASCII case
@@ -339,9 +409,155 @@ static DATE_LIKE: LazyLock<Regex> = LazyLock::new(|| {
 
 /// Phone numbers: a candidate with 7 to 15 digits that starts with `+` or `00`, has the North
 /// American layout, or follows a label such as "Tel:", "Phone", "Mobile", "Fax".
+#[cfg(test)]
 fn find_phones(text: &str) -> Found {
+    find_phones_in(text, &runs(text).phones)
+}
+
+/// [`find_phones`] in the runs of phone characters of `text`.
+fn find_phones_in(text: &str, runs: &[(usize, &str)]) -> Found {
     let mut phones = Vec::new();
-    for m in PHONE_CANDIDATE.find_iter(text) {
+    for &(run_start, haystack) in runs {
+        let mut at = run_start;
+        // What is left of a run with fewer than 7 digits holds no phone number.
+        while haystack[at..].bytes().filter(u8::is_ascii_digit).count() >= 7 {
+            let Some(m) = PHONE_CANDIDATE.find_at(haystack, at) else {
+                break;
+            };
+            at = m.end();
+            phone_candidate(text, m, &mut phones);
+        }
+    }
+    phones
+}
+
+// Classes of characters, for finding the runs of text that can hold a phone number or an amount.
+/// Can be part of a [`PHONE_CANDIDATE`] match: digits, `+`, spaces, `.`, `/`, `-`, parentheses.
+const PHONE: u8 = 1;
+/// Can be part of an [`AMOUNT`] match: digits, capitals, separators, spaces, currency symbols.
+const AMOUNT_CHAR: u8 = 2;
+const CAPITAL: u8 = 8;
+const SYMBOL: u8 = 16;
+
+/// The classes of the ASCII characters.
+static ASCII_CLASSES: [u8; 128] = {
+    let mut table = [0u8; 128];
+    let mut b = 0;
+    while b < 128 {
+        table[b] = match b as u8 {
+            b'0'..=b'9' => PHONE | AMOUNT_CHAR,
+            b'A'..=b'Z' => AMOUNT_CHAR | CAPITAL,
+            b'$' => AMOUNT_CHAR | SYMBOL,
+            b' ' | b'.' => PHONE | AMOUNT_CHAR,
+            b',' | b'\'' => AMOUNT_CHAR,
+            b'+' | b'/' | b'(' | b')' | b'-' => PHONE,
+            _ => 0,
+        };
+        b += 1;
+    }
+    table
+};
+
+/// The classes of a character.
+fn classes(c: char) -> u8 {
+    match c {
+        '\0'..='\u{7f}' => ASCII_CLASSES[c as usize],
+        '\u{a0}' => PHONE | AMOUNT_CHAR,
+        '\u{202f}' | '\u{2009}' => AMOUNT_CHAR,
+        '€' | '£' | '¥' | '₹' => AMOUNT_CHAR | SYMBOL,
+        _ => 0,
+    }
+}
+
+/// The runs of text that may hold a phone number or an amount (see [`runs`]).
+#[derive(Default)]
+struct Runs<'t> {
+    phones: Vec<(usize, &'t str)>,
+    amounts: Vec<(usize, &'t str)>,
+}
+
+/// The maximal runs of phone characters (`PHONE`) with at least 7 digits (fewer are never
+/// taken) and of amount characters (`AMOUNT_CHAR`) with a digit and a currency (a symbol, or
+/// three capitals in a row for an ISO code). Each run is given as its start and the text up to
+/// and including the character after it.
+///
+/// Every match of [`PHONE_CANDIDATE`] (or [`AMOUNT`]) lies within one run, so searching each run
+/// from its start, with `find_at` on this haystack, finds exactly the matches a search of the
+/// whole text finds: the text before the run is the context `\b` looks back at, and the
+/// character after it the one `\b` looks ahead at. Both kinds of run hold a digit, so only the
+/// text around digits is looked at; most text is in no such run.
+fn runs(text: &str) -> Runs<'_> {
+    let bytes = text.as_bytes();
+    let mut runs = Runs::default();
+    let (mut phone_end, mut amount_end) = (0, 0);
+    let mut at = 0;
+    while let Some(found) = bytes[at..].iter().position(u8::is_ascii_digit) {
+        let digit = at + found;
+        at = digit + 1;
+        if digit >= phone_end {
+            let (start, end) = expand(text, digit, PHONE);
+            phone_end = end;
+            let digits = bytes[start..end]
+                .iter()
+                .filter(|b| b.is_ascii_digit())
+                .count();
+            if digits >= 7 {
+                runs.phones.push((start, &text[..after(text, end)]));
+            }
+        }
+        if digit >= amount_end {
+            let (start, end) = expand(text, digit, AMOUNT_CHAR);
+            amount_end = end;
+            if has_currency(&text[start..end]) {
+                runs.amounts.push((start, &text[..after(text, end)]));
+            }
+        }
+    }
+    runs
+}
+
+/// The maximal run of characters of `class` around the ASCII character at `at`.
+fn expand(text: &str, at: usize, class: u8) -> (usize, usize) {
+    let start = text[..at]
+        .char_indices()
+        .rev()
+        .find(|&(_, c)| classes(c) & class == 0)
+        .map_or(0, |(i, c)| i + c.len_utf8());
+    let end = text[at..]
+        .char_indices()
+        .find(|&(_, c)| classes(c) & class == 0)
+        .map_or(text.len(), |(i, _)| at + i);
+    (start, end)
+}
+
+/// The end of the character at `at`, if any.
+fn after(text: &str, at: usize) -> usize {
+    text[at..].chars().next().map_or(at, |c| at + c.len_utf8())
+}
+
+/// Whether a run of amount characters has a currency symbol or three capitals in a row.
+fn has_currency(run: &str) -> bool {
+    let mut capitals = 0;
+    for c in run.chars() {
+        let class = classes(c);
+        if class & SYMBOL != 0 {
+            return true;
+        }
+        if class & CAPITAL != 0 {
+            capitals += 1;
+            if capitals >= 3 {
+                return true;
+            }
+        } else {
+            capitals = 0;
+        }
+    }
+    false
+}
+
+/// Takes a [`PHONE_CANDIDATE`] match if it is a phone number.
+fn phone_candidate(text: &str, m: regex::Match<'_>, phones: &mut Found) {
+    {
         let mut candidate = m.as_str();
         let mut start = m.start();
         // A parenthesis that opens a sentence, not an area code: "(+49 30 …)".
@@ -350,8 +566,11 @@ fn find_phones(text: &str) -> Found {
             start += 1;
         }
         let digits = candidate.chars().filter(char::is_ascii_digit).count();
-        if !(7..=15).contains(&digits) || DATE_LIKE.is_match(candidate) {
-            continue;
+        // DATE_LIKE starts with a digit or `(`: a number starting with `+` is never one.
+        if !(7..=15).contains(&digits)
+            || (!candidate.starts_with('+') && DATE_LIKE.is_match(candidate))
+        {
+            return;
         }
         let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
         let before = &text[line_start..start];
@@ -367,7 +586,6 @@ fn find_phones(text: &str) -> Found {
             ));
         }
     }
-    phones
 }
 
 /// Phone numbers are the same when their digits are (a leading `00` counts as `+`).
@@ -505,33 +723,49 @@ static AMOUNT: LazyLock<Regex> = LazyLock::new(|| {
 /// hold only digits and separators, so a match that starts with a digit has its currency at
 /// the end. Currency and number are told apart by spelling rather than by capture groups
 /// (which cost far more than the match itself); at most one space stands between them.
+#[cfg(test)]
 fn find_amounts(text: &str) -> Vec<Amount> {
+    find_amounts_in(&runs(text).amounts)
+}
+
+/// [`find_amounts`] in the runs of amount characters of a text.
+fn find_amounts_in(runs: &[(usize, &str)]) -> Vec<Amount> {
     let mut amounts = Vec::new();
-    for m in AMOUNT.find_iter(text) {
-        let raw = m.as_str();
-        let (currency, number) = if raw.starts_with(|c: char| c.is_ascii_digit()) {
-            let Some(currency) = currency_suffix(raw) else {
-                continue;
+    for &(run_start, haystack) in runs {
+        let mut at = run_start;
+        // What is left of a run without a digit holds no amount.
+        while haystack[at..].bytes().any(|b| b.is_ascii_digit()) {
+            let Some(m) = AMOUNT.find_at(haystack, at) else {
+                break;
             };
+            at = m.end();
+            if let Some(amount) = read_amount(m.as_str()) {
+                amounts.push(amount);
+            }
+        }
+    }
+    amounts
+}
+
+/// Reads an [`AMOUNT`] match.
+fn read_amount(raw: &str) -> Option<Amount> {
+    {
+        let (currency, number) = if raw.starts_with(|c: char| c.is_ascii_digit()) {
+            let currency = currency_suffix(raw)?;
             let number = &raw[..raw.len() - currency.len()];
             (currency, number.trim_end_matches([' ', '\u{a0}']))
         } else {
-            let Some(currency) = currency_prefix(raw) else {
-                continue;
-            };
+            let currency = currency_prefix(raw)?;
             let number = &raw[currency.len()..];
             (currency, number.trim_start_matches([' ', '\u{a0}']))
         };
-        let (Some(value), Some(code)) = (parse_number(number), currency_code(currency)) else {
-            continue;
-        };
-        amounts.push(Amount {
+        let (value, code) = (parse_number(number)?, currency_code(currency)?);
+        Some(Amount {
             value,
             currency: code.to_string(),
             raw: raw.to_string(),
-        });
+        })
     }
-    amounts
 }
 
 /// The symbol or ISO code an amount starts with.
