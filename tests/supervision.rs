@@ -216,10 +216,35 @@ async fn every_kind_of_actor_fails_and_is_restarted() {
             metrics.contains("relay365_actor_restarts_total{actor=\"receiver\"}"),
             "{metrics}"
         );
+        // Labelled by route template, method and status; a made-up method is "other".
         assert!(
-            metrics.contains("relay365_http_requests_total"),
+            metrics.contains(
+                "relay365_http_requests_total{method=\"GET\",route=\"/status\",status=\"200\"}"
+            ),
             "{metrics}"
         );
+        let odd = reqwest::Client::new()
+            .request(
+                reqwest::Method::from_bytes(b"BREW").unwrap(),
+                format!("{base}/status"),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(odd.status(), 405);
+        let metrics = reqwest::get(format!("{base}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            metrics.contains(
+                "relay365_http_requests_total{method=\"other\",route=\"/status\",status=\"405\"}"
+            ),
+            "{metrics}"
+        );
+        assert!(!metrics.contains("BREW"));
         app.stop().await.unwrap();
         db.cleanup().await;
     }

@@ -5,14 +5,17 @@
 //! - health: `/healthz`, `/readyz` open; `/status`, `/metrics` behind the API key;
 //! - management (`/api/…`) behind the API key; `/api/debug/…` only when enabled.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::header::AUTHORIZATION;
+use axum::http::Method;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
+use metrics::{Counter, Histogram};
 use metrics_exporter_prometheus::PrometheusHandle;
 use relay365_actors::Deps;
 use subtle::ConstantTimeEq;
@@ -38,11 +41,17 @@ pub struct Shared {
     pub cfg: Config,
     pub deps: Deps,
     pub metrics: PrometheusHandle,
+    pub requests: RequestMetrics,
 }
 
 impl AppState {
     pub fn new(cfg: Config, deps: Deps, metrics: PrometheusHandle) -> AppState {
-        AppState(Arc::new(Shared { cfg, deps, metrics }))
+        AppState(Arc::new(Shared {
+            cfg,
+            deps,
+            metrics,
+            requests: RequestMetrics::default(),
+        }))
     }
 }
 
@@ -72,7 +81,10 @@ pub fn router(state: AppState) -> Router {
         .merge(webhook::router())
         .merge(protected)
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
-        .layer(middleware::from_fn(track_requests))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            track_requests,
+        ))
         .with_state(state)
 }
 
@@ -95,20 +107,56 @@ async fn require_api_key(State(state): State<AppState>, req: Request, next: Next
     }
 }
 
-/// Counts requests and their latency by route and status.
-async fn track_requests(req: Request, next: Next) -> Response {
+/// Counts requests and their latency by route, method and status.
+async fn track_requests(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let start = Instant::now();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| "unmatched".to_string());
-    let method = req.method().to_string();
+    let route = req.extensions().get::<MatchedPath>().cloned();
+    // Any other method is one label value, so that made-up methods cannot grow the series.
+    let method = match *req.method() {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    };
     let res = next.run(req).await;
-    let status = res.status().as_u16().to_string();
-    metrics::counter!("relay365_http_requests_total", "method" => method, "route" => route.clone(), "status" => status)
-        .increment(1);
-    metrics::histogram!("relay365_http_request_duration_seconds", "route" => route)
-        .record(start.elapsed().as_secs_f64());
+    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
+    let (count, duration) = state.requests.handles(route, method, res.status().as_u16());
+    count.increment(1);
+    duration.record(start.elapsed().as_secs_f64());
     res
+}
+
+/// The metric handles of [`track_requests`], registered once per route, method and status:
+/// a request then costs two atomic updates, not two registry look-ups with labels allocated
+/// for it (about a tenth of the receiver's CPU per notification).
+#[derive(Default)]
+pub struct RequestMetrics {
+    by_route: RwLock<HashMap<Box<str>, ByMethodAndStatus>>,
+}
+
+/// One route's handles: (method, status) → (request counter, latency histogram).
+type ByMethodAndStatus = HashMap<(&'static str, u16), (Counter, Histogram)>;
+
+impl RequestMetrics {
+    fn handles(&self, route: &str, method: &'static str, status: u16) -> (Counter, Histogram) {
+        if let Ok(map) = self.by_route.read() {
+            if let Some(h) = map.get(route).and_then(|m| m.get(&(method, status))) {
+                return h.clone();
+            }
+        }
+        let handles = (
+            metrics::counter!("relay365_http_requests_total", "method" => method, "route" => route.to_string(), "status" => status.to_string()),
+            metrics::histogram!("relay365_http_request_duration_seconds", "route" => route.to_string()),
+        );
+        if let Ok(mut map) = self.by_route.write() {
+            map.entry(route.into())
+                .or_default()
+                .insert((method, status), handles.clone());
+        }
+        handles
+    }
 }
