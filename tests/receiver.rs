@@ -14,9 +14,9 @@ use proptest::prelude::*;
 use relay365_actors::receiver::parse_collection;
 use relay365_actors::store::events::{self, EventFilter, EventRow};
 use relay365_actors::store::subscriptions::{self, NewSubscription};
-use relay365_actors::store::{credentials, new_id, Store};
+use relay365_actors::store::{new_id, Store};
 use serde_json::{json, Value};
-use support::{eventually, spawn_app, test_config, TestDb};
+use support::{eventually, seed_credential, spawn_app, test_config, TestDb};
 
 const KEY: &str = "test-api-key";
 
@@ -35,17 +35,7 @@ struct Sub {
 }
 
 async fn seed(store: &Store) -> Sub {
-    let credential_id = new_id();
-    credentials::insert(
-        store,
-        &credential_id,
-        "ops",
-        None,
-        "static",
-        &json!({"kind": "static", "access_token": "x"}),
-    )
-    .await
-    .unwrap();
+    let credential_id = seed_credential(store).await;
     let sub = Sub {
         id: new_id(),
         graph_id: new_id(),

@@ -7,24 +7,18 @@ mod support;
 
 use std::time::Duration;
 
-use relay365_actors::store::{credentials, new_id};
-use serde_json::{json, Value};
-use support::{eventually, spawn_app, test_config, TestDb};
+use relay365_actors::store::credentials;
+use serde_json::Value;
+use support::{eventually, seed_credential, spawn_app, test_config, TestDb};
 
-/// Stores a credential with a static token, as if created before the service started.
-async fn seed_credential(store: &relay365_actors::Store) -> String {
-    let id = new_id();
-    credentials::insert(
-        store,
-        &id,
-        "ops",
-        None,
-        "static",
-        &json!({"kind": "static", "access_token": "x"}),
-    )
-    .await
-    .unwrap();
-    id
+/// The Prometheus text of `/metrics`.
+async fn metrics_text(base: &str) -> String {
+    reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
 }
 
 async fn status(base: &str) -> Value {
@@ -206,12 +200,7 @@ async fn every_kind_of_actor_fails_and_is_restarted() {
         );
         let s = status(&base).await;
         assert_eq!(s["status"], "ok", "{s}");
-        let metrics = reqwest::get(format!("{base}/metrics"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let metrics = metrics_text(&base).await;
         assert!(
             metrics.contains("relay365_actor_restarts_total{actor=\"receiver\"}"),
             "{metrics}"
@@ -232,12 +221,7 @@ async fn every_kind_of_actor_fails_and_is_restarted() {
             .await
             .unwrap();
         assert_eq!(odd.status(), 405);
-        let metrics = reqwest::get(format!("{base}/metrics"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let metrics = metrics_text(&base).await;
         assert!(
             metrics.contains(
                 "relay365_http_requests_total{method=\"other\",route=\"/status\",status=\"405\"}"

@@ -3,7 +3,7 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 use relay365::{App, Config};
-use relay365_actors::store::{Store, StoreOptions};
+use relay365_actors::store::{credentials, new_id, Store, StoreOptions};
 
 /// A database of its own for one test: a SQLite file in a temporary folder, or a PostgreSQL
 /// schema of its own in `TEST_DATABASE_URL`'s database.
@@ -125,6 +125,23 @@ pub fn test_config(db_url: &str, extra: &[(&str, &str)]) -> Config {
 pub async fn spawn_app(cfg: Config) -> App {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     App::start(cfg, listener).await.expect("app starts")
+}
+
+/// Stores a credential with a static token, as if created before the service started; answers
+/// its id.
+pub async fn seed_credential(store: &Store) -> String {
+    let id = new_id();
+    credentials::insert(
+        store,
+        &id,
+        "ops",
+        None,
+        "static",
+        &serde_json::json!({"kind": "static", "access_token": "x"}),
+    )
+    .await
+    .unwrap();
+    id
 }
 
 /// Polls `f` every 10 ms until it returns true or `secs` pass.
