@@ -374,9 +374,9 @@ pub struct ReceiverState {
     /// When we last wrote `last_notification_at` of a subscription (our id → Unix ms).
     touched: HashMap<String, i64>,
     reload_waiters: Vec<oneshot::Sender<()>>,
-    /// Connections of their own for commits, one per commit that may run at once; a commit
-    /// takes one and gives it back when it ends.
-    writers: Vec<Writer>,
+    /// The connection commits are written on; taken by the running commit (one at a time) and
+    /// given back when it ends.
+    writer: Option<Writer>,
 }
 
 /// `last_notification_at` is written at most this often per subscription.
@@ -621,10 +621,10 @@ impl Receiver {
         }
     }
 
-    /// Starts a commit of everything that waits (up to [`MAX_BATCH_ITEMS`]) when a writer is
-    /// free: one large commit costs the database less than several small ones.
+    /// Starts a commit of everything that waits (up to [`MAX_BATCH_ITEMS`]) when none runs:
+    /// one large commit costs the database less than several small ones.
     fn start_commits(&self, myself: &ActorRef<ReceiverMsg>, st: &mut ReceiverState) {
-        while !st.pending.is_empty() && !st.writers.is_empty() {
+        while !st.pending.is_empty() && st.writer.is_some() {
             let mut batch: Vec<NewEvent> = Vec::new();
             let mut waiters = Vec::new();
             let mut subs = HashSet::new();
@@ -662,7 +662,7 @@ impl Receiver {
             if waiters.is_empty() {
                 continue;
             }
-            let Some(mut writer) = st.writers.pop() else {
+            let Some(mut writer) = st.writer.take() else {
                 break;
             };
             // A hung database must not hold a commit slot for ever; a late commit is harmless
@@ -691,7 +691,7 @@ impl Receiver {
     }
 
     fn committed(&self, st: &mut ReceiverState, commit: Commit) {
-        st.writers.push(commit.writer);
+        st.writer = Some(commit.writer);
         match commit.result {
             Ok(inserted) => {
                 let new = inserted.len();
@@ -776,8 +776,7 @@ impl Actor for Receiver {
             lookups: HashMap::new(),
             pending: VecDeque::new(),
             pending_items: 0,
-            // One commit at a time (see the module docs).
-            writers: vec![Writer::new(&self.deps.store)],
+            writer: Some(Writer::new(&self.deps.store)),
             touched: HashMap::new(),
             reload_waiters: Vec::new(),
         })
