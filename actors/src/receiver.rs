@@ -28,7 +28,7 @@ use subtle::ConstantTimeEq;
 use tokio::sync::oneshot;
 
 use crate::deps::Deps;
-use crate::store::events::{Inserted, NewEvent, Writer};
+use crate::store::events::{event_id, Inserted, NewEvent, Writer};
 use crate::store::subscriptions::{self, SubscriptionRow};
 use crate::store::{now_ms, StoreError};
 use crate::supervision::Crash;
@@ -449,7 +449,7 @@ impl Receiver {
             events.push(NewEvent {
                 // Time-ordered (v7): the primary-key index grows at its end instead of
                 // splitting random pages on every commit; ids also sort as received.
-                id: uuid::Uuid::now_v7().to_string(),
+                id: event_id(received_at),
                 idempotency_key: key,
                 kind,
                 subscription_id: Some(sub.id.clone()),

@@ -101,13 +101,12 @@ async fn list(State(state): State<AppState>, RawQuery(query): RawQuery) -> ApiRe
     }
     if let Some(b) = before {
         if let Ok(t) = chrono::DateTime::parse_from_rfc3339(&b) {
-            filter.before_ms = Some(t.timestamp_millis());
+            filter.before_id = Some(events::first_event_id_at(t.timestamp_millis()));
         } else if uuid::Uuid::parse_str(&b).is_ok() {
             let cursor = events::get(&state.deps.store, &b)
                 .await
                 .map_err(|e| ApiError::Internal(e.into()))?
                 .ok_or_else(|| bad("before names no stored event"))?;
-            filter.before_ms = Some(cursor.received_at);
             filter.before_id = Some(cursor.id);
         } else {
             return Err(bad("before must be an event id or an RFC 3339 time"));

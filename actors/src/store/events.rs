@@ -1,5 +1,10 @@
 //! The `events` table: every accepted notification, stored once (idempotency key), then
 //! claimed under a lease, processed and marked.
+//!
+//! Ids are UUIDv7 whose time is `received_at` ([`event_id`]): the primary key lists events in
+//! the order they arrived, and grows at its end. The unique index holds a digest of the
+//! idempotency key ([`idempotency_digest`]), not the key: its entries are 32 bytes rather than
+//! about 250, and it is the one index whose keys are random.
 
 use sqlx::QueryBuilder;
 
@@ -9,7 +14,8 @@ use super::{with_pool, Backend, Store, StoreError};
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct EventRow {
     pub id: String,
-    pub idempotency_key: String,
+    /// [`idempotency_digest`] of the idempotency key.
+    pub idempotency_digest: String,
     pub kind: String,
     pub subscription_id: Option<String>,
     pub credential_id: Option<String>,
@@ -28,14 +34,16 @@ pub struct EventRow {
     pub processed_at: Option<i64>,
 }
 
-const COLUMNS: &str = "id, idempotency_key, kind, subscription_id, credential_id, change_type, \
+const COLUMNS: &str = "id, idempotency_digest, kind, subscription_id, credential_id, change_type, \
     resource_id, raw, status, attempts, next_attempt_at, lease_owner, lease_until, last_error, \
     payload, received_at, processed_at";
 
 /// A new event, as the receiver (or a resync) produces it.
 #[derive(Debug, Clone)]
 pub struct NewEvent {
+    /// [`event_id`] of `received_at`.
     pub id: String,
+    /// The key of SPEC §3.1; what is stored is its [`idempotency_digest`].
     pub idempotency_key: String,
     /// `change`, `lifecycle` or `resync`.
     pub kind: &'static str,
@@ -55,6 +63,38 @@ pub struct Inserted {
     pub kind: String,
 }
 
+/// A new event id: a UUIDv7 whose time is `received_at` (Unix ms), random below that.
+pub fn event_id(received_at: i64) -> String {
+    let ms = u64::try_from(received_at).unwrap_or(0);
+    let ts = uuid::Timestamp::from_unix(uuid::NoContext, ms / 1000, (ms % 1000) as u32 * 1_000_000);
+    uuid::Uuid::new_v7(ts).to_string()
+}
+
+/// The smallest id [`event_id`] gives at or after `ms`: ids below it are of events received
+/// before `ms` (a time cursor for [`list`]).
+pub fn first_event_id_at(ms: i64) -> String {
+    let ms = u64::try_from(ms).unwrap_or(0).min((1 << 48) - 1);
+    format!(
+        "{:08x}-{:04x}-0000-0000-000000000000",
+        ms >> 16,
+        ms & 0xffff
+    )
+}
+
+/// What the unique index holds of an idempotency key: the first 128 bits of its SHA-256, as
+/// 32 lowercase hex digits.
+pub fn idempotency_digest(key: &str) -> String {
+    use sha2::Digest;
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let hash = sha2::Sha256::digest(key.as_bytes());
+    let mut out = String::with_capacity(32);
+    for b in &hash[..16] {
+        out.push(HEX[usize::from(b >> 4)] as char);
+        out.push(HEX[usize::from(b & 15)] as char);
+    }
+    out
+}
+
 /// Rows per INSERT statement; far below both engines' bound-parameter limits.
 const CHUNK: usize = 500;
 
@@ -72,12 +112,23 @@ pub async fn insert_batch(store: &Store, events: &[NewEvent]) -> Result<Vec<Inse
     }
 }
 
-/// The events of `events` whose idempotency key is not repeated earlier in it.
-fn dedup(events: &[NewEvent]) -> Vec<&NewEvent> {
+/// An event to insert, with the digest of its key.
+struct Row<'a> {
+    event: &'a NewEvent,
+    digest: String,
+}
+
+/// The events of `events` whose idempotency key is not repeated earlier in it, with their
+/// digests.
+fn dedup(events: &[NewEvent]) -> Vec<Row<'_>> {
     let mut seen = std::collections::HashSet::with_capacity(events.len());
     events
         .iter()
         .filter(|e| seen.insert(e.idempotency_key.as_str()))
+        .map(|event| Row {
+            event,
+            digest: idempotency_digest(&event.idempotency_key),
+        })
         .collect()
 }
 
@@ -86,30 +137,43 @@ fn dedup(events: &[NewEvent]) -> Vec<&NewEvent> {
 /// own: no BEGIN/COMMIT round trips.
 async fn insert_pg<'c>(
     conn: impl sqlx::PgExecutor<'c>,
-    unique: &[&NewEvent],
+    unique: &[Row<'_>],
 ) -> Result<Vec<Inserted>, StoreError> {
-    let col = |f: fn(&NewEvent) -> &str| unique.iter().map(|e| f(e)).collect::<Vec<&str>>();
+    let col = |f: fn(&NewEvent) -> &str| unique.iter().map(|r| f(r.event)).collect::<Vec<&str>>();
     let opt = |f: fn(&NewEvent) -> Option<&str>| {
-        unique.iter().map(|e| f(e)).collect::<Vec<Option<&str>>>()
+        unique
+            .iter()
+            .map(|r| f(r.event))
+            .collect::<Vec<Option<&str>>>()
     };
     Ok(sqlx::query_as::<_, Inserted>(
-        "insert into events (id, idempotency_key, kind, subscription_id, credential_id, \
+        "insert into events (id, idempotency_digest, kind, subscription_id, credential_id, \
          change_type, resource_id, raw, status, attempts, next_attempt_at, received_at) \
          select id, k, kind, sub, cred, ct, rid, raw, 'pending', 0, at, at \
          from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], \
                      $6::text[], $7::text[], $8::text[], $9::int8[]) \
               as t(id, k, kind, sub, cred, ct, rid, raw, at) \
-         on conflict (idempotency_key) do nothing returning id, subscription_id, kind",
+         on conflict (idempotency_digest) do nothing returning id, subscription_id, kind",
     )
     .bind(col(|e| &e.id))
-    .bind(col(|e| &e.idempotency_key))
+    .bind(
+        unique
+            .iter()
+            .map(|r| r.digest.as_str())
+            .collect::<Vec<&str>>(),
+    )
     .bind(col(|e| e.kind))
     .bind(opt(|e| e.subscription_id.as_deref()))
     .bind(opt(|e| e.credential_id.as_deref()))
     .bind(col(|e| &e.change_type))
     .bind(opt(|e| e.resource_id.as_deref()))
     .bind(col(|e| &e.raw))
-    .bind(unique.iter().map(|e| e.received_at).collect::<Vec<i64>>())
+    .bind(
+        unique
+            .iter()
+            .map(|r| r.event.received_at)
+            .collect::<Vec<i64>>(),
+    )
     .fetch_all(conn)
     .await?)
 }
@@ -118,7 +182,7 @@ async fn insert_pg<'c>(
 /// the connection's thread; a larger one is chunked inside a transaction.
 async fn insert_sqlite(
     conn: &mut sqlx::SqliteConnection,
-    unique: &[&NewEvent],
+    unique: &[Row<'_>],
 ) -> Result<Vec<Inserted>, StoreError> {
     if unique.len() <= CHUNK {
         return Ok(insert_sqlite_rows(unique)
@@ -141,14 +205,14 @@ async fn insert_sqlite(
 }
 
 /// One multi-row insert of `chunk` on SQLite (at most [`CHUNK`] rows: 10 parameters a row).
-fn insert_sqlite_rows<'q>(chunk: &'q [&'q NewEvent]) -> QueryBuilder<'q, sqlx::Sqlite> {
+fn insert_sqlite_rows<'q>(chunk: &'q [Row<'q>]) -> QueryBuilder<'q, sqlx::Sqlite> {
     let mut qb = QueryBuilder::new(
-        "insert into events (id, idempotency_key, kind, subscription_id, credential_id, \
+        "insert into events (id, idempotency_digest, kind, subscription_id, credential_id, \
          change_type, resource_id, raw, status, attempts, next_attempt_at, received_at) ",
     );
-    qb.push_values(chunk, |mut b, e| {
+    qb.push_values(chunk, |mut b, Row { event: e, digest }| {
         b.push_bind(&e.id)
-            .push_bind(&e.idempotency_key)
+            .push_bind(digest)
             .push_bind(e.kind)
             .push_bind(&e.subscription_id)
             .push_bind(&e.credential_id)
@@ -160,7 +224,7 @@ fn insert_sqlite_rows<'q>(chunk: &'q [&'q NewEvent]) -> QueryBuilder<'q, sqlx::S
             .push_bind(e.received_at)
             .push_bind(e.received_at);
     });
-    qb.push(" on conflict (idempotency_key) do nothing returning id, subscription_id, kind");
+    qb.push(" on conflict (idempotency_digest) do nothing returning id, subscription_id, kind");
     qb
 }
 
@@ -249,24 +313,36 @@ pub async fn get(store: &Store, id: &str) -> Result<Option<EventRow>, StoreError
 pub struct EventFilter {
     pub status: Option<String>,
     pub credential_id: Option<String>,
-    /// Only events received strictly before this (Unix ms)…
-    pub before_ms: Option<i64>,
-    /// …or, at the same millisecond, with an id ordered before this one (a page cursor).
+    /// Only events whose id is below this one: received before it (a page cursor, or
+    /// [`first_event_id_at`] of a time).
     pub before_id: Option<String>,
     pub limit: i64,
 }
 
-/// Events newest first.
+/// Events newest first (by id, which is by time received). Only the filters given become
+/// conditions, so that each can use its index (a cursor seeks instead of scanning from the
+/// newest event).
 pub async fn list(store: &Store, f: &EventFilter) -> Result<Vec<EventRow>, StoreError> {
-    let sql = format!(
-        "select {COLUMNS} from events \
-         where ($1 is null or status = $1) and ($2 is null or credential_id = $2) \
-         and ($3 is null or received_at < $3 or (received_at = $3 and $4 is not null and id < $4)) \
-         order by received_at desc, id desc limit $5"
-    );
-    Ok(with_pool!(store, p => sqlx::query_as::<_, EventRow>(&sql)
-        .bind(&f.status).bind(&f.credential_id).bind(f.before_ms).bind(&f.before_id).bind(f.limit)
-        .fetch_all(p).await?))
+    let filters = [
+        ("status =", f.status.as_deref()),
+        ("credential_id =", f.credential_id.as_deref()),
+        ("id <", f.before_id.as_deref()),
+    ];
+    let mut sql = format!("select {COLUMNS} from events");
+    let mut n = 0;
+    for (cond, _) in filters.iter().filter(|(_, v)| v.is_some()) {
+        n += 1;
+        sql.push_str(if n == 1 { " where " } else { " and " });
+        sql.push_str(&format!("{cond} ${n}"));
+    }
+    sql.push_str(&format!(" order by id desc limit ${}", n + 1));
+    Ok(with_pool!(store, p => {
+        let mut q = sqlx::query_as::<_, EventRow>(&sql);
+        for v in filters.iter().filter_map(|(_, v)| *v) {
+            q = q.bind(v);
+        }
+        q.bind(f.limit).fetch_all(p).await?
+    }))
 }
 
 /// Claims up to `limit` events that are due: pending with `next_attempt_at <= now`, or
@@ -358,4 +434,42 @@ pub async fn count_by_status(store: &Store) -> Result<Vec<(String, i64)>, StoreE
     Ok(with_pool!(store, p => sqlx::query_as::<_, (String, i64)>(
         "select status, count(*) from events group by status order by status")
         .fetch_all(p).await?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_digest_is_the_first_half_of_the_sha256() {
+        // SHA-256("abc") = ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad
+        assert_eq!(
+            idempotency_digest("abc"),
+            "ba7816bf8f01cfea414140de5dae2223"
+        );
+        assert_ne!(
+            idempotency_digest("s:created:1:"),
+            idempotency_digest("s:created:1:e")
+        );
+    }
+
+    #[test]
+    fn ids_carry_their_time_and_sort_by_it() {
+        let t = 1_764_600_000_123;
+        let id = event_id(t);
+        let (secs, nanos) = uuid::Uuid::parse_str(&id)
+            .unwrap()
+            .get_timestamp()
+            .unwrap()
+            .to_unix();
+        assert_eq!(secs as i64 * 1000 + i64::from(nanos / 1_000_000), t);
+        assert!(first_event_id_at(t) <= id);
+        assert!(event_id(t - 1) < first_event_id_at(t));
+        assert!(id < first_event_id_at(t + 1));
+        assert!(event_id(t + 1) > id);
+        assert_eq!(
+            first_event_id_at(-5),
+            "00000000-0000-0000-0000-000000000000"
+        );
+    }
 }
