@@ -17,13 +17,16 @@
 //! is dropped: the subscription may have been stored a moment ago, or by another instance
 //! sharing the database, and a dropped notification is lost for good.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use serde_json::{json, Map, Value};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::{json, Value};
 use subtle::ConstantTimeEq;
 use tokio::sync::oneshot;
 
@@ -108,63 +111,104 @@ pub enum ItemKind {
 #[error("{0}")]
 pub struct ParseError(pub String);
 
-fn opt_str<'a>(
-    m: &'a Map<String, Value>,
-    key: &str,
-    at: &str,
-) -> Result<Option<&'a str>, ParseError> {
-    match m.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
-        Some(_) => Err(ParseError(format!("{at}.{key} must be a string"))),
+/// A JSON object's members as written: each value left unparsed (a slice of the body), the
+/// names decoded (borrowed unless they hold escapes). Nothing is built for what is not read.
+struct Members<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+
+impl<'de> Deserialize<'de> for Members<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Members<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut members = Vec::with_capacity(map.size_hint().unwrap_or(12));
+                while let Some(Name(name)) = map.next_key()? {
+                    members.push((name, map.next_value()?));
+                }
+                Ok(Members(members))
+            }
+        }
+        d.deserialize_map(Visit)
     }
 }
+
+/// A member name, borrowed from the body when it has no escapes.
+#[derive(Deserialize)]
+struct Name<'a>(#[serde(borrow)] Cow<'a, str>);
+
+impl<'a> Members<'a> {
+    /// The value of `name` (the last one, if it is repeated).
+    fn get(&self, name: &str) -> Option<&'a RawValue> {
+        self.0
+            .iter()
+            .rev()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| *v)
+    }
+
+    /// The string `name`: absent or null is `None`; another type is an error.
+    fn string(&self, name: &str, at: &str) -> Result<Option<String>, ParseError> {
+        match self.get(name) {
+            None => Ok(None),
+            Some(v) => serde_json::from_str::<Option<String>>(v.get())
+                .map_err(|_| ParseError(format!("{at}.{name} must be a string"))),
+        }
+    }
+}
+
+const NOT_A_COLLECTION: &str = "expected a JSON object with a `value` array";
 
 /// Parses a notification collection `{"value": [item, …]}`. Any JSON that is not an object
 /// with a `value` array of objects, or whose known fields have the wrong types, or an item that
 /// has neither `changeType` nor `lifecycleEvent`, is an error. Never panics (fuzzed).
+///
+/// Only the fields it reads are decoded; each item's stored text is its members as sent, in
+/// their order, with `clientState` replaced (a repeated member kept once, its last value).
 pub fn parse_collection(body: &[u8]) -> Result<Vec<Item>, ParseError> {
-    let top: Value = serde_json::from_slice(body)
-        .map_err(|e| ParseError(format!("the body is not JSON: {e}")))?;
-    let Value::Object(mut top) = top else {
-        return Err(ParseError(
-            "expected a JSON object with a `value` array".into(),
-        ));
-    };
-    let Some(Value::Array(values)) = top.remove("value") else {
-        return Err(ParseError(
-            "expected a JSON object with a `value` array".into(),
-        ));
-    };
+    let top: Members<'_> = serde_json::from_slice(body).map_err(|e| match e.classify() {
+        serde_json::error::Category::Data => ParseError(NOT_A_COLLECTION.into()),
+        _ => ParseError(format!("the body is not JSON: {e}")),
+    })?;
+    let values = top
+        .get("value")
+        .and_then(|v| serde_json::from_str::<Vec<&RawValue>>(v.get()).ok())
+        .ok_or_else(|| ParseError(NOT_A_COLLECTION.into()))?;
     let mut items = Vec::with_capacity(values.len());
     for (i, v) in values.into_iter().enumerate() {
-        let Value::Object(mut m) = v else {
-            return Err(ParseError(format!("value[{i}] must be an object")));
-        };
+        let m: Members<'_> = serde_json::from_str(v.get())
+            .map_err(|_| ParseError(format!("value[{i}] must be an object")))?;
         let at = format!("value[{i}]");
-        let subscription_id = opt_str(&m, "subscriptionId", &at)?.map(str::to_string);
-        let client_state = opt_str(&m, "clientState", &at)?.map(str::to_string);
-        let change_type = opt_str(&m, "changeType", &at)?;
-        let lifecycle = opt_str(&m, "lifecycleEvent", &at)?;
-        let expiration = opt_str(&m, "subscriptionExpirationDateTime", &at)?;
-        let resource = opt_str(&m, "resource", &at)?;
+        let subscription_id = m.string("subscriptionId", &at)?;
+        let client_state = m.string("clientState", &at)?;
+        let change_type = m.string("changeType", &at)?;
+        let lifecycle = m.string("lifecycleEvent", &at)?;
+        let expiration = m.string("subscriptionExpirationDateTime", &at)?;
+        let resource = m.string("resource", &at)?;
+        let rat = format!("{at}.resourceData");
         let (resource_id, etag) = match m.get("resourceData") {
-            None | Some(Value::Null) => (None, None),
-            Some(Value::Object(rd)) => {
-                let rat = format!("{at}.resourceData");
-                (opt_str(rd, "id", &rat)?, opt_str(rd, "@odata.etag", &rat)?)
+            None => (None, None),
+            Some(rd) if rd.get() == "null" => (None, None),
+            Some(rd) => {
+                let rd: Members<'_> = serde_json::from_str(rd.get())
+                    .map_err(|_| ParseError(format!("{rat} must be an object")))?;
+                (rd.string("id", &rat)?, rd.string("@odata.etag", &rat)?)
             }
-            Some(_) => return Err(ParseError(format!("{at}.resourceData must be an object"))),
         };
         let kind = match (lifecycle, change_type) {
             (Some(event), _) => ItemKind::Lifecycle {
-                event: event.to_string(),
-                expiration: expiration.unwrap_or_default().to_string(),
+                event,
+                expiration: expiration.unwrap_or_default(),
             },
-            (None, Some(ct)) => ItemKind::Change {
-                change_type: ct.to_string(),
-                resource_id: resource_id.or(resource).map(str::to_string),
-                etag: etag.map(str::to_string),
+            (None, Some(change_type)) => ItemKind::Change {
+                change_type,
+                resource_id: resource_id.or(resource),
+                etag,
             },
             (None, None) => {
                 return Err(ParseError(format!(
@@ -172,19 +216,44 @@ pub fn parse_collection(body: &[u8]) -> Result<Vec<Item>, ParseError> {
                 )))
             }
         };
-        if m.contains_key("clientState") {
-            m.insert("clientState".into(), Value::String("***".into()));
-        }
-        let raw = serde_json::to_string(&m)
-            .map_err(|e| ParseError(format!("{at} cannot be stored: {e}")))?;
         items.push(Item {
             subscription_id,
             client_state,
             kind,
-            raw,
+            raw: masked(&m, v.get().len()),
         });
     }
     Ok(items)
+}
+
+/// The item's text to store: its members as sent, `clientState` (if any) as `"***"`.
+fn masked(m: &Members<'_>, size: usize) -> String {
+    let mut out = String::with_capacity(size);
+    out.push('{');
+    for (i, (name, value)) in m.0.iter().enumerate() {
+        if m.0[i + 1..].iter().any(|(later, _)| later == name) {
+            continue;
+        }
+        if out.len() > 1 {
+            out.push(',');
+        }
+        if name.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
+            // Escaping a string again cannot fail.
+            out.push_str(&serde_json::to_string(name.as_ref()).unwrap_or_default());
+        } else {
+            out.push('"');
+            out.push_str(name);
+            out.push('"');
+        }
+        out.push(':');
+        out.push_str(if name == "clientState" {
+            "\"***\""
+        } else {
+            value.get()
+        });
+    }
+    out.push('}');
+    out
 }
 
 /// The idempotency key of an item (SPEC §3.1): `{our subscription}:{changeType}:{resource id}:
@@ -997,5 +1066,36 @@ mod tests {
             );
         }
         assert!(parse_collection(b"{\"value\":[]}").unwrap().is_empty());
+        assert!(parse_collection(b"{\"value\":[]")
+            .unwrap_err()
+            .0
+            .starts_with("the body is not JSON"));
+        assert_eq!(parse_collection(b"[1]").unwrap_err().0, NOT_A_COLLECTION);
+    }
+
+    #[test]
+    fn stores_the_item_as_sent_with_only_the_client_state_replaced() {
+        let body =
+            br#"{"value":[{"b":1, "clientState":"secret","a":[1, 2.50],"changeType":"created",
+            "x\"y":{"k":"v"},"b":"last","resourceData":null}]}"#;
+        let items = parse_collection(body).unwrap();
+        // Order and formatting of values kept; a repeated member once, with its last value.
+        assert_eq!(
+            items[0].raw,
+            r#"{"clientState":"***","a":[1, 2.50],"changeType":"created","x\"y":{"k":"v"},"b":"last","resourceData":null}"#
+        );
+        let raw: Value = serde_json::from_str(&items[0].raw).unwrap();
+        assert_eq!(raw["x\"y"]["k"], "v");
+        // A null clientState is masked too; an absent one is not invented.
+        let items = parse_collection(
+            br#"{"value":[{"clientState":null,"changeType":"created"},{"changeType":"updated"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            items[0].raw,
+            r#"{"clientState":"***","changeType":"created"}"#
+        );
+        assert_eq!(items[0].client_state, None);
+        assert_eq!(items[1].raw, r#"{"changeType":"updated"}"#);
     }
 }
