@@ -438,6 +438,7 @@ pub async fn count_by_status(store: &Store) -> Result<Vec<(String, i64)>, StoreE
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]
