@@ -359,6 +359,21 @@ async fn main() -> anyhow::Result<()> {
         .and_then(|c| c.iter().find(|c| c["name"] == "receiver"))
         .map(|r| r["info"].clone())
         .unwrap_or_default();
+    // The server's own view of its commits (a summary over its last minute or so).
+    let metrics = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    let commit_ms = |q: &str| -> String {
+        let prefix = format!("relay365_receiver_commit_seconds{{quantile=\"{q}\"}} ");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .map_or("?".into(), |s| format!("{:.2}", s * 1000.0))
+    };
     let _ = Command::new("kill")
         .args(["-TERM", &pid.to_string()])
         .status();
@@ -420,6 +435,12 @@ async fn main() -> anyhow::Result<()> {
         peak_rss.load(Ordering::Relaxed) as f64 / 1024.0,
         hwm as f64 / 1024.0,
         receiver["accepted"].as_u64().unwrap_or(0) as f64 / batches.max(1) as f64
+    );
+    println!(
+        "commit ms (the server's summary, warm-up included): p50 {}  p99 {}  max {}",
+        commit_ms("0.5"),
+        commit_ms("0.99"),
+        commit_ms("1")
     );
     Ok(())
 }

@@ -60,6 +60,10 @@ fn describe() {
         "relay365_http_request_duration_seconds",
         "HTTP request latency, by route"
     );
+    metrics::describe_histogram!(
+        "relay365_receiver_commit_seconds",
+        "how long each group commit of notifications took in the store"
+    );
     metrics::describe_counter!(
         "relay365_actor_restarts_total",
         "actor restarts by their supervisors"

@@ -299,6 +299,11 @@ async fn a_batch_keeps_only_the_authentic_items_and_says_nothing_about_the_rest(
                 "{metrics}"
             );
         }
+        // Each commit's duration, for seeing the store's stalls.
+        assert!(
+            metrics.contains("relay365_receiver_commit_seconds_count"),
+            "{metrics}"
+        );
         app.stop().await.unwrap();
         store.close().await;
         db.cleanup().await;

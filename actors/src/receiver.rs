@@ -5,8 +5,9 @@
 //!
 //! Group commit: the items of many concurrent requests are gathered into one transaction, and
 //! each request is answered only after the commit that holds its items. `handle` does no I/O:
-//! a commit runs on a task of its own and reports back with [`ReceiverMsg::Committed`], so
-//! the mailbox keeps gathering the next batch meanwhile. One commit runs at a time on both
+//! a commit runs on a task of its own, which answers the requests in it as soon as the store
+//! has them (not after a turn through the mailbox) and gives the writer back with
+//! [`ReceiverMsg::Committed`]; the mailbox keeps gathering the next batch meanwhile. One commit runs at a time on both
 //! stores, on a connection of the receiver's own ([`Writer`]: one round trip per commit):
 //! SQLite has a single writer, and on PostgreSQL each commit pays its own `fdatasync`, so one
 //! commit of everything that waits measured faster than several smaller ones (README,
@@ -351,14 +352,59 @@ pub type LookedUp = (String, Result<Option<SubscriptionRow>, StoreError>);
 
 /// A finished commit, as reported by its task.
 pub struct Commit {
-    result: Result<Vec<Inserted>, StoreError>,
+    /// Whether the items are stored (their requests have been answered either way).
+    ok: bool,
     /// The writer it used, given back.
     writer: Writer,
-    /// Items written (before de-duplication).
-    items: usize,
-    waiters: Vec<(IngestReply, IngestOutcome)>,
     /// Our ids of the subscriptions notified in this batch.
     subscriptions: HashSet<String>,
+}
+
+/// Counts a finished commit and answers each request in it, from the commit's own task: the
+/// answers do not wait for the actor's turn. Then hands the new events to the processors.
+/// Returns whether the items are stored.
+fn answer(
+    stats: &ReceiverStats,
+    deps: &Deps,
+    result: Result<Vec<Inserted>, StoreError>,
+    items: usize,
+    waiters: Vec<(IngestReply, IngestOutcome)>,
+) -> bool {
+    match result {
+        Ok(inserted) => {
+            let new = inserted.len();
+            let dups = items.saturating_sub(new);
+            stats.batches.fetch_add(1, Ordering::Relaxed);
+            stats.accepted.fetch_add(new as u64, Ordering::Relaxed);
+            stats.duplicates.fetch_add(dups as u64, Ordering::Relaxed);
+            metrics::counter!("relay365_notifications_accepted_total").increment(new as u64);
+            metrics::counter!("relay365_notifications_duplicates_total").increment(dups as u64);
+            metrics::counter!("relay365_receiver_commits_total", "result" => "ok").increment(1);
+            metrics::histogram!("relay365_receiver_batch_items").record(items as f64);
+            for (reply, outcome) in waiters {
+                let _ = reply.send(Ok(outcome));
+            }
+            if !inserted.is_empty() {
+                crate::tree::dispatch_events(
+                    deps,
+                    inserted
+                        .into_iter()
+                        .map(|e| (e.id, e.subscription_id))
+                        .collect(),
+                );
+            }
+            true
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, items, "commit of notifications failed");
+            stats.failed_batches.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!("relay365_receiver_commits_total", "result" => "error").increment(1);
+            for (reply, _) in waiters {
+                let _ = reply.send(Err(IngestError::Store));
+            }
+            false
+        }
+    }
 }
 
 /// Counters of the receiver, shown as its `info` in `/status`. They outlive restarts.
@@ -737,20 +783,22 @@ impl Receiver {
             // A hung database must not hold a commit slot for ever; a late commit is harmless
             // (its callers got 503 and Graph's retry is a duplicate).
             let limit = (self.deps.settings.commit_timeout * 5).max(Duration::from_secs(10));
-            let items = batch.len();
+            let (stats, deps) = (self.stats.clone(), self.deps.clone());
             spawn_reply(
                 myself,
                 async move {
+                    let started = std::time::Instant::now();
                     let result =
                         match tokio::time::timeout(limit, writer.insert_batch(&batch)).await {
                             Ok(r) => r,
                             Err(_) => Err(StoreError::Db(sqlx::Error::PoolTimedOut)),
                         };
+                    metrics::histogram!("relay365_receiver_commit_seconds")
+                        .record(started.elapsed().as_secs_f64());
+                    let ok = answer(&stats, &deps, result, batch.len(), waiters);
                     Box::new(Commit {
-                        result,
+                        ok,
                         writer,
-                        items,
-                        waiters,
                         subscriptions: subs,
                     })
                 },
@@ -761,46 +809,11 @@ impl Receiver {
 
     fn committed(&self, st: &mut ReceiverState, commit: Commit) {
         st.writer = Some(commit.writer);
-        match commit.result {
-            Ok(inserted) => {
-                let new = inserted.len();
-                let dups = commit.items.saturating_sub(new);
-                self.stats.batches.fetch_add(1, Ordering::Relaxed);
-                self.stats.accepted.fetch_add(new as u64, Ordering::Relaxed);
-                self.stats
-                    .duplicates
-                    .fetch_add(dups as u64, Ordering::Relaxed);
-                metrics::counter!("relay365_notifications_accepted_total").increment(new as u64);
-                metrics::counter!("relay365_notifications_duplicates_total").increment(dups as u64);
-                metrics::counter!("relay365_receiver_commits_total", "result" => "ok").increment(1);
-                metrics::histogram!("relay365_receiver_batch_items").record(commit.items as f64);
-                for (reply, outcome) in commit.waiters {
-                    let _ = reply.send(Ok(outcome));
-                }
-                if !inserted.is_empty() {
-                    crate::tree::dispatch_events(
-                        &self.deps,
-                        inserted
-                            .into_iter()
-                            .map(|e| (e.id, e.subscription_id))
-                            .collect(),
-                    );
-                }
-                self.touch(st, commit.subscriptions);
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, items = commit.items, "commit of notifications failed");
-                self.stats.failed_batches.fetch_add(1, Ordering::Relaxed);
-                metrics::counter!("relay365_receiver_commits_total", "result" => "error")
-                    .increment(1);
-                for (reply, _) in commit.waiters {
-                    let _ = reply.send(Err(IngestError::Store));
-                }
-            }
+        if commit.ok {
+            self.touch(st, commit.subscriptions);
         }
     }
 
-    /// Notes `last_notification_at`, at most once a second per subscription, off the hot path.
     fn touch(&self, st: &mut ReceiverState, subs: HashSet<String>) {
         let now = now_ms();
         let due: Vec<String> = subs
