@@ -135,6 +135,26 @@ const KEYS: &[Key] = &[
         kind: Kind::Int,
     },
     Key {
+        key: "max_connections",
+        env: &["RELAY365_MAX_CONNECTIONS"],
+        kind: Kind::Int,
+    },
+    Key {
+        key: "public_max_requests",
+        env: &["RELAY365_PUBLIC_MAX_REQUESTS"],
+        kind: Kind::Int,
+    },
+    Key {
+        key: "request_timeout_seconds",
+        env: &["RELAY365_REQUEST_TIMEOUT_SECONDS"],
+        kind: Kind::Int,
+    },
+    Key {
+        key: "header_timeout_seconds",
+        env: &["RELAY365_HEADER_TIMEOUT_SECONDS"],
+        kind: Kind::Int,
+    },
+    Key {
         key: "restart_backoff_ms",
         env: &["RELAY365_RESTART_BACKOFF_MS"],
         kind: Kind::Int,
@@ -233,6 +253,10 @@ pub struct Config {
     pub resync_interval_seconds: u64,
     pub n8n_webhook_url: Option<String>,
     pub commit_timeout_ms: u64,
+    pub max_connections: usize,
+    pub public_max_requests: usize,
+    pub request_timeout_seconds: u64,
+    pub header_timeout_seconds: u64,
     pub restart_backoff_ms: u64,
     pub restart_backoff_max_ms: u64,
     pub max_restarts: usize,
@@ -261,12 +285,57 @@ impl std::fmt::Debug for Config {
 
 /// A database URL with any password replaced by `***`, fit for logs.
 pub fn redact_url(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("***"));
-            u.to_string()
+    let Ok(mut u) = url::Url::parse(url) else {
+        // Not a URL we can take apart: show only what comes before any credentials.
+        return match url.split_once("://") {
+            Some((scheme, _)) => format!("{scheme}://***"),
+            None => "***".to_string(),
+        };
+    };
+    if u.password().is_some() {
+        let _ = u.set_password(Some("***"));
+    }
+    // `?password=…` (and `sslpassword`, …) is another way to pass one to PostgreSQL.
+    if u.query_pairs().any(|(k, _)| is_secret_param(&k)) {
+        let pairs: Vec<(String, String)> = u
+            .query_pairs()
+            .map(|(k, v)| {
+                let v = if is_secret_param(&k) { "***".into() } else { v.into_owned() };
+                (k.into_owned(), v)
+            })
+            .collect();
+        u.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    u.to_string()
+}
+
+/// A query parameter that carries a secret.
+fn is_secret_param(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    name.contains("password") || name.contains("secret") || name.contains("token")
+}
+
+#[cfg(test)]
+mod redact_tests {
+    use super::redact_url;
+
+    #[test]
+    fn every_password_in_a_url_is_masked() {
+        for (url, want) in [
+            ("postgres://u:pw@db/relay", "postgres://u:***@db/relay"),
+            (
+                "postgres://u@db/relay?password=pw&sslmode=require",
+                "postgres://u@db/relay?password=***&sslmode=require",
+            ),
+            (
+                "postgres://db/relay?user=u&PassWord=pw&sslpassword=x",
+                "postgres://db/relay?user=u&PassWord=***&sslpassword=***",
+            ),
+            ("sqlite://data/relay365.db", "sqlite://data/relay365.db"),
+            ("postgres://u:p w@[bad", "postgres://***"),
+        ] {
+            assert_eq!(redact_url(url), want, "{url}");
         }
-        _ => url.to_string(),
     }
 }
 
@@ -404,6 +473,10 @@ impl Config {
             ),
             ("retry_base_ms", self.retry_base_ms, 1),
             ("commit_timeout_ms", self.commit_timeout_ms, 1),
+            ("max_connections", self.max_connections as u64, 1),
+            ("public_max_requests", self.public_max_requests as u64, 1),
+            ("request_timeout_seconds", self.request_timeout_seconds, 1),
+            ("header_timeout_seconds", self.header_timeout_seconds, 1),
             ("graph_timeout_seconds", self.graph_timeout_seconds, 1),
             ("restart_window_seconds", self.restart_window_seconds, 1),
         ] {

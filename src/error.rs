@@ -18,9 +18,15 @@ pub enum ApiError {
     /// 401: no or a wrong bearer key.
     #[error("missing or invalid API key")]
     Unauthorized,
+    /// 403: the request may not be served as sent (e.g. a non-loopback `Host` without a key).
+    #[error("{0}")]
+    Forbidden(String),
     /// 404: the named thing does not exist.
     #[error("{0}")]
     NotFound(String),
+    /// 408: the request took longer than the route allows (body upload included).
+    #[error("the request took too long")]
+    Timeout,
     /// 409: the request conflicts with what is stored.
     #[error("{0}")]
     Conflict(String),
@@ -65,7 +71,9 @@ impl ApiError {
         match self {
             Self::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code),
             Self::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            Self::Timeout => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
             Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             Self::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             Self::UnsupportedMediaType(_) => {

@@ -53,7 +53,10 @@ impl App {
     pub async fn start(cfg: Config, listener: TcpListener) -> anyhow::Result<App> {
         let addr = listener.local_addr()?;
         let store = open_store(&cfg).await?;
+        // No redirects: a token service or Graph answering 3xx to another host must not receive
+        // the secret, the refresh token or the bearer token that went with the request.
         let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(cfg.graph_timeout_seconds))
             .build()
             .context("building the HTTP client")?;
@@ -79,15 +82,17 @@ impl App {
         )
         .await
         .context("starting the supervision tree")?;
+        let limits = http::serve::ServerLimits::of(&cfg);
         let state = http::AppState::new(cfg, deps.clone(), telemetry::metrics());
         let (server_stop_tx, server_stop_rx) = oneshot::channel::<()>();
-        let server = tokio::spawn(async move {
-            axum::serve(listener, http::router(state))
-                .with_graceful_shutdown(async move {
-                    let _ = server_stop_rx.await;
-                })
-                .await
-        });
+        let server = tokio::spawn(http::serve::serve(
+            listener,
+            http::router(state),
+            limits,
+            async move {
+                let _ = server_stop_rx.await;
+            },
+        ));
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let health = deps.health.clone();
         let task = tokio::spawn(async move {

@@ -8,7 +8,9 @@ use serde_json::Value;
 /// Fetches `{base}/status` and renders it as an indented tree.
 pub async fn fetch_and_render(base: &str, api_key: Option<&str>) -> anyhow::Result<String> {
     let url = format!("{}/status", base.trim_end_matches('/'));
-    let mut req = reqwest::Client::new()
+    let mut req = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?
         .get(&url)
         .timeout(std::time::Duration::from_secs(10));
     if let Some(key) = api_key {

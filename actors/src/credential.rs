@@ -24,7 +24,7 @@ use crate::store::credentials::{self, CredentialRow};
 use crate::store::StoreError;
 use crate::supervision::{ChildSpec, Crash, GiveUp, ParkHook, StartHook, SupervisorMsg};
 use crate::token::{self, AccessToken, TokenCache, TokenEndpoints, TokenError, TokenSource};
-use crate::util::spawn_reply;
+use crate::util::{spawn_guarded, spawn_reply};
 
 /// Name of the credentials supervisor in the tree.
 pub const SUPERVISOR: &str = "credentials";
@@ -216,7 +216,7 @@ impl Credential {
         if st.degraded {
             st.degraded = false;
             let (store, id) = (self.deps.store.clone(), self.id.clone());
-            tokio::spawn(async move {
+            spawn_guarded(myself, async move {
                 let _ = credentials::set_status(&store, &id, "active", None).await;
             });
         }
@@ -235,7 +235,12 @@ impl Credential {
         }
     }
 
-    fn token_failed(&self, st: &mut CredentialState, err: TokenError) {
+    fn token_failed(
+        &self,
+        myself: &ActorRef<CredentialMsg>,
+        st: &mut CredentialState,
+        err: TokenError,
+    ) {
         tracing::warn!(credential = %self.id, error = %err, "token request failed");
         self.deps
             .health
@@ -247,7 +252,7 @@ impl Credential {
         if !st.degraded {
             st.degraded = true;
             let (store, id, why) = (self.deps.store.clone(), self.id.clone(), err.to_string());
-            tokio::spawn(async move {
+            spawn_guarded(myself, async move {
                 let _ = credentials::set_status(&store, &id, "degraded", Some(&why)).await;
             });
         }
@@ -360,18 +365,21 @@ impl Actor for Credential {
                         let (store, id) = (self.deps.store.clone(), self.id.clone());
                         let value = serde_json::to_value(&updated).unwrap_or_default();
                         st.fetching = true; // no second fetch until it is stored
-                        let me = myself.clone();
-                        tokio::spawn(async move {
-                            let res = credentials::set_token_source(&store, &id, &value).await;
-                            let _ = me.send_message(CredentialMsg::Persisted(tok, res));
-                        });
+                        spawn_reply(
+                            &myself,
+                            async move {
+                                let res = credentials::set_token_source(&store, &id, &value).await;
+                                (tok, res)
+                            },
+                            |(tok, res)| CredentialMsg::Persisted(tok, res),
+                        );
                     }
                     _ => self.token_ready(&myself, st, tok),
                 }
             }
             CredentialMsg::Fetched(Err(e)) => {
                 st.fetching = false;
-                self.token_failed(st, e);
+                self.token_failed(&myself, st, e);
             }
             CredentialMsg::Persisted(tok, res) => {
                 st.fetching = false;
@@ -458,7 +466,8 @@ pub fn start_hook(deps: &Deps) -> StartHook {
     let deps = deps.clone();
     Arc::new(move |sup: ActorRef<SupervisorMsg>| {
         let deps = deps.clone();
-        tokio::spawn(async move {
+        let me = sup.clone();
+        spawn_guarded(&me, async move {
             let rows = match credentials::list(&deps.store).await {
                 Ok(rows) => rows,
                 Err(e) => {

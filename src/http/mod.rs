@@ -10,25 +10,25 @@ use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::header::AUTHORIZATION;
 use axum::http::Method;
 use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::Router;
 use metrics::{Counter, Histogram};
 use metrics_exporter_prometheus::PrometheusHandle;
 use relay365_actors::Deps;
-use subtle::ConstantTimeEq;
 
 use crate::config::Config;
 use crate::error::ApiError;
 
 pub mod credentials;
 pub mod debug;
+pub mod edge;
 pub mod events;
 pub mod health;
 pub mod json;
 pub mod primitives;
+pub mod serve;
 pub mod subscriptions;
 pub mod webhook;
 
@@ -42,15 +42,26 @@ pub struct Shared {
     pub deps: Deps,
     pub metrics: PrometheusHandle,
     pub requests: RequestMetrics,
+    /// The public routes' concurrency and time limits.
+    pub public_limit: edge::PublicLimit,
+    /// SHA-256 of `RELAY365_API_KEY`, when set.
+    pub api_key_digest: Option<[u8; 32]>,
 }
 
 impl AppState {
     pub fn new(cfg: Config, deps: Deps, metrics: PrometheusHandle) -> AppState {
+        let public_limit = edge::PublicLimit::new(
+            cfg.public_max_requests,
+            std::time::Duration::from_secs(cfg.request_timeout_seconds),
+        );
+        let api_key_digest = cfg.api_key.as_deref().map(edge::key_digest);
         AppState(Arc::new(Shared {
             cfg,
             deps,
             metrics,
             requests: RequestMetrics::default(),
+            public_limit,
+            api_key_digest,
         }))
     }
 }
@@ -74,37 +85,23 @@ pub fn router(state: AppState) -> Router {
         .merge(debug::router(state.cfg.debug_endpoints))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
-            require_api_key,
+            edge::check_api_key,
         ));
+    let public = webhook::router().route_layer(middleware::from_fn_with_state(
+        state.clone(),
+        edge::limit_public,
+    ));
     Router::new()
         .merge(health::open_router())
-        .merge(webhook::router())
+        .merge(public)
         .merge(protected)
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
+        .layer(middleware::from_fn(edge::json_errors))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             track_requests,
         ))
         .with_state(state)
-}
-
-/// Bearer `RELAY365_API_KEY`, compared in constant time. Without a configured key the API is
-/// open (the service only allows that on a loopback address).
-async fn require_api_key(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let Some(key) = state.cfg.api_key.as_deref() else {
-        return next.run(req).await;
-    };
-    let given = req
-        .headers()
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    if bool::from(given.as_bytes().ct_eq(key.as_bytes())) {
-        next.run(req).await
-    } else {
-        ApiError::Unauthorized.into_response()
-    }
 }
 
 /// Counts requests and their latency by route, method and status.

@@ -22,6 +22,15 @@ use crate::error::{ApiError, ApiResult};
 /// Largest notification body taken (SPEC §3.1); larger bodies answer 413.
 pub const MAX_BODY: usize = 1024 * 1024;
 
+/// Bodies up to this size are parsed on the async worker that read them (a real collection is
+/// a few KB: tens of microseconds); larger ones on the blocking pool, so that a run of large
+/// bodies cannot hold the workers that answer everyone else.
+const PARSE_INLINE: usize = 64 * 1024;
+
+/// What the body buffer reserves before the first bytes come: memory follows what a client
+/// sends, never what its `Content-Length` announces.
+const FIRST_RESERVE: usize = 16 * 1024;
+
 /// The two public routes.
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -61,7 +70,7 @@ async fn read_body(headers: &HeaderMap, body: Body) -> ApiResult<Bytes> {
     if declared.is_some_and(|n| n > MAX_BODY as u64) {
         return Err(ApiError::PayloadTooLarge);
     }
-    let mut buf = Vec::with_capacity(declared.unwrap_or(0) as usize);
+    let mut buf = Vec::with_capacity(declared.map_or(FIRST_RESERVE, |n| n as usize).min(FIRST_RESERVE));
     let mut stream = body.into_data_stream();
     while let Some(chunk) = stream.next().await {
         let chunk =
@@ -113,7 +122,14 @@ async fn notifications(state: &AppState, req: Request) -> ApiResult<()> {
         ));
     }
     let bytes = read_body(&parts.headers, body).await?;
-    let items = receiver::parse_collection(&bytes).map_err(|e| ApiError::BadRequest {
+    let parsed = if bytes.len() <= PARSE_INLINE {
+        receiver::parse_collection(&bytes)
+    } else {
+        tokio::task::spawn_blocking(move || receiver::parse_collection(&bytes))
+            .await
+            .map_err(|_| ApiError::Unavailable("the notification could not be parsed".into()))?
+    };
+    let items = parsed.map_err(|e| ApiError::BadRequest {
         code: "bad_notification",
         message: e.0,
     })?;

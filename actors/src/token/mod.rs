@@ -316,7 +316,7 @@ async fn fetch_vended(
                 .map_err(|e| TokenError::InvalidResponse(format!("auth service body: {e}")))?;
             Ok(AccessToken {
                 token: v.access_token,
-                expires_at: v.expires_at,
+                expires_at: v.expires_at.min(expiry_in(MAX_TOKEN_LIFETIME_S)),
                 new_refresh_token: None,
             })
         }
@@ -373,7 +373,7 @@ async fn fetch_grant(
             .map_err(|e| TokenError::InvalidResponse(format!("token response: {e}")))?;
         return Ok(AccessToken {
             token: g.access_token,
-            expires_at: Utc::now() + chrono::Duration::seconds(g.expires_in.max(0)),
+            expires_at: expiry_in(g.expires_in),
             new_refresh_token: g.refresh_token,
         });
     }
@@ -421,6 +421,20 @@ fn seconds<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
         N::Float(f) => Ok(f as i64),
         N::Str(s) => s.trim().parse().map_err(serde::de::Error::custom),
     }
+}
+
+/// Longest lifetime believed of a token (a day; Entra's are about an hour). A token source that
+/// claims more is refreshed daily all the same.
+const MAX_TOKEN_LIFETIME_S: i64 = 24 * 3600;
+
+/// When a token that lives `secs` from now expires. The number comes from a remote service:
+/// any value, however absurd, gives a time between now and a day from now, never a panic.
+fn expiry_in(secs: i64) -> DateTime<Utc> {
+    let secs = secs.clamp(0, MAX_TOKEN_LIFETIME_S);
+    let now = Utc::now();
+    chrono::TimeDelta::try_seconds(secs)
+        .and_then(|d| now.checked_add_signed(d))
+        .unwrap_or(now)
 }
 
 fn unix_seconds<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {

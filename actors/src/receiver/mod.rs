@@ -16,17 +16,16 @@
 //!
 //! An item for a subscription id the map does not hold is looked up in the store before it
 //! is dropped: the subscription may have been stored a moment ago, or by another instance
-//! sharing the database, and a dropped notification is lost for good.
+//! sharing the database, and a dropped notification is lost for good. Look-ups are bounded
+//! (slots, a cap per request, a negative cache of ids found absent: [`absent`]); a request
+//! that cannot have its look-ups now is answered 503, so a 202 always means stored.
 
-use std::borrow::Cow;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use serde::Deserialize;
-use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use subtle::ConstantTimeEq;
 use tokio::sync::oneshot;
@@ -36,7 +35,12 @@ use crate::store::events::{event_id, Inserted, NewEvent, Writer};
 use crate::store::subscriptions::{self, SubscriptionRow};
 use crate::store::{now_ms, StoreError};
 use crate::supervision::Crash;
-use crate::util::spawn_reply;
+use crate::util::{spawn_guarded, spawn_reply};
+
+mod absent;
+mod notification;
+
+pub use notification::{idempotency_key, parse_collection, Item, ItemKind, ParseError};
 
 /// Name of the receiver in the tree.
 pub const NAME: &str = "receiver";
@@ -44,9 +48,14 @@ pub const NAME: &str = "receiver";
 /// Most items in one commit: bounds the latency of a batch.
 pub const MAX_BATCH_ITEMS: usize = 2_000;
 
-/// Most look-ups of unknown subscription ids running at once; beyond, such items are dropped
-/// (bounds the store work forged ids can cause).
+/// Most look-ups of unknown subscription ids running at once; beyond, a request that needs
+/// another is answered 503 (Graph retries), never 202 with its items dropped. Bounds the store
+/// work forged ids can cause.
 pub const MAX_LOOKUPS: usize = 64;
+
+/// Most distinct unknown subscription ids one request may make the receiver look up; a
+/// request naming more is answered 503. Graph batches notifications of a few subscriptions.
+pub const MAX_LOOKUPS_PER_REQUEST: usize = 8;
 
 /// Most items waiting for a commit; beyond this new requests are refused at once (503)
 /// rather than queued into a backlog that could not be answered in time anyway.
@@ -60,225 +69,6 @@ pub struct KnownSubscription {
     pub credential_id: String,
     /// Secret: compared in constant time, never logged.
     pub client_state: String,
-}
-
-// ---------------------------------------------------------------------------------------------
-// Parsing: the shape of a notification collection (SPEC §3.1, graph-contract §4, §6).
-// ---------------------------------------------------------------------------------------------
-
-/// One notification item, its shape checked by [`parse_collection`]. Not yet authenticated.
-#[derive(Clone)]
-pub struct Item {
-    /// Graph's subscription id. Absent means unknown (the item is dropped).
-    pub subscription_id: Option<String>,
-    /// Secret: compared in constant time, never logged (hence no `Debug`).
-    pub client_state: Option<String>,
-    /// A change or a lifecycle notification.
-    pub kind: ItemKind,
-    /// The item as Graph sent it, `clientState` replaced by `"***"` (what is stored).
-    pub raw: String,
-}
-
-impl std::fmt::Debug for Item {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Item")
-            .field("subscription_id", &self.subscription_id)
-            .field("kind", &self.kind)
-            .finish_non_exhaustive()
-    }
-}
-
-/// What an item is about.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ItemKind {
-    /// A change notification (`changeType`).
-    Change {
-        change_type: String,
-        /// `resourceData.id`, else `resource`.
-        resource_id: Option<String>,
-        /// `resourceData.@odata.etag`.
-        etag: Option<String>,
-    },
-    /// A lifecycle notification (`lifecycleEvent`).
-    Lifecycle {
-        event: String,
-        /// `subscriptionExpirationDateTime`, verbatim (empty if absent).
-        expiration: String,
-    },
-}
-
-/// Why a body is not a notification collection. The text is safe to answer (no secrets).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct ParseError(pub String);
-
-/// A JSON object's members as written: each value left unparsed (a slice of the body), the
-/// names decoded (borrowed unless they hold escapes). Nothing is built for what is not read.
-struct Members<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
-
-impl<'de> Deserialize<'de> for Members<'de> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Visit;
-        impl<'de> serde::de::Visitor<'de> for Visit {
-            type Value = Members<'de>;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut map: A,
-            ) -> Result<Self::Value, A::Error> {
-                let mut members = Vec::with_capacity(map.size_hint().unwrap_or(12));
-                while let Some(Name(name)) = map.next_key()? {
-                    members.push((name, map.next_value()?));
-                }
-                Ok(Members(members))
-            }
-        }
-        d.deserialize_map(Visit)
-    }
-}
-
-/// A member name, borrowed from the body when it has no escapes.
-#[derive(Deserialize)]
-struct Name<'a>(#[serde(borrow)] Cow<'a, str>);
-
-impl<'a> Members<'a> {
-    /// The value of `name` (the last one, if it is repeated).
-    fn get(&self, name: &str) -> Option<&'a RawValue> {
-        self.0
-            .iter()
-            .rev()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| *v)
-    }
-
-    /// The string `name`: absent or null is `None`; another type is an error.
-    fn string(&self, name: &str, at: &str) -> Result<Option<String>, ParseError> {
-        match self.get(name) {
-            None => Ok(None),
-            Some(v) => serde_json::from_str::<Option<String>>(v.get())
-                .map_err(|_| ParseError(format!("{at}.{name} must be a string"))),
-        }
-    }
-}
-
-const NOT_A_COLLECTION: &str = "expected a JSON object with a `value` array";
-
-/// Parses a notification collection `{"value": [item, …]}`. Any JSON that is not an object
-/// with a `value` array of objects, or whose known fields have the wrong types, or an item that
-/// has neither `changeType` nor `lifecycleEvent`, is an error. Never panics (fuzzed).
-///
-/// Only the fields it reads are decoded; each item's stored text is its members as sent, in
-/// their order, with `clientState` replaced (a repeated member kept once, its last value).
-pub fn parse_collection(body: &[u8]) -> Result<Vec<Item>, ParseError> {
-    let top: Members<'_> = serde_json::from_slice(body).map_err(|e| match e.classify() {
-        serde_json::error::Category::Data => ParseError(NOT_A_COLLECTION.into()),
-        _ => ParseError(format!("the body is not JSON: {e}")),
-    })?;
-    let values = top
-        .get("value")
-        .and_then(|v| serde_json::from_str::<Vec<&RawValue>>(v.get()).ok())
-        .ok_or_else(|| ParseError(NOT_A_COLLECTION.into()))?;
-    let mut items = Vec::with_capacity(values.len());
-    for (i, v) in values.into_iter().enumerate() {
-        let m: Members<'_> = serde_json::from_str(v.get())
-            .map_err(|_| ParseError(format!("value[{i}] must be an object")))?;
-        let at = format!("value[{i}]");
-        let subscription_id = m.string("subscriptionId", &at)?;
-        let client_state = m.string("clientState", &at)?;
-        let change_type = m.string("changeType", &at)?;
-        let lifecycle = m.string("lifecycleEvent", &at)?;
-        let expiration = m.string("subscriptionExpirationDateTime", &at)?;
-        let resource = m.string("resource", &at)?;
-        let rat = format!("{at}.resourceData");
-        let (resource_id, etag) = match m.get("resourceData") {
-            None => (None, None),
-            Some(rd) if rd.get() == "null" => (None, None),
-            Some(rd) => {
-                let rd: Members<'_> = serde_json::from_str(rd.get())
-                    .map_err(|_| ParseError(format!("{rat} must be an object")))?;
-                (rd.string("id", &rat)?, rd.string("@odata.etag", &rat)?)
-            }
-        };
-        let kind = match (lifecycle, change_type) {
-            (Some(event), _) => ItemKind::Lifecycle {
-                event,
-                expiration: expiration.unwrap_or_default(),
-            },
-            (None, Some(change_type)) => ItemKind::Change {
-                change_type,
-                resource_id: resource_id.or(resource),
-                etag,
-            },
-            (None, None) => {
-                return Err(ParseError(format!(
-                    "{at} has neither changeType nor lifecycleEvent"
-                )))
-            }
-        };
-        items.push(Item {
-            subscription_id,
-            client_state,
-            kind,
-            raw: masked(&m, v.get().len()),
-        });
-    }
-    Ok(items)
-}
-
-/// The item's text to store: its members as sent, `clientState` (if any) as `"***"`.
-fn masked(m: &Members<'_>, size: usize) -> String {
-    let mut out = String::with_capacity(size);
-    out.push('{');
-    for (i, (name, value)) in m.0.iter().enumerate() {
-        if m.0[i + 1..].iter().any(|(later, _)| later == name) {
-            continue;
-        }
-        if out.len() > 1 {
-            out.push(',');
-        }
-        if name.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
-            // Escaping a string again cannot fail.
-            out.push_str(&serde_json::to_string(name.as_ref()).unwrap_or_default());
-        } else {
-            out.push('"');
-            out.push_str(name);
-            out.push('"');
-        }
-        out.push(':');
-        out.push_str(if name == "clientState" {
-            "\"***\""
-        } else {
-            value.get()
-        });
-    }
-    out.push('}');
-    out
-}
-
-/// The idempotency key of an item (SPEC §3.1): `{our subscription}:{changeType}:{resource id}:
-/// {etag}` for changes (etag empty if absent), `{Graph subscriptionId}:{lifecycleEvent}:
-/// {subscriptionExpirationDateTime}` for lifecycle items.
-pub fn idempotency_key(
-    our_subscription: &str,
-    graph_subscription: &str,
-    kind: &ItemKind,
-) -> String {
-    match kind {
-        ItemKind::Change {
-            change_type,
-            resource_id,
-            etag,
-        } => format!(
-            "{our_subscription}:{change_type}:{}:{}",
-            resource_id.as_deref().unwrap_or(""),
-            etag.as_deref().unwrap_or("")
-        ),
-        ItemKind::Lifecycle { event, expiration } => {
-            format!("{graph_subscription}:{event}:{expiration}")
-        }
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -483,6 +273,8 @@ pub struct ReceiverState {
     next_held: u64,
     /// Look-ups running: Graph subscription id → the held requests waiting for it.
     lookups: HashMap<String, Vec<u64>>,
+    /// Ids recently looked up and not found.
+    absent: absent::Absent,
     /// Requests waiting for a commit, oldest first.
     pending: VecDeque<Waiter>,
     pending_items: usize,
@@ -609,52 +401,69 @@ impl Receiver {
             return;
         }
         let (events, mut dropped, deferred) = self.check(st, items, received_at, true);
-        if !deferred.is_empty() {
-            let ids: HashSet<String> = deferred
-                .iter()
-                .filter_map(|i| i.subscription_id.clone())
-                .collect();
-            let new = ids
-                .iter()
-                .filter(|id| !st.lookups.contains_key(*id))
-                .count();
-            if st.lookups.len() + new <= MAX_LOOKUPS {
-                let key = st.next_held;
-                st.next_held += 1;
-                for id in &ids {
-                    if !st.lookups.contains_key(id) {
-                        let store = self.deps.store.clone();
-                        let id = id.clone();
-                        spawn_reply(
-                            myself,
-                            async move {
-                                let row = subscriptions::get_by_external(&store, &id).await;
-                                Box::new((id, row))
-                            },
-                            ReceiverMsg::LookedUp,
-                        );
-                    }
-                    st.lookups.entry(id.clone()).or_default().push(key);
-                }
-                st.held.insert(
-                    key,
-                    Held {
-                        events,
-                        deferred,
-                        dropped,
-                        received_at,
-                        reply,
-                        waiting: ids.len(),
-                        failed: false,
-                    },
-                );
-                return;
-            }
-            // Too many look-ups running (forged ids?): these are dropped as unknown.
-            let (_, more, _) = self.check(st, deferred, received_at, false);
+        if deferred.is_empty() {
+            self.enqueue(st, events, dropped, reply);
+            return;
+        }
+        // Ids found absent a moment ago are dropped as unknown without asking again.
+        let now = now_ms();
+        let (known_absent, deferred): (Vec<Item>, Vec<Item>) =
+            deferred.into_iter().partition(|i| {
+                i.subscription_id
+                    .as_deref()
+                    .is_some_and(|id| st.absent.contains(id, now))
+            });
+        if !known_absent.is_empty() {
+            let (_, more, _) = self.check(st, known_absent, received_at, false);
             dropped += more;
         }
-        self.enqueue(st, events, dropped, reply);
+        if deferred.is_empty() {
+            self.enqueue(st, events, dropped, reply);
+            return;
+        }
+        let ids: HashSet<String> = deferred
+            .iter()
+            .filter_map(|i| i.subscription_id.clone())
+            .collect();
+        let new = ids
+            .iter()
+            .filter(|id| !st.lookups.contains_key(*id))
+            .count();
+        if ids.len() > MAX_LOOKUPS_PER_REQUEST || st.lookups.len() + new > MAX_LOOKUPS {
+            // Not now: Graph retries a 503, while a 202 with the items dropped would lose them.
+            metrics::counter!("relay365_receiver_lookups_refused_total").increment(1);
+            let _ = reply.send(Err(IngestError::Busy));
+            return;
+        }
+        let key = st.next_held;
+        st.next_held += 1;
+        for id in &ids {
+            if !st.lookups.contains_key(id) {
+                let store = self.deps.store.clone();
+                let id = id.clone();
+                spawn_reply(
+                    myself,
+                    async move {
+                        let row = subscriptions::get_by_external(&store, &id).await;
+                        Box::new((id, row))
+                    },
+                    ReceiverMsg::LookedUp,
+                );
+            }
+            st.lookups.entry(id.clone()).or_default().push(key);
+        }
+        st.held.insert(
+            key,
+            Held {
+                events,
+                deferred,
+                dropped,
+                received_at,
+                reply,
+                waiting: ids.len(),
+                failed: false,
+            },
+        );
     }
 
     /// Queues checked events for the next commit (or answers at once when none is left, or
@@ -706,7 +515,10 @@ impl Receiver {
                     .store(st.subscriptions.len() as u64, Ordering::Relaxed);
                 false
             }
-            Ok(_) => false,
+            Ok(_) => {
+                st.absent.insert(id.clone(), now_ms());
+                false
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "looking up a subscription failed");
                 true
@@ -807,14 +619,14 @@ impl Receiver {
         }
     }
 
-    fn committed(&self, st: &mut ReceiverState, commit: Commit) {
+    fn committed(&self, myself: &ActorRef<ReceiverMsg>, st: &mut ReceiverState, commit: Commit) {
         st.writer = Some(commit.writer);
         if commit.ok {
-            self.touch(st, commit.subscriptions);
+            self.touch(myself, st, commit.subscriptions);
         }
     }
 
-    fn touch(&self, st: &mut ReceiverState, subs: HashSet<String>) {
+    fn touch(&self, myself: &ActorRef<ReceiverMsg>, st: &mut ReceiverState, subs: HashSet<String>) {
         let now = now_ms();
         let due: Vec<String> = subs
             .into_iter()
@@ -831,7 +643,7 @@ impl Receiver {
             st.touched.insert(s.clone(), now);
         }
         let store = self.deps.store.clone();
-        tokio::spawn(async move {
+        spawn_guarded(myself, async move {
             if let Err(e) = subscriptions::touch_notified(&store, &due, now).await {
                 tracing::debug!(error = %e, "could not note last_notification_at");
             }
@@ -856,6 +668,7 @@ impl Actor for Receiver {
             held: HashMap::new(),
             next_held: 0,
             lookups: HashMap::new(),
+            absent: absent::Absent::default(),
             pending: VecDeque::new(),
             pending_items: 0,
             writer: Some(Writer::new(&self.deps.store)),
@@ -893,7 +706,7 @@ impl Actor for Receiver {
                 }
             }
             ReceiverMsg::Committed(commit) => {
-                self.committed(st, *commit);
+                self.committed(&myself, st, *commit);
                 self.start_commits(&myself, st);
             }
             ReceiverMsg::LookedUp(found) => {
@@ -907,6 +720,7 @@ impl Actor for Receiver {
                 known,
                 done,
             } => {
+                st.absent.remove(&external_id);
                 st.subscriptions.insert(external_id, known);
                 self.stats
                     .subscriptions
@@ -924,6 +738,7 @@ impl Actor for Receiver {
                 self.load(&myself);
             }
             ReceiverMsg::Loaded(Ok(rows)) => {
+                st.absent.clear();
                 st.subscriptions = rows
                     .into_iter()
                     .filter_map(|r| {
@@ -1034,81 +849,3 @@ pub async fn reload(deps: &Deps) -> Result<(), IngestError> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-    use super::*;
-
-    #[test]
-    fn parses_and_masks() {
-        let body =
-            br#"{"value":[{"subscriptionId":"s","clientState":"secret","changeType":"created",
-            "resource":"r","resourceData":{"id":"m1","@odata.etag":"W/\"1\""}},
-            {"subscriptionId":"s","clientState":"secret","lifecycleEvent":"missed",
-             "subscriptionExpirationDateTime":"2019-03-20T11:00:00Z"}]}"#;
-        let items = parse_collection(body).unwrap();
-        assert_eq!(items.len(), 2);
-        assert!(!items[0].raw.contains("secret") && items[0].raw.contains("\"***\""));
-        assert_eq!(
-            idempotency_key("our", "s", &items[0].kind),
-            "our:created:m1:W/\"1\""
-        );
-        assert_eq!(
-            idempotency_key("our", "s", &items[1].kind),
-            "s:missed:2019-03-20T11:00:00Z"
-        );
-        assert_eq!(items[0].client_state.as_deref(), Some("secret"));
-    }
-
-    #[test]
-    fn rejects_bad_shapes() {
-        for body in [
-            &b"nope"[..],
-            b"[]",
-            b"{}",
-            b"{\"value\":{}}",
-            b"{\"value\":[1]}",
-            b"{\"value\":[{\"subscriptionId\":1,\"changeType\":\"created\"}]}",
-            b"{\"value\":[{\"changeType\":\"created\",\"resourceData\":[]}]}",
-            b"{\"value\":[{\"subscriptionId\":\"s\"}]}",
-        ] {
-            assert!(
-                parse_collection(body).is_err(),
-                "{}",
-                String::from_utf8_lossy(body)
-            );
-        }
-        assert!(parse_collection(b"{\"value\":[]}").unwrap().is_empty());
-        assert!(parse_collection(b"{\"value\":[]")
-            .unwrap_err()
-            .0
-            .starts_with("the body is not JSON"));
-        assert_eq!(parse_collection(b"[1]").unwrap_err().0, NOT_A_COLLECTION);
-    }
-
-    #[test]
-    fn stores_the_item_as_sent_with_only_the_client_state_replaced() {
-        let body =
-            br#"{"value":[{"b":1, "clientState":"secret","a":[1, 2.50],"changeType":"created",
-            "x\"y":{"k":"v"},"b":"last","resourceData":null}]}"#;
-        let items = parse_collection(body).unwrap();
-        // Order and formatting of values kept; a repeated member once, with its last value.
-        assert_eq!(
-            items[0].raw,
-            r#"{"clientState":"***","a":[1, 2.50],"changeType":"created","x\"y":{"k":"v"},"b":"last","resourceData":null}"#
-        );
-        let raw: Value = serde_json::from_str(&items[0].raw).unwrap();
-        assert_eq!(raw["x\"y"]["k"], "v");
-        // A null clientState is masked too; an absent one is not invented.
-        let items = parse_collection(
-            br#"{"value":[{"clientState":null,"changeType":"created"},{"changeType":"updated"}]}"#,
-        )
-        .unwrap();
-        assert_eq!(
-            items[0].raw,
-            r#"{"clientState":"***","changeType":"created"}"#
-        );
-        assert_eq!(items[0].client_state, None);
-        assert_eq!(items[1].raw, r#"{"changeType":"updated"}"#);
-    }
-}

@@ -1,0 +1,175 @@
+//! The guards at the edge of the HTTP API, as middleware (docs/security.md).
+//!
+//! - [`limit_public`]: the public notification routes take at most `public_max_requests` at
+//!   once (503 beyond, at once: Graph retries) and each at most `request_timeout_seconds`,
+//!   body upload included (408). With the 1 MiB body cap this bounds the memory those routes
+//!   can hold, whatever clients announce or however slowly they send.
+//! - [`json_errors`]: every error answer is SPEC's JSON error, also the ones axum makes itself
+//!   (a method a route does not take, a path segment that does not parse).
+//! - [`check_api_key`]: the bearer key, compared in constant time and length; without a key
+//!   (loopback only), the `Host` must be a loopback name, so a web page that rebinds its DNS
+//!   to 127.0.0.1 cannot reach the API from a browser.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HOST};
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use tokio::sync::Semaphore;
+
+use super::AppState;
+use crate::error::ApiError;
+
+/// The public routes' limits, shared by their requests.
+pub struct PublicLimit {
+    slots: Arc<Semaphore>,
+    timeout: Duration,
+}
+
+impl PublicLimit {
+    pub fn new(max_requests: usize, timeout: Duration) -> Self {
+        Self {
+            slots: Arc::new(Semaphore::new(max_requests)),
+            timeout,
+        }
+    }
+}
+
+/// At most `public_max_requests` at once, each within `request_timeout_seconds`.
+pub async fn limit_public(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let limit = &state.public_limit;
+    let Ok(_slot) = limit.slots.clone().try_acquire_owned() else {
+        metrics::counter!("relay365_http_shed_total").increment(1);
+        return ApiError::Unavailable("too many requests at once; retry later".into())
+            .into_response();
+    };
+    match tokio::time::timeout(limit.timeout, next.run(req)).await {
+        Ok(res) => res,
+        Err(_) => {
+            metrics::counter!("relay365_http_timeouts_total").increment(1);
+            ApiError::Timeout.into_response()
+        }
+    }
+}
+
+/// Turns an error answer that is not JSON (axum's own rejections) into SPEC's JSON error,
+/// keeping its status and headers (`Allow` on a 405).
+pub async fn json_errors(req: Request, next: Next) -> Response {
+    let res = next.run(req).await;
+    let status = res.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return res;
+    }
+    let is_json = res
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if is_json {
+        return res;
+    }
+    let (mut parts, body) = res.into_parts();
+    let reason = status.canonical_reason().unwrap_or("error");
+    // axum's rejection texts say what was wrong ("Invalid URL: …"); a server error's text is
+    // not shown.
+    let message = match axum::body::to_bytes(body, 1024).await {
+        Ok(text) if status.is_client_error() && !text.is_empty() => {
+            String::from_utf8_lossy(&text).trim().to_string()
+        }
+        _ if status == StatusCode::METHOD_NOT_ALLOWED => {
+            "the route does not take this method (see Allow)".to_string()
+        }
+        _ => reason.to_string(),
+    };
+    let code = reason.to_ascii_lowercase().replace([' ', '-'], "_");
+    let body = json!({"error": {"code": code, "message": message}}).to_string();
+    parts.headers.remove(CONTENT_LENGTH);
+    parts
+        .headers
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    Response::from_parts(parts, Body::from(body))
+}
+
+/// Bearer `RELAY365_API_KEY`. Both sides are hashed before the comparison, so that neither
+/// the time nor an early return tells anything of the key's length or contents. Without a key
+/// (allowed only on a loopback address), only requests naming a loopback host pass.
+pub async fn check_api_key(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let Some(key) = state.api_key_digest.as_ref() else {
+        if host_is_loopback(&req) {
+            return next.run(req).await;
+        }
+        return ApiError::Forbidden(
+            "without RELAY365_API_KEY only requests to a loopback host (localhost, 127.0.0.1, [::1]) are served"
+                .into(),
+        )
+        .into_response();
+    };
+    let given = req
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if bool::from(key_digest(given).ct_eq(key)) {
+        next.run(req).await
+    } else {
+        ApiError::Unauthorized.into_response()
+    }
+}
+
+/// The SHA-256 of a key: what [`check_api_key`] compares.
+pub fn key_digest(key: &str) -> [u8; 32] {
+    Sha256::digest(key.as_bytes()).into()
+}
+
+/// Whether the request names a loopback host: `Host` (or, in HTTP/2, the URI's authority)
+/// is `localhost`, `127.x.x.x` or `[::1]`, with any port. A request naming none is refused.
+fn host_is_loopback(req: &Request) -> bool {
+    let host = req
+        .headers()
+        .get(HOST)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| req.uri().authority().map(|a| a.as_str()));
+    host.is_some_and(is_loopback_host)
+}
+
+/// `localhost`, `127.0.0.1:8000`, `[::1]:8000`, … (a port is allowed; nothing else).
+pub fn is_loopback_host(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(v6) => v6.split_once(']').map_or("", |(ip, _)| ip),
+        None => host.rsplit_once(':').map_or(host, |(name, port)| {
+            if port.bytes().all(|b| b.is_ascii_digit()) {
+                name
+            } else {
+                host
+            }
+        }),
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_loopback_host;
+
+    #[test]
+    fn only_loopback_names_are_loopback() {
+        for h in ["localhost", "LocalHost:8000", "127.0.0.1", "127.0.0.1:8000", "127.9.9.9:1", "[::1]:8000", "[::1]"] {
+            assert!(is_loopback_host(h), "{h}");
+        }
+        for h in ["evil.example", "evil.example:8000", "localhost.evil.example", "10.0.0.1:8000", "[::2]:80", "127.0.0.1.nip.io", ""] {
+            assert!(!is_loopback_host(h), "{h}");
+        }
+    }
+}
