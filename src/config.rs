@@ -300,7 +300,11 @@ pub fn redact_url(url: &str) -> String {
         let pairs: Vec<(String, String)> = u
             .query_pairs()
             .map(|(k, v)| {
-                let v = if is_secret_param(&k) { "***".into() } else { v.into_owned() };
+                let v = if is_secret_param(&k) {
+                    "***".into()
+                } else {
+                    v.into_owned()
+                };
                 (k.into_owned(), v)
             })
             .collect();

@@ -72,6 +72,7 @@ impl App {
             ),
             processor_stats: Arc::new(PoolStats::default()),
             delivery_stats: Arc::new(PoolStats::default()),
+            faults: Arc::default(),
         };
         let (fatal_tx, mut fatal_rx) = mpsc::unbounded_channel::<String>();
         let tree = tree::spawn_tree(

@@ -105,6 +105,33 @@ fn migrate_creates_the_embedded_database() {
 }
 
 #[test]
+fn a_password_in_the_database_url_never_reaches_the_output() {
+    let dir = tempfile::tempdir().unwrap();
+    // A password both in the user part and as a parameter (each alone is a unit test).
+    for url in ["postgres://relay:s3cret-pw@127.0.0.1:9/relay?password=s3cret-pw&sslmode=disable"] {
+        for cmd in ["migrate", "serve"] {
+            let out = relay365()
+                .current_dir(dir.path())
+                .arg(cmd)
+                .env("DATABASE_URL", url)
+                .output()
+                .unwrap();
+            assert!(!out.status.success(), "{cmd} with an unreachable database");
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(!text.contains("s3cret-pw"), "{cmd}: {text}");
+            assert!(
+                text.contains("127.0.0.1:9"),
+                "{cmd} names the database: {text}"
+            );
+        }
+    }
+}
+
+#[test]
 fn help_on_every_command() {
     for args in [
         vec!["--help"],

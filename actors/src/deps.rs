@@ -101,4 +101,14 @@ pub struct Deps {
     pub graph: Arc<crate::graph::GraphClient>,
     pub processor_stats: Arc<PoolStats>,
     pub delivery_stats: Arc<PoolStats>,
+    /// Faults armed through the debug endpoints (`RELAY365_DEBUG_ENDPOINTS` only).
+    pub faults: Arc<Faults>,
+}
+
+/// Faults the debug endpoints can arm, so that tests can watch the service handle what should
+/// never happen. Each is off unless armed, and costs an atomic load where it is checked.
+#[derive(Debug, Default)]
+pub struct Faults {
+    /// The receiver's next commit task panics before it writes (its requests answer 503).
+    pub panic_next_commit: std::sync::atomic::AtomicBool,
 }

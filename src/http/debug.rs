@@ -16,7 +16,24 @@ pub fn router(enabled: bool) -> Router<AppState> {
     if !enabled {
         return Router::new();
     }
-    Router::new().route("/api/debug/actors/{name}/fail", post(fail_actor))
+    Router::new()
+        .route("/api/debug/actors/{name}/fail", post(fail_actor))
+        .route(
+            "/api/debug/receiver/panic-next-commit",
+            post(panic_next_commit),
+        )
+}
+
+/// Arms a panic in the receiver's next commit task: the receiver must fail and be restarted
+/// (a panic in a task is its actor's failure), and the commit's requests answer 503.
+async fn panic_next_commit(State(state): State<AppState>) -> StatusCode {
+    state
+        .deps
+        .faults
+        .panic_next_commit
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    tracing::warn!("a panic in the next commit task armed through the debug endpoint");
+    StatusCode::ACCEPTED
 }
 
 /// Makes the named actor fail as if it had crashed; its supervisor takes it from there.

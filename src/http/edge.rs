@@ -154,9 +154,7 @@ pub fn is_loopback_host(host: &str) -> bool {
         }),
     };
     name.eq_ignore_ascii_case("localhost")
-        || name
-            .parse::<IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
+        || name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 #[cfg(test)]
@@ -165,10 +163,26 @@ mod tests {
 
     #[test]
     fn only_loopback_names_are_loopback() {
-        for h in ["localhost", "LocalHost:8000", "127.0.0.1", "127.0.0.1:8000", "127.9.9.9:1", "[::1]:8000", "[::1]"] {
+        for h in [
+            "localhost",
+            "LocalHost:8000",
+            "127.0.0.1",
+            "127.0.0.1:8000",
+            "127.9.9.9:1",
+            "[::1]:8000",
+            "[::1]",
+        ] {
             assert!(is_loopback_host(h), "{h}");
         }
-        for h in ["evil.example", "evil.example:8000", "localhost.evil.example", "10.0.0.1:8000", "[::2]:80", "127.0.0.1.nip.io", ""] {
+        for h in [
+            "evil.example",
+            "evil.example:8000",
+            "localhost.evil.example",
+            "10.0.0.1:8000",
+            "[::2]:80",
+            "127.0.0.1.nip.io",
+            "",
+        ] {
             assert!(!is_loopback_host(h), "{h}");
         }
     }

@@ -70,7 +70,11 @@ async fn read_body(headers: &HeaderMap, body: Body) -> ApiResult<Bytes> {
     if declared.is_some_and(|n| n > MAX_BODY as u64) {
         return Err(ApiError::PayloadTooLarge);
     }
-    let mut buf = Vec::with_capacity(declared.map_or(FIRST_RESERVE, |n| n as usize).min(FIRST_RESERVE));
+    let mut buf = Vec::with_capacity(
+        declared
+            .map_or(FIRST_RESERVE, |n| n as usize)
+            .min(FIRST_RESERVE),
+    );
     let mut stream = body.into_data_stream();
     while let Some(chunk) = stream.next().await {
         let chunk =

@@ -171,3 +171,38 @@ pub async fn spawn_public_app(db_url: &str, extra: &[(&str, &str)]) -> App {
         .await
         .expect("app starts")
 }
+
+/// The node named `name` in a `/status` tree (`node` is usually `status["root"]`).
+pub fn find_actor<'a>(node: &'a serde_json::Value, name: &str) -> Option<&'a serde_json::Value> {
+    if node["name"] == name {
+        return Some(node);
+    }
+    node["children"]
+        .as_array()?
+        .iter()
+        .find_map(|c| find_actor(c, name))
+}
+
+/// A local HTTP server for tests, on a free loopback port, serving `app`; it stops when the
+/// returned handle is dropped.
+pub struct LocalServer {
+    pub url: String,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl LocalServer {
+    pub async fn start(app: axum::Router) -> LocalServer {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        LocalServer { url, task }
+    }
+}
+
+impl Drop for LocalServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

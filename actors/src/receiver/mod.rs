@@ -599,6 +599,9 @@ impl Receiver {
             spawn_reply(
                 myself,
                 async move {
+                    if deps.faults.panic_next_commit.swap(false, Ordering::Relaxed) {
+                        panic!("injected fault: the commit task panics");
+                    }
                     let started = std::time::Instant::now();
                     let result =
                         match tokio::time::timeout(limit, writer.insert_batch(&batch)).await {
@@ -848,4 +851,3 @@ pub async fn reload(deps: &Deps) -> Result<(), IngestError> {
         Err(_) => Err(IngestError::Timeout),
     }
 }
-

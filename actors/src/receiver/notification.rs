@@ -311,7 +311,6 @@ pub fn idempotency_key(
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -401,14 +400,23 @@ mod tests {
             err.0,
             format!("value[0]: an object has more than {MAX_MEMBERS} members")
         );
-        let body = format!(r#"{{"value":[{{"changeType":"created","resourceData":{{"id":"x"{members}}}}}]}}"#);
+        let body = format!(
+            r#"{{"value":[{{"changeType":"created","resourceData":{{"id":"x"{members}}}}}]}}"#
+        );
         let err = parse_collection(body.as_bytes()).unwrap_err();
-        assert!(err.0.starts_with("value[0].resourceData: an object has more"), "{err}");
+        assert!(
+            err.0
+                .starts_with("value[0].resourceData: an object has more"),
+            "{err}"
+        );
 
         let item = r#"{"changeType":"created"}"#;
         let many = vec![item; MAX_ITEMS + 1].join(",");
         let err = parse_collection(format!(r#"{{"value":[{many}]}}"#).as_bytes()).unwrap_err();
-        assert_eq!(err.0, format!("a collection has more than {MAX_ITEMS} items"));
+        assert_eq!(
+            err.0,
+            format!("a collection has more than {MAX_ITEMS} items")
+        );
         let just = vec![item; MAX_ITEMS].join(",");
         let items = parse_collection(format!(r#"{{"value":[{just}]}}"#).as_bytes()).unwrap();
         assert_eq!(items.len(), MAX_ITEMS);

@@ -22,14 +22,12 @@ impl TokenCache {
 
     /// True when the cached token can still be used at `now`.
     pub fn valid(&self, now: DateTime<Utc>) -> bool {
-        self.current
-            .as_ref()
-            .is_some_and(|t| {
-                // Checked: an expiry at the very start of time must not panic here.
-                t.expires_at
-                    .checked_sub_signed(REFRESH_MARGIN)
-                    .is_some_and(|refresh_at| now < refresh_at)
-            })
+        self.current.as_ref().is_some_and(|t| {
+            // Checked: an expiry at the very start of time must not panic here.
+            t.expires_at
+                .checked_sub_signed(REFRESH_MARGIN)
+                .is_some_and(|refresh_at| now < refresh_at)
+        })
     }
 
     /// The token to use at `now`, or `None` when a refresh is due.
