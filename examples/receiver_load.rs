@@ -17,20 +17,20 @@
 //! request was due, so a stalled server is not hidden (no coordinated omission).
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use axum::body::Bytes;
 use clap::Parser;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
-use relay365_actors::store::subscriptions::{self, NewSubscription};
-use relay365_actors::store::{credentials, new_id, Store, StoreOptions};
+use relay365_actors::store::new_id;
 use serde_json::json;
+use support::{cpu_seconds, postgres_cpu_seconds, rss_kb, seed_subscription, server_bin, Server};
 
 #[derive(Parser)]
 #[command(about = "Load the relay365 notification receiver")]
@@ -52,36 +52,6 @@ struct Args {
     server: Option<PathBuf>,
 }
 
-fn server_bin(args: &Args) -> anyhow::Result<PathBuf> {
-    if let Some(p) = &args.server {
-        return Ok(p.clone());
-    }
-    let exe = std::env::current_exe()?;
-    let dir = exe
-        .parent()
-        .and_then(|p| p.parent())
-        .context("cannot find the target folder")?;
-    let bin = dir.join("relay365");
-    anyhow::ensure!(
-        bin.exists(),
-        "{} is missing: run `cargo build --release` first, or pass --server",
-        bin.display()
-    );
-    Ok(bin)
-}
-
-fn rss_kb(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(field))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|n| n.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
 fn body(graph_sub: &str, client_state: &str, message_id: &str) -> String {
     json!({"value": [{
         "id": "lsgTZMr9KwAAA",
@@ -99,35 +69,6 @@ fn body(graph_sub: &str, client_state: &str, message_id: &str) -> String {
         }
     }]})
     .to_string()
-}
-
-/// CPU seconds (user + system) a process used so far, from /proc/<pid>/stat.
-fn cpu_seconds(pid: &str) -> f64 {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return 0.0;
-    };
-    // Fields after the command name (which may hold spaces) start at field 3.
-    let rest = stat.rsplit(')').next().unwrap_or("");
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    (ticks(11) + ticks(12)) / 100.0
-}
-
-/// CPU seconds used so far by every PostgreSQL process on this machine (the server's
-/// backends, WAL writer, checkpointer…): the database's share of the two cores.
-fn postgres_cpu_seconds() -> f64 {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return 0.0;
-    };
-    dir.filter_map(|e| e.ok())
-        .filter_map(|e| e.file_name().to_str().map(str::to_string))
-        .filter(|pid| pid.bytes().all(|b| b.is_ascii_digit()))
-        .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/comm"))
-                .is_ok_and(|c| c.trim() == "postgres")
-        })
-        .map(|pid| cpu_seconds(&pid))
-        .sum()
 }
 
 #[derive(Default)]
@@ -187,75 +128,19 @@ async fn post(conn: &mut Option<Conn>, port: u16, payload: String) -> anyhow::Re
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let bin = server_bin(&args)?;
+    let bin = server_bin(args.server.as_deref())?;
     let tmp = tempfile::tempdir()?;
     let url = args
         .database_url
         .clone()
         .unwrap_or_else(|| format!("sqlite://{}", tmp.path().join("load.db").display()));
 
-    // The subscription the notifications are for.
-    let store = Store::connect(&url, &StoreOptions::default()).await?;
-    store.migrate().await?;
-    let credential = new_id();
-    credentials::insert(
-        &store,
-        &credential,
-        "load",
-        None,
-        "static",
-        &json!({"kind": "static", "access_token": "x"}),
-    )
-    .await?;
-    let (sub, graph_sub, client_state) = (new_id(), new_id(), format!("cs-{}", new_id()));
-    subscriptions::insert(
-        &store,
-        &NewSubscription {
-            id: &sub,
-            credential_id: &credential,
-            external_id: Some(&graph_sub),
-            resource: "me/mailFolders('inbox')/messages",
-            change_types: "created",
-            notification_url: "http://127.0.0.1/api/ms365/webhook",
-            lifecycle_url: None,
-            client_state: &client_state,
-            status: "active",
-            expires_at: None,
-            granted_lifetime_ms: None,
-            next_renewal_at: None,
-        },
-    )
-    .await?;
-    store.close().await;
-
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let base = format!("http://127.0.0.1:{port}");
-    let mut server = Command::new(&bin)
-        .current_dir(tmp.path())
-        .env("DATABASE_URL", &url)
-        .env("RELAY365_LISTEN", format!("127.0.0.1:{port}"))
-        .env("RUST_LOG", "warn")
-        .env_remove("RELAY365_API_KEY")
-        .stdout(Stdio::null())
-        .spawn()
-        .with_context(|| format!("starting {}", bin.display()))?;
-    let pid = server.id();
+    let (graph_sub, client_state) = seed_subscription(&url).await?;
+    let server = Server::start(&bin, tmp.path(), &url, &[]).await?;
+    let (pid, port, base) = (server.pid, server.port, server.base.clone());
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()?;
-    let mut ready = false;
-    for _ in 0..500 {
-        if let Ok(r) = http.get(format!("{base}/readyz")).send().await {
-            if r.status() == 200 {
-                ready = true;
-                break;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    anyhow::ensure!(ready, "the server did not become ready");
     // The receiver loads its map right after start; give it a moment.
     tokio::time::sleep(Duration::from_millis(300)).await;
 
@@ -374,10 +259,7 @@ async fn main() -> anyhow::Result<()> {
             .and_then(|v| v.trim().parse::<f64>().ok())
             .map_or("?".into(), |s| format!("{:.2}", s * 1000.0))
     };
-    let _ = Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status();
-    let _ = server.wait();
+    server.stop();
 
     latencies.sort_unstable();
     let pct = |p: f64| -> f64 {

@@ -1,0 +1,177 @@
+//! What the benchmark tools share: finding and starting the release binary on a database
+//! seeded with one subscription, and reading a process's memory and CPU from /proc.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::Context;
+use relay365_actors::store::subscriptions::{self, NewSubscription};
+use relay365_actors::store::{credentials, new_id, Store, StoreOptions};
+use serde_json::json;
+
+/// The relay365 binary: `explicit`, or target/release/relay365 beside the running example.
+pub fn server_bin(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
+    if let Some(p) = explicit {
+        return Ok(p.to_path_buf());
+    }
+    let exe = std::env::current_exe()?;
+    let dir = exe
+        .parent()
+        .and_then(|p| p.parent())
+        .context("cannot find the target folder")?;
+    let bin = dir.join("relay365");
+    anyhow::ensure!(
+        bin.exists(),
+        "{} is missing: run `cargo build --release` first, or pass --server",
+        bin.display()
+    );
+    Ok(bin)
+}
+
+/// A `/proc/<pid>/status` field in kB (`VmRSS:`, `VmHWM:`).
+pub fn rss_kb(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|n| n.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// CPU seconds (user + system) a process used so far, from /proc/<pid>/stat.
+pub fn cpu_seconds(pid: &str) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // Fields after the command name (which may hold spaces) start at field 3.
+    let rest = stat.rsplit(')').next().unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// CPU seconds used so far by every PostgreSQL process on this machine (the server's
+/// backends, WAL writer, checkpointer…): the database's share of the two cores.
+pub fn postgres_cpu_seconds() -> f64 {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return 0.0;
+    };
+    dir.filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str().map(str::to_string))
+        .filter(|pid| pid.bytes().all(|b| b.is_ascii_digit()))
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|c| c.trim() == "postgres")
+        })
+        .map(|pid| cpu_seconds(&pid))
+        .sum()
+}
+
+/// Stores a credential and one active subscription in the database at `url`; answers the
+/// subscription's Graph id and clientState.
+pub async fn seed_subscription(url: &str) -> anyhow::Result<(String, String)> {
+    let store = Store::connect(url, &StoreOptions::default()).await?;
+    store.migrate().await?;
+    let credential = new_id();
+    credentials::insert(
+        &store,
+        &credential,
+        "load",
+        None,
+        "static",
+        &json!({"kind": "static", "access_token": "x"}),
+    )
+    .await?;
+    let (sub, graph_sub, client_state) = (new_id(), new_id(), format!("cs-{}", new_id()));
+    subscriptions::insert(
+        &store,
+        &NewSubscription {
+            id: &sub,
+            credential_id: &credential,
+            external_id: Some(&graph_sub),
+            resource: "me/mailFolders('inbox')/messages",
+            change_types: "created",
+            notification_url: "http://127.0.0.1/api/ms365/webhook",
+            lifecycle_url: None,
+            client_state: &client_state,
+            status: "active",
+            expires_at: None,
+            granted_lifetime_ms: None,
+            next_renewal_at: None,
+        },
+    )
+    .await?;
+    store.close().await;
+    Ok((graph_sub, client_state))
+}
+
+/// The server under test, a child process on a free loopback port.
+pub struct Server {
+    pub child: Child,
+    pub pid: u32,
+    pub port: u16,
+    pub base: String,
+}
+
+impl Server {
+    /// Starts `bin` in `dir` on the database at `url` (with `env` added) and waits until it
+    /// is ready.
+    pub async fn start(
+        bin: &Path,
+        dir: &Path,
+        url: &str,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Server> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let base = format!("http://127.0.0.1:{port}");
+        let mut cmd = Command::new(bin);
+        cmd.current_dir(dir)
+            .env("DATABASE_URL", url)
+            .env("RELAY365_LISTEN", format!("127.0.0.1:{port}"))
+            .env("RUST_LOG", "warn")
+            .env_remove("RELAY365_API_KEY")
+            .stdout(Stdio::null());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?;
+        let pid = child.id();
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()?;
+        let mut ready = false;
+        for _ in 0..500 {
+            if let Ok(r) = http.get(format!("{base}/readyz")).send().await {
+                if r.status() == 200 {
+                    ready = true;
+                    break;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        anyhow::ensure!(ready, "the server did not become ready");
+        Ok(Server {
+            child,
+            pid,
+            port,
+            base,
+        })
+    }
+
+    /// SIGTERM, then waits for it to exit.
+    pub fn stop(mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.pid.to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
