@@ -206,9 +206,8 @@ async fn main() -> anyhow::Result<()> {
         args.stalled
     );
     let before = rss_kb(server.pid, "VmRSS:");
-    let head = format!(
-        "POST /api/ms365/webhook HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 1000000\r\n\r\n"
-    );
+    let head = "POST /api/ms365/webhook HTTP/1.1\r\nHost: 127.0.0.1\r\n\
+                Content-Type: application/json\r\nContent-Length: 1000000\r\n\r\n";
     let chunk = vec![b' '; 960 * 1024];
     let mut conns = Vec::new();
     for _ in 0..args.stalled {
