@@ -84,7 +84,10 @@ pub fn next_renewal_at(
 ) -> DateTime<Utc> {
     let before =
         ChronoDuration::from_std(deps.settings.renew_before).unwrap_or(ChronoDuration::days(1));
-    expires_at - before.min(lifetime / 2)
+    // Graph's expiry is a remote time: a lifetime that is already over renews at once, and no
+    // value can overflow the arithmetic.
+    let lead = before.min(lifetime / 2).max(ChronoDuration::zero());
+    expires_at.checked_sub_signed(lead).unwrap_or(expires_at)
 }
 
 fn normalize_change_types(given: Option<Vec<String>>) -> Result<String, SubscriptionError> {
