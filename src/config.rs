@@ -130,6 +130,26 @@ const KEYS: &[Key] = &[
         kind: Kind::Str,
     },
     Key {
+        key: "n8n_webhook_secret",
+        env: &["RELAY365_N8N_WEBHOOK_SECRET"],
+        kind: Kind::Str,
+    },
+    Key {
+        key: "retention_days",
+        env: &["RELAY365_RETENTION_DAYS"],
+        kind: Kind::Int,
+    },
+    Key {
+        key: "lease_seconds",
+        env: &["RELAY365_LEASE_SECONDS"],
+        kind: Kind::Int,
+    },
+    Key {
+        key: "sweep_interval_ms",
+        env: &["RELAY365_SWEEP_INTERVAL_MS"],
+        kind: Kind::Int,
+    },
+    Key {
         key: "commit_timeout_ms",
         env: &["RELAY365_COMMIT_TIMEOUT_MS"],
         kind: Kind::Int,
@@ -252,6 +272,10 @@ pub struct Config {
     pub renew_before_minutes: u64,
     pub resync_interval_seconds: u64,
     pub n8n_webhook_url: Option<String>,
+    pub n8n_webhook_secret: Option<String>,
+    pub retention_days: u64,
+    pub lease_seconds: u64,
+    pub sweep_interval_ms: u64,
     pub commit_timeout_ms: u64,
     pub max_connections: usize,
     pub public_max_requests: usize,
@@ -476,6 +500,9 @@ impl Config {
                 1,
             ),
             ("retry_base_ms", self.retry_base_ms, 1),
+            ("retention_days", self.retention_days, 1),
+            ("lease_seconds", self.lease_seconds, 2),
+            ("sweep_interval_ms", self.sweep_interval_ms, 10),
             ("commit_timeout_ms", self.commit_timeout_ms, 1),
             ("max_connections", self.max_connections as u64, 1),
             ("public_max_requests", self.public_max_requests as u64, 1),
@@ -496,6 +523,10 @@ impl Config {
         }
         if self.delivery_workers > 1024 {
             return Err(ConfigError::new("delivery_workers", "must be at most 1024"));
+        }
+        if let Some(secret) = &self.n8n_webhook_secret {
+            relay365_actors::store::targets::check_secret(secret)
+                .map_err(|why| ConfigError::new("n8n_webhook_secret", why))?;
         }
         if self.api_key.as_deref().is_some_and(|k| k.trim().is_empty()) {
             return Err(ConfigError::new("api_key", "must not be empty when set"));
@@ -589,6 +620,9 @@ impl Config {
             auth_service_url: self.auth_service_url.clone(),
             service_secret: self.service_secret.clone(),
             commit_timeout: Duration::from_millis(self.commit_timeout_ms),
+            lease: Duration::from_secs(self.lease_seconds),
+            sweep_interval: Duration::from_millis(self.sweep_interval_ms),
+            retention: Duration::from_secs(self.retention_days.saturating_mul(86_400)),
             restart: RestartPolicy {
                 max_restarts: self.max_restarts,
                 window: Duration::from_secs(self.restart_window_seconds),

@@ -38,6 +38,29 @@ pub async fn open_store(cfg: &Config) -> anyhow::Result<Store> {
     Ok(store)
 }
 
+/// Creates the target of `RELAY365_N8N_WEBHOOK_URL`, or points it at the URL configured now.
+/// It has a fixed id, so a restart does not add a second one.
+async fn default_target(cfg: &Config, store: &Store) -> anyhow::Result<()> {
+    use relay365_actors::store::targets;
+    let Some(url) = &cfg.n8n_webhook_url else {
+        return Ok(());
+    };
+    let (secret, given) = match &cfg.n8n_webhook_secret {
+        Some(s) => (s.clone(), true),
+        None => (targets::generate_secret(), false),
+    };
+    let created = targets::upsert_default(store, targets::DEFAULT_TARGET_ID, url, &secret, given)
+        .await
+        .context("creating the default delivery target (RELAY365_N8N_WEBHOOK_URL)")?;
+    if created {
+        tracing::info!(
+            target_id = targets::DEFAULT_TARGET_ID,
+            "default delivery target created"
+        );
+    }
+    Ok(())
+}
+
 /// A running service: store, supervision tree and HTTP server.
 pub struct App {
     /// The address the HTTP server listens on.
@@ -53,6 +76,7 @@ impl App {
     pub async fn start(cfg: Config, listener: TcpListener) -> anyhow::Result<App> {
         let addr = listener.local_addr()?;
         let store = open_store(&cfg).await?;
+        default_target(&cfg, &store).await?;
         // No redirects: a token service or Graph answering 3xx to another host must not receive
         // the secret, the refresh token or the bearer token that went with the request.
         let http = reqwest::Client::builder()

@@ -41,7 +41,7 @@ async fn stored_subscription(store: &Store, credential_id: &str) -> (String, Str
             notification_url: "https://example.test/api/ms365/webhook",
             lifecycle_url: None,
             client_state: &client_state,
-            status: "active",
+            status: relay365_actors::store::status::SubscriptionStatus::Active,
             expires_at: None,
             granted_lifetime_ms: None,
             next_renewal_at: None,

@@ -4,6 +4,7 @@
 mod support;
 
 use relay365_actors::store::events::{self, EventFilter, NewEvent};
+use relay365_actors::store::status::EventStatus;
 use relay365_actors::store::subscriptions::{self, NewSubscription};
 use relay365_actors::store::{credentials, new_id, Store};
 use serde_json::json;
@@ -104,7 +105,7 @@ async fn subscriptions_round_trip_and_cascade() {
                 notification_url: "https://relay.example.com/api/ms365/webhook",
                 lifecycle_url: Some("https://relay.example.com/api/ms365/lifecycle"),
                 client_state: "cs-secret",
-                status: "active",
+                status: relay365_actors::store::status::SubscriptionStatus::Active,
                 expires_at: None,
                 granted_lifetime_ms: None,
                 next_renewal_at: None,
@@ -169,9 +170,14 @@ async fn subscriptions_round_trip_and_cascade() {
         );
         assert_eq!(subscriptions::list(&store, None).await.unwrap().len(), 1);
 
-        subscriptions::set_status(&store, &id, "removed", Some("subscriptionRemoved"))
-            .await
-            .unwrap();
+        subscriptions::set_status(
+            &store,
+            &id,
+            relay365_actors::store::status::SubscriptionStatus::Removed,
+            Some("subscriptionRemoved"),
+        )
+        .await
+        .unwrap();
         assert!(subscriptions::list_receivable(&store)
             .await
             .unwrap()
@@ -380,7 +386,7 @@ async fn events_list_newest_first_with_filters_and_cursor() {
         let pending = events::list(
             &store,
             &EventFilter {
-                status: Some("pending".into()),
+                status: Some(EventStatus::Pending),
                 limit: 10,
                 ..Default::default()
             },
@@ -391,7 +397,7 @@ async fn events_list_newest_first_with_filters_and_cursor() {
         let none = events::list(
             &store,
             &EventFilter {
-                status: Some("failed".into()),
+                status: Some(EventStatus::Failed),
                 limit: 10,
                 ..Default::default()
             },
@@ -406,75 +412,106 @@ async fn events_list_newest_first_with_filters_and_cursor() {
 
 #[tokio::test]
 async fn claims_take_due_events_once_and_expired_leases_again() {
+    use relay365_actors::store::events::Lease;
+    let lease = |owner, now| Lease {
+        owner,
+        now,
+        ms: 1000,
+    };
     for db in TestDb::all().await {
         let store = db.store().await;
         let batch: Vec<NewEvent> = (0..3).map(|i| event(&format!("c{i}"), "s", 1000)).collect();
         events::insert_batch(&store, &batch).await.unwrap();
+        let due = events::due(&store, 5000, 10).await.unwrap();
+        assert_eq!(due.len(), 3, "{}", db.label);
+        let (a0, a1) = (&due[0].0, &due[1].0);
 
-        let a = events::claim_due(&store, "a", 5000, 1000, 2).await.unwrap();
-        assert_eq!(a.len(), 2, "{}", db.label);
-        assert!(a.iter().all(|e| e.status == "processing"
-            && e.attempts == 1
-            && e.lease_owner.as_deref() == Some("a")));
-        let b = events::claim_due(&store, "b", 5000, 1000, 10)
+        let first = events::claim(&store, a0, lease("a", 5000))
             .await
+            .unwrap()
             .unwrap();
         assert_eq!(
-            b.len(),
-            1,
-            "{}: held events are not claimed twice",
-            db.label
+            (first.status, first.attempts, first.lease_owner.as_deref()),
+            (EventStatus::Processing, 1, Some("a"))
         );
-
-        // a finishes one; the other's lease runs out and b takes it over.
+        assert!(events::claim(&store, a1, lease("a", 5000))
+            .await
+            .unwrap()
+            .is_some());
         assert!(
-            events::finish(&store, &a[0].id, "a", "completed", Some("{}"), None, 5100)
+            events::claim(&store, a0, lease("b", 5000))
                 .await
                 .unwrap()
+                .is_none(),
+            "{}: a held event is not claimed twice",
+            db.label
         );
-        let taken = events::claim_due(&store, "b", 6001, 1000, 10)
+        assert_eq!(events::due(&store, 5000, 10).await.unwrap().len(), 1);
+
+        // a completes one (no targets: no deliveries); the other's lease runs out and b takes
+        // it over.
+        assert_eq!(
+            events::complete(&store, a0, "a", "{}", &[], 5100)
+                .await
+                .unwrap(),
+            Some(vec![])
+        );
+        let taken = events::claim(&store, a1, lease("b", 6001))
             .await
+            .unwrap()
             .unwrap();
-        let ids: Vec<&str> = taken.iter().map(|e| e.id.as_str()).collect();
-        assert!(
-            ids.contains(&a[1].id.as_str()),
+        assert_eq!(
+            taken.attempts, 2,
             "{}: an expired lease is claimed again",
             db.label
         );
-        assert_eq!(taken.iter().find(|e| e.id == a[1].id).unwrap().attempts, 2);
         // a lost its lease: it may not mark the event any more.
-        assert!(
-            !events::finish(&store, &a[1].id, "a", "completed", None, None, 6100)
-                .await
-                .unwrap()
-        );
-        assert!(
-            events::retry_later(&store, &a[1].id, "b", 9000, "graph 503")
-                .await
-                .unwrap()
-        );
-        let row = events::get(&store, &a[1].id).await.unwrap().unwrap();
         assert_eq!(
-            (row.status.as_str(), row.next_attempt_at),
-            ("pending", 9000)
+            events::complete(&store, a1, "a", "{}", &[], 6100)
+                .await
+                .unwrap(),
+            None
+        );
+        assert!(
+            !events::finish(&store, a1, "a", EventStatus::Failed, "x", 6100)
+                .await
+                .unwrap()
+        );
+        assert!(
+            events::retry_later(&store, a1, "b", 9000, "graph 503", false)
+                .await
+                .unwrap()
+        );
+        let row = events::get(&store, a1).await.unwrap().unwrap();
+        assert_eq!(
+            (row.status, row.next_attempt_at),
+            (EventStatus::Pending, 9000)
         );
         assert_eq!(row.last_error.as_deref(), Some("graph 503"));
         assert!(
-            events::claim(&store, &a[1].id, "c", 8999, 1000)
+            events::claim(&store, a1, lease("c", 8999))
                 .await
                 .unwrap()
                 .is_none(),
             "not yet due"
         );
-        assert!(events::claim(&store, &a[1].id, "c", 9000, 1000)
+        let again = events::claim(&store, a1, lease("c", 9000))
             .await
             .unwrap()
-            .is_some());
+            .unwrap();
+        assert_eq!(again.attempts, 3);
+        // A refunded retry does not count the attempt.
+        assert!(
+            events::retry_later(&store, a1, "c", 9000, "token service down", true)
+                .await
+                .unwrap()
+        );
+        assert_eq!(events::get(&store, a1).await.unwrap().unwrap().attempts, 2);
 
-        let done = events::get(&store, &a[0].id).await.unwrap().unwrap();
+        let done = events::get(&store, a0).await.unwrap().unwrap();
         assert_eq!(
-            (done.status.as_str(), done.processed_at),
-            ("completed", Some(5100))
+            (done.status, done.processed_at),
+            (EventStatus::Completed, Some(5100))
         );
         let counts = events::count_by_status(&store).await.unwrap();
         assert!(counts.contains(&("completed".to_string(), 1)));

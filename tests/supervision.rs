@@ -102,6 +102,7 @@ async fn the_tree_is_whole_at_start() {
             "processors",
             "delivery",
             "renewal",
+            "sweeper",
             "credentials"
         ]
     );

@@ -44,6 +44,12 @@ pub struct Settings {
     pub service_secret: Option<String>,
     /// How long the receiver may take to make a batch durable before answering 503.
     pub commit_timeout: Duration,
+    /// How long a claim on an event or a delivery holds.
+    pub lease: Duration,
+    /// How often the store is swept for due work.
+    pub sweep_interval: Duration,
+    /// How long completed and skipped events are kept.
+    pub retention: Duration,
     /// Restart policy of every supervisor.
     pub restart: RestartPolicy,
     /// How long a credential actor that exhausted its budget stays `failed`.
@@ -74,6 +80,20 @@ pub struct PoolStats {
 }
 
 impl PoolStats {
+    /// Moves a worker's share of `queue_depth` and `in_flight` from `shown` to `now`.
+    pub fn shift(&self, shown: &mut (u64, u64), now: (u64, u64)) {
+        fn adjust(counter: &AtomicU64, was: u64, now: u64) {
+            if now > was {
+                counter.fetch_add(now - was, Ordering::Relaxed);
+            } else {
+                counter.fetch_sub(was - now, Ordering::Relaxed);
+            }
+        }
+        adjust(&self.queue_depth, shown.0, now.0);
+        adjust(&self.in_flight, shown.1, now.1);
+        *shown = now;
+    }
+
     /// The `info` object of `/status`.
     pub fn info(&self) -> Value {
         json!({

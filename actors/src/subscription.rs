@@ -15,6 +15,7 @@ use crate::graph::{GraphError, NewSubscription};
 use crate::receiver::{self, KnownSubscription};
 use crate::renewal::{self, RenewalMsg};
 use crate::store::credentials;
+use crate::store::status::SubscriptionStatus;
 use crate::store::subscriptions::{self, NewSubscription as NewRow, SubscriptionRow};
 use crate::store::{new_id, StoreError};
 
@@ -153,7 +154,7 @@ pub async fn create(deps: &Deps, req: CreateRequest) -> Result<SubscriptionRow, 
     // Ours already? Creating it again is a no-op.
     let existing = subscriptions::list(&deps.store, Some(&cred.id)).await?;
     if let Some(row) = existing.into_iter().find(|r| {
-        r.status == "active"
+        r.status == SubscriptionStatus::Active
             && r.external_id.is_some()
             && r.resource.eq_ignore_ascii_case(&resource)
             && r.change_types == change_types
@@ -175,7 +176,7 @@ pub async fn create(deps: &Deps, req: CreateRequest) -> Result<SubscriptionRow, 
             notification_url: &notification_url,
             lifecycle_url: Some(&lifecycle_url),
             client_state: &client_state,
-            status: "active",
+            status: SubscriptionStatus::Active,
             expires_at: None,
             granted_lifetime_ms: None,
             next_renewal_at: None,
@@ -386,7 +387,7 @@ pub async fn renew(
                 .map_err(outcome_error)
         }
         Err(e) => {
-            subscriptions::set_status(&deps.store, &row.id, &row.status, Some(&e.to_string()))
+            subscriptions::set_status(&deps.store, &row.id, row.status, Some(&e.to_string()))
                 .await?;
             Err(e.into())
         }

@@ -6,6 +6,7 @@
 //! ├── processors          pool supervisor (core) → processor:0..N
 //! ├── delivery            pool supervisor → delivery:0..M
 //! ├── renewal             core
+//! ├── sweeper             hands what is due in the store to the pools; retention
 //! └── credentials         supervisor → credential:<id>, parked when they storm
 //! ```
 
@@ -19,13 +20,14 @@ use tokio::task::JoinHandle;
 use crate::credential;
 use crate::delivery::{self, Delivery};
 use crate::deps::Deps;
-use crate::processor::{self, Processor, ProcessorMsg};
+use crate::processor::{self, Processor};
 use crate::receiver::{self, Receiver, ReceiverMsg};
 use crate::renewal::{self, Renewal, RenewalMsg};
 use crate::store::credentials::CredentialRow;
 use crate::supervision::{
     spawn_root, AddError, ChildSpec, FatalHook, Supervisor, SupervisorArgs, SupervisorMsg,
 };
+use crate::sweeper::{self, Sweeper};
 
 /// Name of the root supervisor.
 pub const ROOT: &str = "root";
@@ -144,6 +146,12 @@ pub async fn spawn_tree(deps: Deps, on_fatal: FatalHook) -> Result<Tree, SpawnEr
             || (),
         )
         .core(),
+        ChildSpec::new(
+            sweeper::NAME,
+            "sweeper",
+            Sweeper { deps: deps.clone() },
+            || (),
+        ),
         credentials,
     ];
     // Registered up front, in this order, so /status lists them so and the pools' live info
@@ -241,32 +249,5 @@ pub fn subscriptions_changed(deps: &Deps) {
     }
     if let Some(r) = deps.health.actor::<RenewalMsg>(renewal::NAME) {
         let _ = r.send_message(RenewalMsg::Reload);
-    }
-}
-
-/// Hands new event ids to the processors, each to its subscription's worker.
-pub fn dispatch_events(deps: &Deps, events: Vec<(String, Option<String>)>) {
-    let workers = deps.settings.workers.max(1);
-    let mut per_worker: Vec<Vec<String>> = vec![Vec::new(); workers];
-    for (id, sub) in events {
-        per_worker[processor::worker_for(sub.as_deref().unwrap_or(""), workers)].push(id);
-    }
-    for (i, ids) in per_worker
-        .into_iter()
-        .enumerate()
-        .filter(|(_, ids)| !ids.is_empty())
-    {
-        let n = ids.len() as u64;
-        if let Some(w) = deps
-            .health
-            .actor::<ProcessorMsg>(&processor::worker_name(i))
-        {
-            // Counted before the send, so the worker's decrement can never come first.
-            let depth = &deps.processor_stats.queue_depth;
-            depth.fetch_add(n, Ordering::Relaxed);
-            if w.send_message(ProcessorMsg::Process(ids)).is_err() {
-                depth.fetch_sub(n, Ordering::Relaxed);
-            }
-        }
     }
 }

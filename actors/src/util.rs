@@ -53,3 +53,42 @@ pub fn panic_text(panic: &(dyn Any + Send)) -> &str {
         .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
         .unwrap_or("(no message)")
 }
+
+/// The longest wait between two attempts of anything (SPEC §2: capped at 1 h).
+pub const MAX_BACKOFF: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// How long to wait before attempt `attempt + 1` after `attempt` failed (1-based): `base`
+/// doubled per attempt, capped at [`MAX_BACKOFF`], then jittered into its upper half, so that
+/// items that failed together do not all come back in the same instant.
+pub fn backoff(base: std::time::Duration, attempt: u32) -> std::time::Duration {
+    use rand::Rng;
+    let exp = attempt.saturating_sub(1).min(30);
+    let full = base
+        .checked_mul(1u32 << exp)
+        .unwrap_or(MAX_BACKOFF)
+        .min(MAX_BACKOFF);
+    let half = full / 2;
+    half + full
+        .saturating_sub(half)
+        .mul_f64(rand::thread_rng().gen::<f64>())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn backoff_doubles_stays_in_its_upper_half_and_is_capped() {
+        let base = Duration::from_millis(100);
+        for attempt in 1..=5u32 {
+            let full = base * (1 << (attempt - 1));
+            for _ in 0..50 {
+                let d = backoff(base, attempt);
+                assert!(d >= full / 2 && d <= full, "{attempt}: {d:?}");
+            }
+        }
+        assert!(backoff(Duration::from_secs(1), 40) <= MAX_BACKOFF);
+        assert!(backoff(Duration::from_secs(1), 40) >= MAX_BACKOFF / 2);
+    }
+}

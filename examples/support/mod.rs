@@ -99,7 +99,7 @@ pub async fn seed_subscription(url: &str) -> anyhow::Result<(String, String)> {
             notification_url: "http://127.0.0.1/api/ms365/webhook",
             lifecycle_url: None,
             client_state: &client_state,
-            status: "active",
+            status: relay365_actors::store::status::SubscriptionStatus::Active,
             expires_at: None,
             granted_lifetime_ms: None,
             next_renewal_at: None,

@@ -2,15 +2,21 @@
 //!
 //! `GET /api/events?status=&credential_id=&limit=&before=` lists events newest first; `before`
 //! is an event id (the last one of the previous page: a stable cursor) or an RFC 3339 time.
-//! `GET /api/events/{id}` shows one. The raw notification is stored with `clientState`
-//! already masked, so it is shown as stored.
+//! `GET /api/events/{id}` shows one, with its attempts, last error and deliveries;
+//! `POST /api/events/{id}/replay` makes it pending again, so it is processed and delivered
+//! once more (the same `webhook-id`: the event id). The raw notification is stored with
+//! `clientState` already masked, so it is shown as stored.
 
 use axum::extract::{Path, RawQuery, State};
-use axum::routing::get;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::SecondsFormat;
+use relay365_actors::processor;
+use relay365_actors::store::deliveries::{self, DeliveryFilter};
 use relay365_actors::store::events::{self, EventFilter, EventRow};
-use relay365_actors::store::to_time;
+use relay365_actors::store::status::EventStatus;
+use relay365_actors::store::{now_ms, to_time};
 use serde_json::{json, Value};
 
 use super::AppState;
@@ -21,16 +27,15 @@ pub const DEFAULT_LIMIT: i64 = 50;
 /// Largest page size.
 pub const MAX_LIMIT: i64 = 500;
 
-const STATUSES: [&str; 5] = ["pending", "processing", "completed", "skipped", "failed"];
-
 /// The events routes (behind the API key).
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/events", get(list))
         .route("/api/events/{id}", get(show))
+        .route("/api/events/{id}/replay", post(replay))
 }
 
-fn time(ms: i64) -> String {
+pub(super) fn time(ms: i64) -> String {
     to_time(ms).to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
@@ -73,13 +78,10 @@ async fn list(State(state): State<AppState>, RawQuery(query): RawQuery) -> ApiRe
         match k.as_ref() {
             "status" if v.is_empty() => {}
             "status" => {
-                if !STATUSES.contains(&v.as_ref()) {
-                    return Err(bad(format!(
-                        "status must be one of {}",
-                        STATUSES.join(", ")
-                    )));
-                }
-                filter.status = Some(v.into_owned());
+                filter.status = Some(v.parse::<EventStatus>().map_err(|_| {
+                    let all: Vec<&str> = EventStatus::ALL.iter().map(|s| s.as_str()).collect();
+                    bad(format!("status must be one of {}", all.join(", ")))
+                })?);
             }
             "credential_id" if v.is_empty() => {}
             "credential_id" => {
@@ -121,9 +123,53 @@ async fn list(State(state): State<AppState>, RawQuery(query): RawQuery) -> ApiRe
 }
 
 async fn show(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    events::get(&state.deps.store, &id)
+    let event = events::get(&state.deps.store, &id)
         .await
         .map_err(|e| ApiError::Internal(e.into()))?
-        .map(|e| Json(event_json(&e)))
-        .ok_or_else(|| ApiError::NotFound(format!("no event {id}")))
+        .ok_or_else(|| ApiError::NotFound(format!("no event {id}")))?;
+    let list = deliveries::list(
+        &state.deps.store,
+        &DeliveryFilter {
+            event_id: Some(event.id.clone()),
+            limit: MAX_LIMIT,
+            ..Default::default()
+        },
+    )
+    .await
+    .map_err(|e| ApiError::Internal(e.into()))?;
+    let mut body = event_json(&event);
+    body["deliveries"] = Value::Array(list.iter().map(super::deliveries::delivery_json).collect());
+    Ok(Json(body))
+}
+
+async fn replay(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let store = &state.deps.store;
+    let event = events::get(store, &id)
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?
+        .ok_or_else(|| ApiError::NotFound(format!("no event {id}")))?;
+    if event.kind == "lifecycle" {
+        return Err(bad(
+            "lifecycle events are not delivered, so they cannot be replayed",
+        ));
+    }
+    if !events::replay(store, &id, now_ms())
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?
+    {
+        return Err(ApiError::Conflict(format!(
+            "event {id} is being processed right now; replay it when it is done"
+        )));
+    }
+    processor::route(
+        &state.deps,
+        [(event.id.clone(), event.subscription_id.clone())],
+    );
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"id": event.id, "status": EventStatus::Pending})),
+    ))
 }

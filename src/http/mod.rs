@@ -23,6 +23,7 @@ use crate::error::ApiError;
 
 pub mod credentials;
 pub mod debug;
+pub mod deliveries;
 pub mod edge;
 pub mod events;
 pub mod health;
@@ -30,6 +31,7 @@ pub mod json;
 pub mod primitives;
 pub mod serve;
 pub mod subscriptions;
+pub mod targets;
 pub mod webhook;
 
 /// What every handler can reach. One `Arc`: axum clones the state for every request.
@@ -82,6 +84,8 @@ pub fn router(state: AppState) -> Router {
         .merge(subscriptions::router())
         .merge(primitives::router())
         .merge(events::router())
+        .merge(targets::router())
+        .merge(deliveries::router())
         .merge(debug::router(state.cfg.debug_endpoints))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),

@@ -2,6 +2,8 @@
 //! configuration, and the service started in-process on a free port.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod sink;
+
 use relay365::{App, Config};
 use relay365_actors::store::{credentials, new_id, Store, StoreOptions};
 

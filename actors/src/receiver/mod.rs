@@ -175,13 +175,7 @@ fn answer(
                 let _ = reply.send(Ok(outcome));
             }
             if !inserted.is_empty() {
-                crate::tree::dispatch_events(
-                    deps,
-                    inserted
-                        .into_iter()
-                        .map(|e| (e.id, e.subscription_id))
-                        .collect(),
-                );
+                crate::processor::dispatch(deps, inserted);
             }
             true
         }
@@ -501,7 +495,10 @@ impl Receiver {
         row: Result<Option<SubscriptionRow>, StoreError>,
     ) {
         let failed = match row {
-            Ok(Some(r)) if r.status != "removed" && r.external_id.as_deref() == Some(&id) => {
+            Ok(Some(r))
+                if r.status != crate::store::status::SubscriptionStatus::Removed
+                    && r.external_id.as_deref() == Some(&id) =>
+            {
                 st.subscriptions.insert(
                     id.clone(),
                     KnownSubscription {

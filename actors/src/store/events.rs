@@ -8,6 +8,7 @@
 
 use sqlx::QueryBuilder;
 
+use super::status::EventStatus;
 use super::{with_pool, Backend, Store, StoreError};
 
 /// An event as stored.
@@ -23,7 +24,8 @@ pub struct EventRow {
     pub resource_id: Option<String>,
     /// The item as Graph sent it, clientState masked.
     pub raw: String,
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: EventStatus,
     pub attempts: i64,
     pub next_attempt_at: i64,
     pub lease_owner: Option<String>,
@@ -311,7 +313,7 @@ pub async fn get(store: &Store, id: &str) -> Result<Option<EventRow>, StoreError
 /// Filters of [`list`].
 #[derive(Debug, Clone, Default)]
 pub struct EventFilter {
-    pub status: Option<String>,
+    pub status: Option<EventStatus>,
     pub credential_id: Option<String>,
     /// Only events whose id is below this one: received before it (a page cursor, or
     /// [`first_event_id_at`] of a time).
@@ -324,7 +326,7 @@ pub struct EventFilter {
 /// newest event).
 pub async fn list(store: &Store, f: &EventFilter) -> Result<Vec<EventRow>, StoreError> {
     let filters = [
-        ("status =", f.status.as_deref()),
+        ("status =", f.status.map(EventStatus::as_str)),
         ("credential_id =", f.credential_id.as_deref()),
         ("id <", f.before_id.as_deref()),
     ];
@@ -345,88 +347,186 @@ pub async fn list(store: &Store, f: &EventFilter) -> Result<Vec<EventRow>, Store
     }))
 }
 
-/// Claims up to `limit` events that are due: pending with `next_attempt_at <= now`, or
-/// processing under a lease that ran out (its owner died). Each claimed event is marked
-/// `processing` under `owner` until `now + lease_ms`, and its `attempts` counted.
-/// On PostgreSQL the claim skips rows another process holds (`FOR UPDATE SKIP LOCKED`).
-pub async fn claim_due(
+/// The condition of an event a processor may claim: pending and due, or processing under a
+/// lease that ran out (its owner died or lost it). Lifecycle events are the renewal actor's.
+const CLAIMABLE: &str = "kind <> 'lifecycle' and ((status = 'pending' and next_attempt_at <= $1) \
+    or (status = 'processing' and lease_until < $1))";
+
+/// Change events that are due now, oldest first, with their subscription (the sweep hands
+/// them to the processors; each is claimed there, by id).
+pub async fn due(
     store: &Store,
-    owner: &str,
     now: i64,
-    lease_ms: i64,
     limit: i64,
-) -> Result<Vec<EventRow>, StoreError> {
+) -> Result<Vec<(String, Option<String>)>, StoreError> {
+    let sql = format!(
+        "select id, subscription_id from events where {CLAIMABLE} \
+         order by next_attempt_at limit $2"
+    );
+    Ok(
+        with_pool!(store, p => sqlx::query_as::<_, (String, Option<String>)>(&sql)
+        .bind(now).bind(limit).fetch_all(p).await?),
+    )
+}
+
+/// The lease a processor holds on the events it claimed.
+#[derive(Debug, Clone, Copy)]
+pub struct Lease<'a> {
+    pub owner: &'a str,
+    pub now: i64,
+    /// How long the claim holds; an event whose lease ran out may be claimed again.
+    pub ms: i64,
+}
+
+/// Claims one event by id if it is claimable: marks it `processing` under the lease and
+/// counts the attempt. `None` when it is not (done, not due, or held by another processor).
+/// On PostgreSQL a row another process holds is skipped, not waited for
+/// (`FOR UPDATE SKIP LOCKED`), so several instances can share the table.
+pub async fn claim(
+    store: &Store,
+    id: &str,
+    lease: Lease<'_>,
+) -> Result<Option<EventRow>, StoreError> {
     let lock = match store.backend() {
         Backend::Postgres => "for update skip locked",
         Backend::Sqlite => "",
     };
     let sql = format!(
-        "update events set status = 'processing', lease_owner = $1, lease_until = $2, \
-         attempts = attempts + 1 \
-         where id in (select id from events \
-            where (status = 'pending' and next_attempt_at <= $3) \
-               or (status = 'processing' and lease_until < $3) \
-            order by next_attempt_at limit $4 {lock}) \
-         returning {COLUMNS}"
-    );
-    Ok(with_pool!(store, p => sqlx::query_as::<_, EventRow>(&sql)
-        .bind(owner).bind(now + lease_ms).bind(now).bind(limit).fetch_all(p).await?))
-}
-
-/// Claims one event by id if it is due (used when a processor is handed an id directly).
-pub async fn claim(
-    store: &Store,
-    id: &str,
-    owner: &str,
-    now: i64,
-    lease_ms: i64,
-) -> Result<Option<EventRow>, StoreError> {
-    let sql = format!(
         "update events set status = 'processing', lease_owner = $2, lease_until = $3, \
          attempts = attempts + 1 \
-         where id = $1 and ((status = 'pending' and next_attempt_at <= $4) \
-            or (status = 'processing' and lease_until < $4)) \
+         where id = (select id from events where id = $4 and {CLAIMABLE} {lock}) \
          returning {COLUMNS}"
     );
     Ok(with_pool!(store, p => sqlx::query_as::<_, EventRow>(&sql)
-        .bind(id).bind(owner).bind(now + lease_ms).bind(now).fetch_optional(p).await?))
+        .bind(lease.now).bind(lease.owner).bind(lease.now + lease.ms).bind(id)
+        .fetch_optional(p).await?))
 }
 
-/// Ends an event held under `owner`'s lease: `completed`, `skipped` or `failed`. False if the
-/// lease was lost meanwhile (another owner took the event; it must not be marked twice).
+/// Ends an event held under `owner`'s lease as `skipped` or `failed` (no deliveries). False
+/// if the lease was lost meanwhile (another owner took the event; it must not be marked
+/// twice).
 pub async fn finish(
     store: &Store,
     id: &str,
     owner: &str,
-    status: &str,
-    payload: Option<&str>,
-    last_error: Option<&str>,
+    status: EventStatus,
+    last_error: &str,
     now: i64,
 ) -> Result<bool, StoreError> {
     let n = with_pool!(store, p => sqlx::query(
-        "update events set status = $3, payload = coalesce($4, payload), last_error = $5, \
-         processed_at = $6, lease_owner = null, lease_until = null \
+        "update events set status = $3, last_error = $4, processed_at = $5, \
+         lease_owner = null, lease_until = null \
          where id = $1 and lease_owner = $2 and status = 'processing'")
-        .bind(id).bind(owner).bind(status).bind(payload).bind(last_error).bind(now)
+        .bind(id).bind(owner).bind(status.as_str()).bind(last_error).bind(now)
         .execute(p).await?.rows_affected());
     Ok(n > 0)
 }
 
+/// A delivery [`complete`] creates: its id and its target.
+#[derive(Debug, Clone)]
+pub struct NewDelivery {
+    pub id: String,
+    pub target_id: String,
+}
+
+/// Completes an event held under `owner`'s lease and creates its deliveries, in one
+/// transaction: either the event is `completed` with its payload and every delivery exists
+/// (pending, due now), or nothing changed. A delivery of the same event to the same target
+/// that exists already (a replay) is made pending again, keeping its id. Returns the ids of
+/// the pending deliveries, or `None` when the lease was lost.
+pub async fn complete(
+    store: &Store,
+    id: &str,
+    owner: &str,
+    payload: &str,
+    deliveries: &[NewDelivery],
+    now: i64,
+) -> Result<Option<Vec<(String, String)>>, StoreError> {
+    with_pool!(store, p => {
+        let mut tx = p.begin().await?;
+        let n = sqlx::query(
+            "update events set status = 'completed', payload = $3, last_error = null, \
+             processed_at = $4, lease_owner = null, lease_until = null \
+             where id = $1 and lease_owner = $2 and status = 'processing'")
+            .bind(id).bind(owner).bind(payload).bind(now)
+            .execute(&mut *tx).await?.rows_affected();
+        if n == 0 {
+            tx.rollback().await?;
+            return Ok(None);
+        }
+        let mut created = Vec::with_capacity(deliveries.len());
+        for d in deliveries {
+            let row: (String,) = sqlx::query_as(
+                "insert into deliveries (id, event_id, target_id, status, attempts, \
+                 next_attempt_at, created_at) values ($1, $2, $3, 'pending', 0, $4, $4) \
+                 on conflict (event_id, target_id) do update set status = 'pending', \
+                 attempts = 0, next_attempt_at = $4, lease_owner = null, lease_until = null, \
+                 last_status_code = null, last_error = null, delivered_at = null \
+                 returning id")
+                .bind(&d.id).bind(id).bind(&d.target_id).bind(now)
+                .fetch_one(&mut *tx).await?;
+            created.push((row.0, d.target_id.clone()));
+        }
+        tx.commit().await?;
+        Ok(Some(created))
+    })
+}
+
 /// Puts an event held under `owner`'s lease back to `pending`, due at `next_attempt_at`.
+/// With `refund`, the attempt is not counted (the failure was not the event's: its
+/// credential's token source was down, or its actor restarting).
 pub async fn retry_later(
     store: &Store,
     id: &str,
     owner: &str,
     next_attempt_at: i64,
     last_error: &str,
+    refund: bool,
 ) -> Result<bool, StoreError> {
     let n = with_pool!(store, p => sqlx::query(
         "update events set status = 'pending', next_attempt_at = $3, last_error = $4, \
-         lease_owner = null, lease_until = null \
+         attempts = attempts - $5, lease_owner = null, lease_until = null \
          where id = $1 and lease_owner = $2 and status = 'processing'")
-        .bind(id).bind(owner).bind(next_attempt_at).bind(last_error)
+        .bind(id).bind(owner).bind(next_attempt_at).bind(last_error).bind(i64::from(refund))
         .execute(p).await?.rows_affected());
     Ok(n > 0)
+}
+
+/// Makes an event pending again, due now, with its attempts reset (`POST …/replay`). False
+/// when there is no such event or it is being processed right now.
+pub async fn replay(store: &Store, id: &str, now: i64) -> Result<bool, StoreError> {
+    let n = with_pool!(store, p => sqlx::query(
+        "update events set status = 'pending', attempts = 0, next_attempt_at = $2, \
+         last_error = null, lease_owner = null, lease_until = null \
+         where id = $1 and kind <> 'lifecycle' and status <> 'processing'")
+        .bind(id).bind(now).execute(p).await?.rows_affected());
+    Ok(n > 0)
+}
+
+/// Deletes up to `batch` completed or skipped events received before `before`, whose
+/// deliveries (if any) were all delivered; their deliveries go with them. Returns how many
+/// events were deleted. Failed events, and events with a delivery still pending or failed,
+/// are kept. Ids are in time order, so the candidates are a range of the primary key.
+pub async fn purge(store: &Store, before: i64, batch: i64) -> Result<u64, StoreError> {
+    let n = with_pool!(store, p => {
+        let mut tx = p.begin().await?;
+        let ids: Vec<(String,)> = sqlx::query_as(
+            "select id from events e where id < $1 and status in ('completed', 'skipped') \
+             and not exists (select 1 from deliveries d where d.event_id = e.id \
+                             and d.status <> 'delivered') \
+             order by id limit $2")
+            .bind(first_event_id_at(before)).bind(batch).fetch_all(&mut *tx).await?;
+        let mut n = 0;
+        for (id,) in &ids {
+            sqlx::query("delete from deliveries where event_id = $1")
+                .bind(id).execute(&mut *tx).await?;
+            n += sqlx::query("delete from events where id = $1")
+                .bind(id).execute(&mut *tx).await?.rows_affected();
+        }
+        tx.commit().await?;
+        n
+    });
+    Ok(n)
 }
 
 /// How many events are in each status (for `/status` and metrics).

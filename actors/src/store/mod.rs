@@ -15,8 +15,11 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{PgPool, SqlitePool};
 
 pub mod credentials;
+pub mod deliveries;
 pub mod events;
+pub mod status;
 pub mod subscriptions;
+pub mod targets;
 
 /// Runs `$body` with `$pool` bound to the concrete pool of `$store`.
 macro_rules! with_pool {

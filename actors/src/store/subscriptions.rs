@@ -1,6 +1,7 @@
 //! The `subscriptions` table: our record of each Graph subscription, the source of truth
 //! (Graph never returns a subscription's clientState).
 
+use super::status::SubscriptionStatus;
 use super::{now_ms, with_pool, Store, StoreError};
 
 /// A stored subscription. `client_state` is secret: never serialize this type to a caller.
@@ -14,7 +15,8 @@ pub struct SubscriptionRow {
     pub notification_url: String,
     pub lifecycle_url: Option<String>,
     pub client_state: String,
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: SubscriptionStatus,
     pub expires_at: Option<i64>,
     pub granted_lifetime_ms: Option<i64>,
     pub next_renewal_at: Option<i64>,
@@ -43,7 +45,7 @@ pub struct NewSubscription<'a> {
     pub notification_url: &'a str,
     pub lifecycle_url: Option<&'a str>,
     pub client_state: &'a str,
-    pub status: &'a str,
+    pub status: SubscriptionStatus,
     pub expires_at: Option<i64>,
     pub granted_lifetime_ms: Option<i64>,
     pub next_renewal_at: Option<i64>,
@@ -62,7 +64,7 @@ pub async fn insert(store: &Store, s: &NewSubscription<'_>) -> Result<Subscripti
         with_pool!(store, p => sqlx::query_as::<_, SubscriptionRow>(&sql)
         .bind(s.id).bind(s.credential_id).bind(s.external_id).bind(s.resource)
         .bind(s.change_types).bind(s.notification_url).bind(s.lifecycle_url).bind(s.client_state)
-        .bind(s.status).bind(s.expires_at).bind(s.granted_lifetime_ms).bind(s.next_renewal_at)
+        .bind(s.status.as_str()).bind(s.expires_at).bind(s.granted_lifetime_ms).bind(s.next_renewal_at)
         .bind(now)
         .fetch_one(p).await?),
     )
@@ -136,12 +138,12 @@ pub async fn record_granted(
 pub async fn set_status(
     store: &Store,
     id: &str,
-    status: &str,
+    status: SubscriptionStatus,
     last_error: Option<&str>,
 ) -> Result<(), StoreError> {
     with_pool!(store, p => { sqlx::query(
         "update subscriptions set status = $2, last_error = $3, updated_at = $4 where id = $1")
-        .bind(id).bind(status).bind(last_error).bind(now_ms()).execute(p).await?; });
+        .bind(id).bind(status.as_str()).bind(last_error).bind(now_ms()).execute(p).await?; });
     Ok(())
 }
 

@@ -1,0 +1,192 @@
+//! The event processors: a pool of actors that turn stored events into completed ones and
+//! hand their deliveries to the delivery pool.
+//!
+//! Supervised by `processors` (a pool supervisor under `root`). Events reach a worker by
+//! subscription (sticky routing), from the receiver's hand-off and from the sweep of the store
+//! ([`crate::sweeper`]); nothing in a worker's memory is the only copy of anything, so a
+//! restart loses no work. A worker runs one event per subscription at a time, in the order it
+//! was handed them, and many subscriptions at once: each event is processed in a task of its
+//! own ([`work::process`]), so a mailbox that Graph throttles or answers slowly only waits
+//! for itself. An event whose attempt failed goes back to the store with its next attempt
+//! time and does not hold up the events after it (one bad message must not stop a mailbox
+//! for an hour).
+
+mod normalize;
+pub mod work;
+
+use std::hash::{Hash, Hasher};
+use std::time::Duration;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+
+use crate::deps::Deps;
+use crate::keyed::KeyedQueue;
+use crate::renewal::{self, RenewalMsg};
+use crate::store::events::Inserted;
+use crate::supervision::Crash;
+use crate::util::{spawn_guarded, spawn_reply};
+
+pub use normalize::{event_type, normalize_message};
+
+/// Name of the pool in the tree.
+pub const POOL: &str = "processors";
+
+/// Events one worker processes at once (over all its subscriptions).
+pub const MAX_IN_FLIGHT_PER_WORKER: usize = 64;
+
+/// A retry due within this is re-queued by the worker itself; a later one is left to the
+/// sweep.
+const SELF_RETRY_WITHIN: Duration = Duration::from_secs(60);
+
+/// Name of worker `i`.
+pub fn worker_name(i: usize) -> String {
+    format!("processor:{i}")
+}
+
+/// Which worker takes events of this subscription (stable for a pool size).
+pub fn worker_for(subscription_id: &str, workers: usize) -> usize {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    subscription_id.hash(&mut h);
+    (h.finish() % workers.max(1) as u64) as usize
+}
+
+/// A processor's messages.
+pub enum ProcessorMsg {
+    /// Stored events to process: (event id, subscription id). The store stays the truth: a
+    /// lost message only delays an event until the next sweep.
+    Process(Vec<(String, Option<String>)>),
+    /// Self-sent: an event's attempt ended; `retry_in` when it is due again.
+    Done {
+        key: String,
+        id: String,
+        retry_in: Option<Duration>,
+    },
+    /// Fail as if crashed (debug endpoint, or a panic in one of its tasks).
+    Crash(String),
+}
+
+impl From<Crash> for ProcessorMsg {
+    fn from(c: Crash) -> Self {
+        ProcessorMsg::Crash(c.0)
+    }
+}
+
+/// One event-processor actor.
+#[derive(Clone)]
+pub struct Processor {
+    pub deps: Deps,
+    pub index: usize,
+}
+
+/// A worker's state: its queue, and what it last added to the pool's counters (so that a
+/// restart takes its share back out).
+pub struct ProcessorState {
+    queue: KeyedQueue,
+    shown: (u64, u64),
+}
+
+impl Processor {
+    /// Starts what the queue allows and shows the queue in the pool's counters.
+    fn pump(&self, myself: &ActorRef<ProcessorMsg>, st: &mut ProcessorState) {
+        while let Some((key, id)) = st.queue.start_next() {
+            let deps = self.deps.clone();
+            spawn_reply(
+                myself,
+                async move {
+                    let retry_in = work::process(&deps, &id).await;
+                    (key, id, retry_in)
+                },
+                |(key, id, retry_in)| ProcessorMsg::Done { key, id, retry_in },
+            );
+        }
+        let now = (st.queue.queued() as u64, st.queue.in_flight() as u64);
+        self.deps.processor_stats.shift(&mut st.shown, now);
+    }
+}
+
+impl Actor for Processor {
+    type Msg = ProcessorMsg;
+    type State = ProcessorState;
+    type Arguments = ();
+
+    async fn pre_start(
+        &self,
+        _: ActorRef<ProcessorMsg>,
+        _: (),
+    ) -> Result<ProcessorState, ActorProcessingErr> {
+        Ok(ProcessorState {
+            queue: KeyedQueue::new(1, MAX_IN_FLIGHT_PER_WORKER),
+            shown: (0, 0),
+        })
+    }
+
+    async fn post_stop(
+        &self,
+        _: ActorRef<ProcessorMsg>,
+        st: &mut ProcessorState,
+    ) -> Result<(), ActorProcessingErr> {
+        self.deps.processor_stats.shift(&mut st.shown, (0, 0));
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<ProcessorMsg>,
+        msg: ProcessorMsg,
+        st: &mut ProcessorState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            ProcessorMsg::Process(events) => {
+                for (id, sub) in events {
+                    st.queue.push(sub.as_deref().unwrap_or(""), id);
+                }
+            }
+            ProcessorMsg::Done { key, id, retry_in } => {
+                st.queue.done(&key, &id);
+                if let Some(wait) = retry_in.filter(|w| *w <= SELF_RETRY_WITHIN) {
+                    let me = myself.clone();
+                    spawn_guarded(&myself, async move {
+                        tokio::time::sleep(wait).await;
+                        let _ = me.send_message(ProcessorMsg::Process(vec![(id, Some(key))]));
+                    });
+                }
+            }
+            ProcessorMsg::Crash(why) => return Err(why.into()),
+        }
+        self.pump(&myself, st);
+        Ok(())
+    }
+}
+
+/// Hands events the store just accepted to the actors that act on them: change events to
+/// their subscription's processor, lifecycle events to renewal.
+pub fn dispatch(deps: &Deps, inserted: Vec<Inserted>) {
+    let (lifecycle, changes): (Vec<Inserted>, Vec<Inserted>) =
+        inserted.into_iter().partition(|e| e.kind == "lifecycle");
+    if !lifecycle.is_empty() {
+        if let Some(r) = deps.health.actor::<RenewalMsg>(renewal::NAME) {
+            let _ = r.send_message(RenewalMsg::Lifecycle(
+                lifecycle.into_iter().map(|e| e.id).collect(),
+            ));
+        }
+    }
+    route(deps, changes.into_iter().map(|e| (e.id, e.subscription_id)));
+}
+
+/// Hands (event id, subscription id) pairs to their workers.
+pub fn route(deps: &Deps, events: impl IntoIterator<Item = (String, Option<String>)>) {
+    let workers = deps.settings.workers.max(1);
+    let mut per_worker: Vec<Vec<(String, Option<String>)>> = vec![Vec::new(); workers];
+    for (id, sub) in events {
+        per_worker[worker_for(sub.as_deref().unwrap_or(""), workers)].push((id, sub));
+    }
+    for (i, batch) in per_worker
+        .into_iter()
+        .enumerate()
+        .filter(|(_, b)| !b.is_empty())
+    {
+        if let Some(w) = deps.health.actor::<ProcessorMsg>(&worker_name(i)) {
+            let _ = w.send_message(ProcessorMsg::Process(batch));
+        }
+    }
+}

@@ -1,0 +1,428 @@
+//! One event's attempt: claim it, fetch its message through its credential, normalize and
+//! enrich it, then complete it with its deliveries in one transaction, or put it back with the
+//! reason.
+//!
+//! Which failures wait and which end an event is decided in one place ([`classify`]): Graph
+//! throttling, 5xx, timeouts and network errors are retried with backoff and count as
+//! attempts; a token source that is merely down (or a credential actor restarting) makes the
+//! event wait without spending an attempt; a 404 skips it; a 403, a 401 after a fresh token,
+//! or a token source that says the credential is not connected fails it at once, with what a
+//! person should do.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use super::normalize::{event_type, normalize_message};
+use crate::credential::{self, CredentialError, GraphSession};
+use crate::delivery;
+use crate::deps::Deps;
+use crate::graph::{Attachment, GraphError, Message};
+use crate::primitives::{enrich, AttachmentBytes, AttachmentText};
+use crate::store::events::{self, EventRow, Lease, NewDelivery};
+use crate::store::status::EventStatus;
+use crate::store::{new_id, now_ms, targets, to_time, StoreError};
+use crate::token::TokenError;
+use crate::util::backoff;
+
+/// The largest file attachment whose text is extracted (Graph's own limit for attaching a
+/// file in one request is 3 MiB, for an upload session 150 MiB; 25 MiB covers what mail
+/// carries without letting one message hold hundreds of megabytes in memory).
+pub const MAX_ATTACHMENT_BYTES: i64 = 25 * 1024 * 1024;
+
+/// How an attempt ended.
+#[derive(Debug)]
+enum Outcome {
+    /// Done: completed with its payload, or skipped/failed with a reason.
+    Final(EventStatus),
+    /// Try again later.
+    Retry {
+        error: String,
+        /// The attempt does not count (the failure was not the event's).
+        refund: bool,
+        /// At least this long (a `Retry-After`), else the backoff.
+        wait: Option<Duration>,
+    },
+    /// Another processor holds the event, or it needs nothing.
+    Nothing,
+}
+
+/// Processes event `id` once. Returns when it is due again, if it is to be retried.
+pub async fn process(deps: &Deps, id: &str) -> Option<Duration> {
+    let lease_ms = i64::try_from(deps.settings.lease.as_millis()).unwrap_or(i64::MAX / 2);
+    let owner = deps.instance.as_ref();
+    let lease = Lease {
+        owner,
+        now: now_ms(),
+        ms: lease_ms,
+    };
+    let row = match events::claim(&deps.store, id, lease).await {
+        Ok(Some(row)) => row,
+        Ok(None) => return None,
+        Err(e) => {
+            // Not claimed, so nothing to undo: the sweep finds it again.
+            tracing::warn!(event = id, error = %e, "claiming an event failed");
+            return Some(deps.settings.retry_base);
+        }
+    };
+    let started = Instant::now();
+    // Within the lease, so that no other processor can take the event while this one still
+    // works on it.
+    let budget = deps.settings.lease / 2;
+    let outcome = match tokio::time::timeout(budget, attempt(deps, &row)).await {
+        Ok(o) => o,
+        Err(_) => Outcome::Retry {
+            error: format!("processing took longer than {budget:?}"),
+            refund: false,
+            wait: None,
+        },
+    };
+    metrics::histogram!("relay365_event_processing_seconds")
+        .record(started.elapsed().as_secs_f64());
+    settle(deps, &row, outcome).await
+}
+
+/// Records an outcome that is not a completion. Returns the retry delay, if any.
+async fn settle(deps: &Deps, row: &EventRow, outcome: Outcome) -> Option<Duration> {
+    let owner = deps.instance.as_ref();
+    let stats = &deps.processor_stats;
+    let result: Result<Option<Duration>, StoreError> = async {
+        match outcome {
+            Outcome::Final(status) => {
+                count(status.as_str());
+                stats
+                    .processed
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if status == EventStatus::Failed {
+                    stats
+                        .failed
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                Ok(None)
+            }
+            Outcome::Nothing => Ok(None),
+            Outcome::Retry {
+                error,
+                refund,
+                wait,
+            } => {
+                let attempts = u32::try_from(row.attempts).unwrap_or(u32::MAX);
+                if !refund && attempts >= deps.settings.max_retries.max(1) {
+                    let why = format!("gave up after {attempts} attempts: {error}");
+                    events::finish(
+                        &deps.store,
+                        &row.id,
+                        owner,
+                        EventStatus::Failed,
+                        &why,
+                        now_ms(),
+                    )
+                    .await?;
+                    tracing::warn!(event = %row.id, error = %why, "event failed");
+                    count("failed");
+                    stats
+                        .failed
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    return Ok(None);
+                }
+                let delay = if refund {
+                    (deps.settings.retry_base * 8).min(Duration::from_secs(30))
+                } else {
+                    backoff(deps.settings.retry_base, attempts)
+                };
+                let delay = wait.map_or(delay, |w| w.max(delay));
+                let at = now_ms() + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX / 4);
+                events::retry_later(&deps.store, &row.id, owner, at, &error, refund).await?;
+                tracing::debug!(event = %row.id, ?delay, error = %error, "event will be retried");
+                count("retried");
+                Ok(Some(delay))
+            }
+        }
+    }
+    .await;
+    result.unwrap_or_else(|e| {
+        // The lease runs out and the event is claimed again: nothing is lost.
+        tracing::warn!(event = %row.id, error = %e, "recording an event's outcome failed");
+        None
+    })
+}
+
+fn count(outcome: &'static str) {
+    metrics::counter!("relay365_events_total", "outcome" => outcome).increment(1);
+}
+
+/// The attempt itself, up to and including the completing transaction.
+async fn attempt(deps: &Deps, row: &EventRow) -> Outcome {
+    let raw: Value = serde_json::from_str(&row.raw).unwrap_or(Value::Null);
+    let event_type = event_type(&row.change_type);
+    let Some(credential_id) = row.credential_id.as_deref() else {
+        return fail(
+            deps,
+            row,
+            "the event has no credential (its subscription was deleted)",
+        )
+        .await;
+    };
+    let (message, attachments, primitives) = if row.change_type == "deleted" {
+        let id = row.resource_id.clone().unwrap_or_default();
+        (json!({ "id": id }), None, Value::Null)
+    } else {
+        let Some(message_id) = row.resource_id.as_deref() else {
+            return fail(
+                deps,
+                row,
+                "the notification names no message (resourceData.id)",
+            )
+            .await;
+        };
+        let fetched = match fetch(deps, credential_id, message_id).await {
+            Ok(f) => f,
+            Err(e) => return classify(deps, row, e).await,
+        };
+        let (message, files, skipped) = fetched;
+        let graph_message = serde_json::to_value(&message).unwrap_or(Value::Null);
+        let enrichment = enrich(&graph_message, &files).await;
+        let attachments = message.has_attachments.unwrap_or(false).then(|| {
+            let mut all = enrichment.attachments;
+            all.extend(skipped);
+            all
+        });
+        (
+            normalize_message(&message),
+            attachments,
+            enrichment.primitives,
+        )
+    };
+    let processed_at = now_ms();
+    let mut payload = json!({
+        "id": row.id,
+        "type": event_type,
+        "provider": "ms365",
+        "credential_id": row.credential_id,
+        "subscription_id": row.subscription_id,
+        "received_at": to_time(row.received_at),
+        "processed_at": to_time(processed_at),
+        "message": message,
+        "primitives": primitives,
+        "raw_notification": raw,
+    });
+    if let (Some(list), Some(obj)) = (attachments, payload.as_object_mut()) {
+        obj.insert(
+            "attachments".into(),
+            serde_json::to_value(list).unwrap_or(Value::Null),
+        );
+    }
+    let payload = payload.to_string();
+    let targets = match targets::list(&deps.store).await {
+        Ok(t) => t,
+        Err(e) => return store_trouble(e),
+    };
+    let deliveries: Vec<NewDelivery> = targets
+        .iter()
+        .filter(|t| t.matches(row.credential_id.as_deref(), &event_type))
+        .map(|t| NewDelivery {
+            id: new_id(),
+            target_id: t.id.clone(),
+        })
+        .collect();
+    let owner = deps.instance.as_ref();
+    match events::complete(
+        &deps.store,
+        &row.id,
+        owner,
+        &payload,
+        &deliveries,
+        processed_at,
+    )
+    .await
+    {
+        Ok(Some(created)) => {
+            delivery::route(deps, created);
+            Outcome::Final(EventStatus::Completed)
+        }
+        Ok(None) => {
+            tracing::info!(event = %row.id, "lease lost before completing; another processor has it");
+            Outcome::Nothing
+        }
+        Err(e) => store_trouble(e),
+    }
+}
+
+fn store_trouble(e: StoreError) -> Outcome {
+    Outcome::Retry {
+        error: format!("store: {e}"),
+        refund: true,
+        wait: None,
+    }
+}
+
+async fn fail(deps: &Deps, row: &EventRow, why: &str) -> Outcome {
+    end(deps, row, EventStatus::Failed, why).await
+}
+
+async fn end(deps: &Deps, row: &EventRow, status: EventStatus, why: &str) -> Outcome {
+    let owner = deps.instance.as_ref();
+    match events::finish(&deps.store, &row.id, owner, status, why, now_ms()).await {
+        Ok(true) => {
+            if status == EventStatus::Failed {
+                tracing::warn!(event = %row.id, error = why, "event failed");
+            }
+            Outcome::Final(status)
+        }
+        Ok(false) => Outcome::Nothing,
+        Err(e) => store_trouble(e),
+    }
+}
+
+/// Decides what a failed fetch means for the event.
+async fn classify(deps: &Deps, row: &EventRow, err: CredentialError) -> Outcome {
+    let transient = |error: String, refund: bool, wait: Option<Duration>| Outcome::Retry {
+        error,
+        refund,
+        wait,
+    };
+    match err {
+        CredentialError::Graph(GraphError::NotFound { .. }) => {
+            end(
+                deps,
+                row,
+                EventStatus::Skipped,
+                "the message is gone at Graph (404: deleted or moved before it was fetched)",
+            )
+            .await
+        }
+        CredentialError::Graph(GraphError::Throttled { retry_after, .. }) => transient(
+            "graph: throttled (429/503) on every attempt".into(),
+            false,
+            retry_after,
+        ),
+        CredentialError::Graph(
+            e @ (GraphError::Transient { .. } | GraphError::InvalidResponse(_)),
+        ) => transient(e.to_string(), false, None),
+        CredentialError::Graph(e @ GraphError::Unauthorized { .. }) => {
+            let why = format!(
+                "Graph refused the credential's token even after a refresh ({e}); reconnect the credential or check the app's consent"
+            );
+            fail(deps, row, &why).await
+        }
+        CredentialError::Graph(GraphError::Other {
+            status: 403,
+            code,
+            message,
+        }) => {
+            let why = format!(
+                "Graph denied access to the message (403 {code}: {message}); grant the app Mail.Read (or Mail.ReadBasic) for this mailbox"
+            );
+            fail(deps, row, &why).await
+        }
+        CredentialError::Graph(e) => fail(deps, row, &e.to_string()).await,
+        CredentialError::Token(e @ (TokenError::Transient(_) | TokenError::InvalidResponse(_))) => {
+            transient(
+                format!("no token yet (the token source is unavailable): {e}"),
+                true,
+                None,
+            )
+        }
+        CredentialError::Token(e) => fail(deps, row, &e.to_string()).await,
+        CredentialError::Unavailable(_) => transient(
+            "the credential's actor is restarting or parked; waiting for it".into(),
+            true,
+            None,
+        ),
+    }
+}
+
+type Fetched = (Message, Vec<AttachmentBytes>, Vec<AttachmentText>);
+
+/// The message and, when it has attachments, the bytes of those whose text can be extracted
+/// (and an entry without text for the others).
+async fn fetch(
+    deps: &Deps,
+    credential_id: &str,
+    message_id: &str,
+) -> Result<Fetched, CredentialError> {
+    let session = credential::session(deps, credential_id).await?;
+    let message = timed(&session, |c, t, m| async move {
+        c.get_message(&t, m.as_deref(), message_id).await
+    })
+    .await?;
+    if !message.has_attachments.unwrap_or(false) {
+        return Ok((message, Vec::new(), Vec::new()));
+    }
+    let listed = timed(&session, |c, t, m| async move {
+        c.list_attachments(&t, m.as_deref(), message_id).await
+    })
+    .await?;
+    let (files, skipped) = split_attachments(listed);
+    Ok((message, files, skipped))
+}
+
+/// One Graph call through the session, with its latency recorded.
+async fn timed<T, F, Fut>(session: &GraphSession, f: F) -> Result<T, CredentialError>
+where
+    F: Fn(crate::graph::GraphClient, String, Option<String>) -> Fut,
+    Fut: std::future::Future<Output = Result<T, GraphError>>,
+{
+    let mailbox = session.mailbox.clone();
+    session
+        .call(|c, t| {
+            let fut = f(c, t, mailbox.clone());
+            async move {
+                let started = Instant::now();
+                let out = fut.await;
+                metrics::histogram!("relay365_graph_request_seconds")
+                    .record(started.elapsed().as_secs_f64());
+                out
+            }
+        })
+        .await
+}
+
+/// File attachments up to [`MAX_ATTACHMENT_BYTES`] with content go to extraction; the rest
+/// are listed without text, saying why.
+fn split_attachments(listed: Vec<Attachment>) -> (Vec<AttachmentBytes>, Vec<AttachmentText>) {
+    let mut files = Vec::new();
+    let mut skipped = Vec::new();
+    for a in listed {
+        let name = a.name.clone().unwrap_or_default();
+        let content_type = a
+            .content_type
+            .clone()
+            .unwrap_or_else(|| "application/octet-stream".into());
+        let size = a.size.unwrap_or(0);
+        let why = if !a.is_file() {
+            Some("not_a_file")
+        } else if size > MAX_ATTACHMENT_BYTES {
+            Some("too_large")
+        } else {
+            None
+        };
+        let decoded = match why {
+            None => match a.decode_content() {
+                Some(Ok(bytes)) if bytes.len() as i64 <= MAX_ATTACHMENT_BYTES => Ok(bytes),
+                Some(Ok(_)) => Err("too_large"),
+                Some(Err(_)) => Err("broken_document"),
+                None => Err("no_content"),
+            },
+            Some(w) => Err(w),
+        };
+        match decoded {
+            Ok(bytes) => files.push(AttachmentBytes {
+                id: a.id,
+                name,
+                content_type,
+                bytes,
+            }),
+            Err(code) => skipped.push(AttachmentText {
+                id: a.id,
+                name,
+                content_type,
+                size: u64::try_from(size).unwrap_or(0),
+                text: None,
+                text_truncated: false,
+                text_error: Some(code.to_string()),
+            }),
+        }
+    }
+    (files, skipped)
+}

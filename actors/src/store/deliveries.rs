@@ -1,0 +1,201 @@
+//! The `deliveries` table: one row per completed event and matching target, claimed under a
+//! lease by the delivery pool, retried with backoff, and ended `delivered` or `failed`.
+
+use super::events::Lease;
+use super::status::DeliveryStatus;
+use super::{with_pool, Backend, Store, StoreError};
+
+/// A delivery as stored.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct DeliveryRow {
+    pub id: String,
+    pub event_id: String,
+    pub target_id: String,
+    #[sqlx(try_from = "String")]
+    pub status: DeliveryStatus,
+    pub attempts: i64,
+    pub next_attempt_at: i64,
+    pub lease_owner: Option<String>,
+    pub lease_until: Option<i64>,
+    pub last_status_code: Option<i64>,
+    /// The target's answer (at most 1 KB of it) or why there was none.
+    pub last_error: Option<String>,
+    pub created_at: i64,
+    pub delivered_at: Option<i64>,
+}
+
+const COLUMNS: &str = "id, event_id, target_id, status, attempts, next_attempt_at, lease_owner, \
+    lease_until, last_status_code, last_error, created_at, delivered_at";
+
+/// What one attempt needs besides the row: the event's body and the target.
+#[derive(Clone, sqlx::FromRow)]
+pub struct Outgoing {
+    /// The SPEC §4 body, as stored when the event completed.
+    pub payload: Option<String>,
+    pub url: String,
+    /// Secret: never log.
+    pub secret: String,
+    pub headers: String,
+    /// When the notification was received (for the end-to-end latency).
+    pub received_at: i64,
+}
+
+/// A delivery being sent stays `pending` under a lease; it may be claimed again when it is
+/// due and not held (or its lease ran out: its sender died).
+const CLAIMABLE: &str =
+    "status = 'pending' and next_attempt_at <= $1 and (lease_until is null or lease_until < $1)";
+
+/// Deliveries due now, oldest first, with their target (the sweep hands them to the pool).
+pub async fn due(store: &Store, now: i64, limit: i64) -> Result<Vec<(String, String)>, StoreError> {
+    let sql = format!(
+        "select id, target_id from deliveries where {CLAIMABLE} order by next_attempt_at limit $2"
+    );
+    Ok(
+        with_pool!(store, p => sqlx::query_as::<_, (String, String)>(&sql)
+        .bind(now).bind(limit).fetch_all(p).await?),
+    )
+}
+
+/// Claims one delivery for an attempt (counted), with what the attempt needs. `None` when it
+/// is not due, already delivered or failed, or held by another sender.
+pub async fn claim(
+    store: &Store,
+    id: &str,
+    lease: Lease<'_>,
+) -> Result<Option<(DeliveryRow, Outgoing)>, StoreError> {
+    let lock = match store.backend() {
+        Backend::Postgres => "for update skip locked",
+        Backend::Sqlite => "",
+    };
+    let sql = format!(
+        "update deliveries set lease_owner = $2, lease_until = $3, attempts = attempts + 1 \
+         where id = (select id from deliveries where id = $4 and {CLAIMABLE} {lock}) \
+         returning {COLUMNS}"
+    );
+    with_pool!(store, p => {
+        let Some(row) = sqlx::query_as::<_, DeliveryRow>(&sql)
+            .bind(lease.now).bind(lease.owner).bind(lease.now + lease.ms).bind(id)
+            .fetch_optional(p).await? else { return Ok(None) };
+        let out = sqlx::query_as::<_, Outgoing>(
+            "select e.payload, t.url, t.secret, t.headers, e.received_at \
+             from deliveries d join events e on e.id = d.event_id \
+             join targets t on t.id = d.target_id where d.id = $1")
+            .bind(id).fetch_optional(p).await?;
+        Ok(out.map(|o| (row, o)))
+    })
+}
+
+/// How one attempt ended.
+#[derive(Debug, Clone)]
+pub enum Attempt<'a> {
+    /// 2xx.
+    Delivered { status_code: u16 },
+    /// Try again at `next_attempt_at`.
+    Retry {
+        status_code: Option<u16>,
+        error: &'a str,
+        next_attempt_at: i64,
+    },
+    /// Attempts exhausted.
+    Failed {
+        status_code: Option<u16>,
+        error: &'a str,
+    },
+}
+
+/// Records an attempt of a delivery held under `owner`'s lease. False when the lease was lost.
+pub async fn record(
+    store: &Store,
+    id: &str,
+    owner: &str,
+    attempt: Attempt<'_>,
+    now: i64,
+) -> Result<bool, StoreError> {
+    let (status, code, error, next, delivered_at) = match attempt {
+        Attempt::Delivered { status_code } => (
+            DeliveryStatus::Delivered,
+            Some(status_code),
+            None,
+            None,
+            Some(now),
+        ),
+        Attempt::Retry {
+            status_code,
+            error,
+            next_attempt_at,
+        } => (
+            DeliveryStatus::Pending,
+            status_code,
+            Some(error),
+            Some(next_attempt_at),
+            None,
+        ),
+        Attempt::Failed { status_code, error } => {
+            (DeliveryStatus::Failed, status_code, Some(error), None, None)
+        }
+    };
+    let n = with_pool!(store, p => sqlx::query(
+        "update deliveries set status = $3, last_status_code = $4, last_error = $5, \
+         next_attempt_at = coalesce($6, next_attempt_at), delivered_at = $7, \
+         lease_owner = null, lease_until = null \
+         where id = $1 and lease_owner = $2 and status = 'pending'")
+        .bind(id).bind(owner).bind(status.as_str()).bind(code.map(i64::from)).bind(error)
+        .bind(next).bind(delivered_at).execute(p).await?.rows_affected());
+    Ok(n > 0)
+}
+
+/// Makes a failed delivery pending again with its attempts reset (`POST …/retry`). Returns
+/// the row's target when it was failed; `None` when there is no such delivery or it is not
+/// failed.
+pub async fn retry(store: &Store, id: &str, now: i64) -> Result<Option<String>, StoreError> {
+    Ok(with_pool!(store, p => sqlx::query_as::<_, (String,)>(
+        "update deliveries set status = 'pending', attempts = 0, next_attempt_at = $2, \
+         lease_owner = null, lease_until = null where id = $1 and status = 'failed' \
+         returning target_id")
+        .bind(id).bind(now).fetch_optional(p).await?)
+    .map(|(t,)| t))
+}
+
+/// One delivery.
+pub async fn get(store: &Store, id: &str) -> Result<Option<DeliveryRow>, StoreError> {
+    let sql = format!("select {COLUMNS} from deliveries where id = $1");
+    Ok(
+        with_pool!(store, p => sqlx::query_as::<_, DeliveryRow>(&sql).bind(id).fetch_optional(p).await?),
+    )
+}
+
+/// Filters of [`list`].
+#[derive(Debug, Clone, Default)]
+pub struct DeliveryFilter {
+    pub status: Option<DeliveryStatus>,
+    pub target_id: Option<String>,
+    pub event_id: Option<String>,
+    pub limit: i64,
+}
+
+/// Deliveries newest first.
+pub async fn list(store: &Store, f: &DeliveryFilter) -> Result<Vec<DeliveryRow>, StoreError> {
+    let filters = [
+        ("status =", f.status.map(DeliveryStatus::as_str)),
+        ("target_id =", f.target_id.as_deref()),
+        ("event_id =", f.event_id.as_deref()),
+    ];
+    let mut sql = format!("select {COLUMNS} from deliveries");
+    let mut n = 0;
+    for (cond, _) in filters.iter().filter(|(_, v)| v.is_some()) {
+        n += 1;
+        sql.push_str(if n == 1 { " where " } else { " and " });
+        sql.push_str(&format!("{cond} ${n}"));
+    }
+    sql.push_str(&format!(
+        " order by created_at desc, id desc limit ${}",
+        n + 1
+    ));
+    Ok(with_pool!(store, p => {
+        let mut q = sqlx::query_as::<_, DeliveryRow>(&sql);
+        for v in filters.iter().filter_map(|(_, v)| *v) {
+            q = q.bind(v);
+        }
+        q.bind(f.limit).fetch_all(p).await?
+    }))
+}

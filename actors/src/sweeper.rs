@@ -1,0 +1,218 @@
+//! The sweeper: the store is the truth, and this is what makes it so. At start and every
+//! `sweep_interval` it reads what is due in the store (pending events and deliveries whose
+//! time has come, and leases that ran out because their owner died) and hands it to the
+//! pools; once an hour it deletes what the retention period no longer keeps.
+//!
+//! The receiver's hand-off and the pools' own retries are only fast paths: a lost message, a
+//! restarted worker or a killed process delays work by one sweep, never loses it. The sweep
+//! claims nothing itself: each worker claims the ids it is handed, under a lease, so two
+//! instances sweeping the same database hand out the same ids and one claim wins.
+
+use std::time::Duration;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use serde_json::json;
+
+use crate::deps::Deps;
+use crate::store::{deliveries, events, now_ms, StoreError};
+use crate::supervision::Crash;
+use crate::util::{spawn_guarded, spawn_reply};
+use crate::{delivery, processor};
+
+/// Name of the sweeper in the tree.
+pub const NAME: &str = "sweeper";
+
+/// Rows read per sweep and kind. A larger backlog drains over the next sweeps, and the
+/// workers' queues stay bounded.
+pub const SWEEP_LIMIT: i64 = 1000;
+
+/// Events deleted per retention batch: small transactions that never hold the table long.
+pub const PURGE_BATCH: i64 = 500;
+
+/// How often retention runs.
+const PURGE_EVERY: Duration = Duration::from_secs(3600);
+
+/// The sweeper's messages.
+pub enum SweeperMsg {
+    /// Sweep now (the timer, or a test).
+    Sweep,
+    /// Self-sent: a sweep ended (how many events and deliveries it handed out).
+    Swept(Result<(usize, usize), StoreError>),
+    /// Run retention now.
+    Purge,
+    /// Self-sent: retention ended (events deleted).
+    Purged(Result<u64, StoreError>),
+    /// Fail as if crashed.
+    Crash(String),
+}
+
+impl From<Crash> for SweeperMsg {
+    fn from(c: Crash) -> Self {
+        SweeperMsg::Crash(c.0)
+    }
+}
+
+/// The sweeper actor.
+#[derive(Clone)]
+pub struct Sweeper {
+    pub deps: Deps,
+}
+
+/// What `/status` shows of it.
+#[derive(Default)]
+pub struct SweeperState {
+    sweeping: bool,
+    sweeps: u64,
+    last_events: usize,
+    last_deliveries: usize,
+    purged: u64,
+}
+
+impl Sweeper {
+    fn show(&self, st: &SweeperState) {
+        self.deps.health.set_info(
+            NAME,
+            json!({
+                "sweeps": st.sweeps,
+                "last_events": st.last_events,
+                "last_deliveries": st.last_deliveries,
+                "purged": st.purged,
+            }),
+        );
+    }
+}
+
+/// Reads what is due and hands it to the pools.
+async fn sweep(deps: &Deps) -> Result<(usize, usize), StoreError> {
+    let now = now_ms();
+    let due_events = events::due(&deps.store, now, SWEEP_LIMIT).await?;
+    let due_deliveries = deliveries::due(&deps.store, now, SWEEP_LIMIT).await?;
+    let counts = (due_events.len(), due_deliveries.len());
+    processor::route(deps, due_events);
+    delivery::route(deps, due_deliveries);
+    Ok(counts)
+}
+
+/// Deletes, in small batches, what retention no longer keeps.
+async fn purge(deps: &Deps) -> Result<u64, StoreError> {
+    let days = deps.settings.retention;
+    let keep_ms = i64::try_from(days.as_millis()).unwrap_or(i64::MAX / 2);
+    let before = now_ms().saturating_sub(keep_ms);
+    let mut total = 0;
+    loop {
+        let n = events::purge(&deps.store, before, PURGE_BATCH).await?;
+        total += n;
+        if n < PURGE_BATCH as u64 {
+            return Ok(total);
+        }
+        tokio::task::yield_now().await;
+    }
+}
+
+impl Actor for Sweeper {
+    type Msg = SweeperMsg;
+    type State = SweeperState;
+    type Arguments = ();
+
+    async fn pre_start(
+        &self,
+        _: ActorRef<SweeperMsg>,
+        _: (),
+    ) -> Result<SweeperState, ActorProcessingErr> {
+        Ok(SweeperState::default())
+    }
+
+    async fn post_start(
+        &self,
+        myself: ActorRef<SweeperMsg>,
+        st: &mut SweeperState,
+    ) -> Result<(), ActorProcessingErr> {
+        self.show(st);
+        // The timers live in tasks of this actor: they end when it stops (their sends fail).
+        let me = myself.clone();
+        let every = self
+            .deps
+            .settings
+            .sweep_interval
+            .max(Duration::from_millis(10));
+        spawn_guarded(&myself, async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                if me.send_message(SweeperMsg::Sweep).is_err() {
+                    return;
+                }
+            }
+        });
+        let me = myself.clone();
+        spawn_guarded(&myself, async move {
+            let mut tick = tokio::time::interval(PURGE_EVERY);
+            loop {
+                tick.tick().await;
+                if me.send_message(SweeperMsg::Purge).is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<SweeperMsg>,
+        msg: SweeperMsg,
+        st: &mut SweeperState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            SweeperMsg::Sweep if st.sweeping => {}
+            SweeperMsg::Sweep => {
+                st.sweeping = true;
+                let deps = self.deps.clone();
+                spawn_reply(
+                    &myself,
+                    async move { sweep(&deps).await },
+                    SweeperMsg::Swept,
+                );
+            }
+            SweeperMsg::Swept(result) => {
+                st.sweeping = false;
+                match result {
+                    Ok((e, d)) => {
+                        st.sweeps += 1;
+                        st.last_events = e;
+                        st.last_deliveries = d;
+                    }
+                    // The store is down: the next tick tries again; /readyz says why.
+                    Err(e) => tracing::warn!(error = %e, "sweep of due work failed"),
+                }
+                self.show(st);
+            }
+            SweeperMsg::Purge => {
+                let deps = self.deps.clone();
+                spawn_reply(
+                    &myself,
+                    async move { purge(&deps).await },
+                    SweeperMsg::Purged,
+                );
+            }
+            SweeperMsg::Purged(Ok(n)) => {
+                st.purged += n;
+                if n > 0 {
+                    tracing::info!(events = n, "retention deleted old events");
+                }
+                self.show(st);
+            }
+            SweeperMsg::Purged(Err(e)) => tracing::warn!(error = %e, "retention failed"),
+            SweeperMsg::Crash(why) => return Err(why.into()),
+        }
+        Ok(())
+    }
+}
+
+/// Asks the sweeper to run retention now (debug endpoint and tests).
+pub fn purge_now(deps: &Deps) -> bool {
+    deps.health
+        .actor::<SweeperMsg>(NAME)
+        .is_some_and(|s| s.send_message(SweeperMsg::Purge).is_ok())
+}

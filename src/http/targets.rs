@@ -1,0 +1,176 @@
+//! The targets API (SPEC §3.3): where completed events are delivered. A target's signing
+//! secret is shown once, in the answer that created it; its header values (n8n's Header Auth)
+//! are shown masked afterwards. Every field is checked before anything is stored.
+
+use std::collections::BTreeMap;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{delete, get};
+use axum::{Json, Router};
+use relay365_actors::store::targets::{self, TargetRow};
+use relay365_actors::store::{credentials, new_id, now_ms, to_time};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::json::ApiJson;
+use super::AppState;
+use crate::error::{ApiError, ApiResult};
+
+/// The event types a target may filter on.
+pub const EVENT_TYPES: [&str; 3] = ["message.created", "message.updated", "message.deleted"];
+
+/// Headers a target may not set: the signature's own, and what the HTTP client owns.
+const RESERVED_HEADERS: [&str; 6] = [
+    "webhook-id",
+    "webhook-timestamp",
+    "webhook-signature",
+    "content-type",
+    "content-length",
+    "host",
+];
+
+/// The target routes (behind the API key).
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/targets", get(list).post(create))
+        .route("/api/targets/{id}", delete(remove))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateBody {
+    url: String,
+    secret: Option<String>,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    credential_id: Option<String>,
+    event_types: Option<Vec<String>>,
+}
+
+/// A target as the API shows it after it was created: no secret, header values masked.
+pub fn view(t: &TargetRow) -> Value {
+    let headers: BTreeMap<String, &str> = t
+        .header_map()
+        .unwrap_or_default()
+        .into_keys()
+        .map(|k| (k, "***"))
+        .collect();
+    json!({
+        "id": t.id,
+        "url": t.url,
+        "headers": headers,
+        "credential_id": t.credential_id,
+        "event_types": t.event_type_list().ok().flatten(),
+        "created_at": to_time(t.created_at),
+    })
+}
+
+fn bad(m: impl Into<String>) -> ApiError {
+    ApiError::bad_request(m)
+}
+
+/// Checks a target URL: absolute, `http` or `https`, with a host.
+pub fn check_url(url: &str) -> Result<(), String> {
+    match url::Url::parse(url) {
+        Ok(u) if (u.scheme() == "http" || u.scheme() == "https") && u.host().is_some() => Ok(()),
+        Ok(u) => Err(format!(
+            "url must be an http or https URL with a host, got scheme {:?}",
+            u.scheme()
+        )),
+        Err(e) => Err(format!("url is not a valid URL: {e}")),
+    }
+}
+
+fn check_headers(headers: &BTreeMap<String, String>) -> Result<(), ApiError> {
+    if headers.len() > 32 {
+        return Err(bad("headers: at most 32"));
+    }
+    for (name, value) in headers {
+        let header = reqwest::header::HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| bad(format!("headers: {name:?} is not a valid header name")))?;
+        if RESERVED_HEADERS.contains(&header.as_str()) {
+            return Err(bad(format!("headers: {name} is set by relay365 itself")));
+        }
+        reqwest::header::HeaderValue::from_str(value).map_err(|_| {
+            bad(format!(
+                "headers: the value of {name} is not a valid header value"
+            ))
+        })?;
+    }
+    Ok(())
+}
+
+async fn create(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<CreateBody>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    check_url(&body.url).map_err(bad)?;
+    let secret = match body.secret {
+        Some(s) => {
+            targets::check_secret(&s).map_err(|why| bad(format!("secret {why}")))?;
+            s
+        }
+        None => targets::generate_secret(),
+    };
+    check_headers(&body.headers)?;
+    if let Some(types) = &body.event_types {
+        if let Some(t) = types.iter().find(|t| !EVENT_TYPES.contains(&t.as_str())) {
+            return Err(bad(format!(
+                "event_types: {t:?} is not one of {}",
+                EVENT_TYPES.join(", ")
+            )));
+        }
+    }
+    if let Some(c) = &body.credential_id {
+        uuid::Uuid::parse_str(c).map_err(|_| bad("credential_id must be a UUID"))?;
+        if credentials::get(&state.deps.store, c)
+            .await
+            .map_err(|e| ApiError::Internal(e.into()))?
+            .is_none()
+        {
+            return Err(bad(format!("credential_id names no credential ({c})")));
+        }
+    }
+    let row = TargetRow {
+        id: new_id(),
+        url: body.url,
+        secret,
+        headers: serde_json::to_string(&body.headers).map_err(|e| ApiError::Internal(e.into()))?,
+        credential_id: body.credential_id,
+        event_types: body
+            .event_types
+            .map(|t| serde_json::to_string(&t))
+            .transpose()
+            .map_err(|e| ApiError::Internal(e.into()))?,
+        created_at: now_ms(),
+    };
+    targets::insert(&state.deps.store, &row)
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?;
+    let mut shown = view(&row);
+    // Only here: the secret and the header values as given.
+    shown["secret"] = json!(row.secret);
+    shown["headers"] = json!(row.header_map().unwrap_or_default());
+    Ok((StatusCode::CREATED, Json(shown)))
+}
+
+async fn list(State(state): State<AppState>) -> ApiResult<Json<Value>> {
+    let rows = targets::list(&state.deps.store)
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?;
+    Ok(Json(
+        json!({"targets": rows.iter().map(view).collect::<Vec<_>>()}),
+    ))
+}
+
+async fn remove(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<StatusCode> {
+    if targets::delete(&state.deps.store, &id)
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?
+    {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::NotFound(format!("no target {id}")))
+    }
+}

@@ -1,0 +1,135 @@
+//! A local stand-in for n8n: an HTTP server that records every delivery it receives and
+//! answers as told, per path: `/ok` answers 200; `/flaky/{n}` answers 500 to the first `n`
+//! attempts of each `webhook-id`, then 200; `/down` answers 500 until [`Sink::recover`] is
+//! called, then 200.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use axum::Router;
+use serde_json::Value;
+
+use super::LocalServer;
+
+/// One request the sink received.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub path: String,
+    pub headers: HeaderMap,
+    pub body: String,
+    pub status: u16,
+    pub at: std::time::Instant,
+}
+
+impl Received {
+    pub fn webhook_id(&self) -> &str {
+        self.headers
+            .get("webhook-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).expect("the body is JSON")
+    }
+
+    pub fn ok(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+}
+
+#[derive(Default)]
+struct SinkState {
+    received: Vec<Received>,
+    recovered: bool,
+}
+
+/// The running sink.
+pub struct Sink {
+    server: LocalServer,
+    state: Arc<Mutex<SinkState>>,
+}
+
+async fn receive(
+    State(state): State<Arc<Mutex<SinkState>>>,
+    Path(path): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> StatusCode {
+    let mut st = state.lock().unwrap();
+    let id = headers
+        .get("webhook-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let seen = st
+        .received
+        .iter()
+        .filter(|r| r.path == path && r.webhook_id() == id)
+        .count();
+    let status = match path.split('/').collect::<Vec<_>>().as_slice() {
+        ["ok"] => StatusCode::OK,
+        ["flaky", n] if seen < n.parse().unwrap_or(0) => StatusCode::INTERNAL_SERVER_ERROR,
+        ["flaky", _] => StatusCode::OK,
+        ["down"] if !st.recovered => StatusCode::INTERNAL_SERVER_ERROR,
+        ["down"] => StatusCode::NO_CONTENT,
+        _ => StatusCode::NOT_FOUND,
+    };
+    st.received.push(Received {
+        path,
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+        status: status.as_u16(),
+        at: std::time::Instant::now(),
+    });
+    status
+}
+
+impl Sink {
+    pub async fn start() -> Sink {
+        let state = Arc::new(Mutex::new(SinkState::default()));
+        let app = Router::new()
+            .route("/{*path}", post(receive))
+            .with_state(state.clone());
+        Sink {
+            server: LocalServer::start(app).await,
+            state,
+        }
+    }
+
+    /// The URL of a path of this sink (`ok`, `flaky/3`, `down`).
+    pub fn url(&self, path: &str) -> String {
+        format!("{}/{path}", self.server.url)
+    }
+
+    /// Every request received, in order.
+    pub fn received(&self) -> Vec<Received> {
+        self.state.lock().unwrap().received.clone()
+    }
+
+    /// The requests to `path` that were answered 2xx.
+    pub fn delivered(&self, path: &str) -> Vec<Received> {
+        self.received()
+            .into_iter()
+            .filter(|r| r.path == path && r.ok())
+            .collect()
+    }
+
+    /// Attempts per webhook-id at `path`.
+    pub fn attempts(&self, path: &str) -> HashMap<String, usize> {
+        let mut m = HashMap::new();
+        for r in self.received().iter().filter(|r| r.path == path) {
+            *m.entry(r.webhook_id().to_string()).or_default() += 1;
+        }
+        m
+    }
+
+    /// `/down` answers 2xx from now on.
+    pub fn recover(&self) {
+        self.state.lock().unwrap().recovered = true;
+    }
+}
