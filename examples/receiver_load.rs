@@ -24,13 +24,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::body::Bytes;
 use clap::Parser;
-use http_body_util::{BodyExt, Full};
-use hyper_util::rt::TokioIo;
 use relay365_actors::store::new_id;
 use serde_json::json;
-use support::{cpu_seconds, postgres_cpu_seconds, rss_kb, seed_subscription, server_bin, Server};
+use support::{
+    cpu_seconds, post, postgres_cpu_seconds, rss_kb, seed_subscription, server_bin, Conn, Server,
+};
 
 #[derive(Parser)]
 #[command(about = "Load the relay365 notification receiver")]
@@ -79,49 +78,6 @@ struct Counts {
     errors: AtomicU64,
     /// Open loop: requests due before the end that could not be sent in time.
     unsent: AtomicU64,
-}
-
-/// One keep-alive HTTP/1.1 connection, driven by hyper's connection API: no pool, no URL
-/// parsing per request, so the load tool spends little of the CPU it shares with the server.
-type Conn = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
-
-async fn connect(port: u16) -> anyhow::Result<Conn> {
-    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
-    tcp.set_nodelay(true)?;
-    let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
-    tokio::spawn(conn);
-    Ok(send)
-}
-
-/// POSTs one notification collection; answers the status. A broken connection is dropped and
-/// the next request opens a new one.
-async fn post(conn: &mut Option<Conn>, port: u16, payload: String) -> anyhow::Result<u16> {
-    let send = match conn {
-        Some(c) if !c.is_closed() => c,
-        _ => conn.insert(connect(port).await?),
-    };
-    send.ready().await?;
-    let req = hyper::Request::post("/api/ms365/webhook")
-        .header("host", "127.0.0.1")
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(payload)))?;
-    let res = tokio::time::timeout(Duration::from_secs(10), send.send_request(req)).await;
-    match res {
-        Ok(Ok(res)) => {
-            let status = res.status().as_u16();
-            // Read the (small) answer so the connection is free for the next request.
-            res.into_body().collect().await?;
-            Ok(status)
-        }
-        Ok(Err(e)) => {
-            *conn = None;
-            Err(e.into())
-        }
-        Err(_) => {
-            *conn = None;
-            anyhow::bail!("no answer within 10 s")
-        }
-    }
 }
 
 // One thread: the load generator should leave the other core to the server and the database.

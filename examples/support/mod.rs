@@ -7,6 +7,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use anyhow::Context;
+use axum::body::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
 use relay365_actors::store::subscriptions::{self, NewSubscription};
 use relay365_actors::store::{credentials, new_id, Store, StoreOptions};
 use serde_json::json;
@@ -130,6 +133,17 @@ impl Server {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
+        Self::start_on(bin, dir, url, port, env).await
+    }
+
+    /// [`Server::start`] on a given port (when the URL must be known before it starts).
+    pub async fn start_on(
+        bin: &Path,
+        dir: &Path,
+        url: &str,
+        port: u16,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Server> {
         let base = format!("http://127.0.0.1:{port}");
         let mut cmd = Command::new(bin);
         cmd.current_dir(dir)
@@ -173,5 +187,48 @@ impl Server {
             .args(["-TERM", &self.pid.to_string()])
             .status();
         let _ = self.child.wait();
+    }
+}
+
+/// One keep-alive HTTP/1.1 connection, driven by hyper's connection API: no pool, no URL
+/// parsing per request, so the load tool spends little of the CPU it shares with the server.
+pub type Conn = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+
+pub async fn connect(port: u16) -> anyhow::Result<Conn> {
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    tcp.set_nodelay(true)?;
+    let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
+    tokio::spawn(conn);
+    Ok(send)
+}
+
+/// POSTs one notification collection; answers the status. A broken connection is dropped and
+/// the next request opens a new one.
+pub async fn post(conn: &mut Option<Conn>, port: u16, payload: String) -> anyhow::Result<u16> {
+    let send = match conn {
+        Some(c) if !c.is_closed() => c,
+        _ => conn.insert(connect(port).await?),
+    };
+    send.ready().await?;
+    let req = hyper::Request::post("/api/ms365/webhook")
+        .header("host", "127.0.0.1")
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(payload)))?;
+    let res = tokio::time::timeout(Duration::from_secs(10), send.send_request(req)).await;
+    match res {
+        Ok(Ok(res)) => {
+            let status = res.status().as_u16();
+            // Read the (small) answer so the connection is free for the next request.
+            res.into_body().collect().await?;
+            Ok(status)
+        }
+        Ok(Err(e)) => {
+            *conn = None;
+            Err(e.into())
+        }
+        Err(_) => {
+            *conn = None;
+            anyhow::bail!("no answer within 10 s")
+        }
     }
 }

@@ -827,10 +827,7 @@ fn get_message(sim: &Sim, mailbox: &str, folder: Option<&str>, id: &str, uri: &U
     let Some(mb) = st.mailboxes.get(mailbox) else {
         return item_not_found();
     };
-    let found = mb
-        .messages
-        .iter()
-        .find(|m| m.id == id && !m.deleted && folder.is_none_or(|f| f == m.folder));
+    let found = mb.find(id).filter(|m| folder.is_none_or(|f| f == m.folder));
     let Some(m) = found else {
         return item_not_found();
     };
@@ -848,7 +845,7 @@ fn list_attachments(sim: &Sim, mailbox: &str, id: &str) -> Reply {
     let Some(mb) = st.mailboxes.get(mailbox) else {
         return item_not_found();
     };
-    let Some(m) = mb.messages.iter().find(|m| m.id == id && !m.deleted) else {
+    let Some(m) = mb.find(id) else {
         return item_not_found();
     };
     let value: Vec<Value> = m

@@ -147,7 +147,7 @@ impl Sim {
                 let m = build_message(mb, mail)?;
                 ids.push(m.id.clone());
                 touched.push((m.id.clone(), m.folder.clone(), m.change_key.clone()));
-                mb.messages.push(m);
+                mb.push(m);
             }
             let name = mb.name.clone();
             batch_for(
@@ -219,9 +219,7 @@ impl Sim {
             mb.seq += 1;
             let seq = mb.seq;
             let m = mb
-                .messages
-                .iter_mut()
-                .find(|m| m.id == id && !m.deleted)
+                .find_mut(id)
                 .ok_or_else(|| SimError::UnknownMessage(id.into()))?;
             apply(m);
             m.changed_seq = seq;

@@ -200,7 +200,10 @@ pub(crate) struct Mailbox {
     pub seq: u64,
     /// Bumped to invalidate every delta token of the mailbox.
     pub delta_epoch: u64,
+    /// In arrival order; a deleted message stays, marked (delta reports it as removed).
     pub messages: Vec<SimMessage>,
+    /// Message id → index in `messages`, so a GET by id does not scan the mailbox.
+    by_id: HashMap<String, usize>,
 }
 
 impl Mailbox {
@@ -210,7 +213,26 @@ impl Mailbox {
             seq: 0,
             delta_epoch: 1,
             messages: Vec::new(),
+            by_id: HashMap::new(),
         }
+    }
+
+    /// Adds a message.
+    pub(crate) fn push(&mut self, m: SimMessage) {
+        self.by_id.insert(m.id.clone(), self.messages.len());
+        self.messages.push(m);
+    }
+
+    /// The message of this id, unless it was deleted.
+    pub(crate) fn find(&self, id: &str) -> Option<&SimMessage> {
+        let m = self.messages.get(*self.by_id.get(id)?)?;
+        (!m.deleted).then_some(m)
+    }
+
+    /// The message of this id, unless it was deleted, to change.
+    pub(crate) fn find_mut(&mut self, id: &str) -> Option<&mut SimMessage> {
+        let m = self.messages.get_mut(*self.by_id.get(id)?)?;
+        (!m.deleted).then_some(m)
     }
 }
 

@@ -1,0 +1,370 @@
+//! Load tool for the whole pipeline: notification → stored → claimed → fetched from Graph →
+//! normalized and enriched → signed → delivered. A benchmark for a person to run, never a
+//! test.
+//!
+//! ```sh
+//! cargo build --release && cargo build --release --example pipeline_load
+//! target/release/examples/pipeline_load --rate 1500 --duration 60 --graph-latency-ms 20 \
+//!     --database-url postgres://postgres@127.0.0.1:5432/bench    # sustained throughput
+//! target/release/examples/pipeline_load --rate 200 --graph-latency-ms 5     # latency
+//! target/release/examples/pipeline_load --rate 500                          # cost at a trickle
+//! ```
+//!
+//! In this one process: the Graph simulator (with `--graph-latency-ms` on every request) and a
+//! sink standing in for n8n. It stores realistic 5 KB HTML mails in `--mailboxes` simulated
+//! mailboxes (in bulk, before any subscription exists, so the simulator sends nothing), starts
+//! `relay365` (beside this example in the target folder, or `--server`), creates a
+//! credential and a subscription per mailbox and one target, then POSTs one change
+//! notification per request straight to the webhook at `--rate` per second (open loop: each is
+//! sent when due), and waits until every one is delivered. It prints the throughput, the
+//! notification → delivered latency, whether a backlog grew, and the CPU used per delivered
+//! event by relay365, by PostgreSQL and by this process (simulator and sink included), since
+//! all of them share the machine's cores.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::routing::post as post_route;
+use clap::Parser;
+use relay365::sim::{NewMail, SimConfig, Simulator};
+use serde_json::{json, Value};
+use support::{cpu_seconds, post, postgres_cpu_seconds, rss_kb, server_bin, Conn, Server};
+
+#[derive(Parser)]
+#[command(about = "Load the whole relay365 pipeline, notification to delivery")]
+struct Args {
+    /// Database of the server under test (default: a SQLite file in a temporary folder).
+    #[arg(long)]
+    database_url: Option<String>,
+    /// Notifications offered per second.
+    #[arg(long, default_value_t = 500)]
+    rate: u64,
+    /// Seconds of offered load.
+    #[arg(long, default_value_t = 20)]
+    duration: u64,
+    /// Simulated mailboxes (one credential and one subscription each).
+    #[arg(long, default_value_t = 100)]
+    mailboxes: usize,
+    /// Latency the simulator adds to every Graph request.
+    #[arg(long, default_value_t = 20)]
+    graph_latency_ms: u64,
+    /// Keep-alive connections notifications are sent on.
+    #[arg(long, default_value_t = 32)]
+    connections: usize,
+    /// The relay365 binary (default: target/release/relay365 beside this example).
+    #[arg(long)]
+    server: Option<PathBuf>,
+}
+
+/// A realistic HTML mail of about 5 KB: a reply with a quote and a signature.
+fn html_mail(i: usize) -> String {
+    let mut body = format!(
+        "<html><body><div>Hi team,</div><p>Order #{i} is confirmed for delivery on 2026-12-14. \
+         Please find the invoice total of EUR 1,234.50 below and call +49 30 1234567 if anything \
+         is missing.</p>"
+    );
+    while body.len() < 3500 {
+        body.push_str(
+            "<p>We reviewed the schedule with the warehouse and the carrier; the pallets ship in \
+             two loads, the second one on the following Monday, and the paperwork follows by \
+             mail.</p>",
+        );
+    }
+    body.push_str(
+        "<p>Best regards,<br>Kim Lee<br>Logistics, Fabrikam GmbH</p><hr><div>From: Ann \
+         &lt;ann@example.com&gt;<br>Sent: Monday<br>Subject: Order</div><blockquote>Can you \
+         confirm the delivery date for the order? Thanks, Ann</blockquote></body></html>",
+    );
+    body
+}
+
+fn notification(graph_sub: &str, client_state: &str, mailbox: &str, message_id: &str) -> String {
+    json!({"value": [{
+        "subscriptionId": graph_sub,
+        "subscriptionExpirationDateTime": "2026-12-19T22:11:09.952Z",
+        "clientState": client_state,
+        "changeType": "created",
+        "resource": format!("Users/{mailbox}/Messages/{message_id}"),
+        "tenantId": "84bd8158-6d4d-4958-8b9f-9d6445542f95",
+        "resourceData": {
+            "@odata.type": "#Microsoft.Graph.Message",
+            "@odata.id": format!("Users/{mailbox}/Messages/{message_id}"),
+            "@odata.etag": "W/\"CQAAABYAAADkrWGo7bouTKlsgTZMr9KwAAAUWRHf\"",
+            "id": message_id
+        }
+    }]})
+    .to_string()
+}
+
+#[derive(serde::Deserialize)]
+struct Delivered {
+    message: DeliveredMessage,
+}
+
+#[derive(serde::Deserialize)]
+struct DeliveredMessage {
+    id: String,
+}
+
+/// Message id → when the sink received it.
+type Arrivals = Arc<Mutex<HashMap<String, Instant>>>;
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 1)]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let bin = server_bin(args.server.as_deref())?;
+    let tmp = tempfile::tempdir()?;
+    let url = args
+        .database_url
+        .clone()
+        .unwrap_or_else(|| format!("sqlite://{}", tmp.path().join("load.db").display()));
+    let total = (args.rate * args.duration) as usize;
+    let mailboxes: Vec<String> = (0..args.mailboxes)
+        .map(|i| format!("m{i}@load.test"))
+        .collect();
+
+    // Graph, with its latency, and every mail stored before any subscription exists.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let sim = Simulator::start(
+        SimConfig {
+            mailboxes: mailboxes.clone(),
+            latency: Duration::from_millis(args.graph_latency_ms),
+            notification_retries: 0,
+            ..SimConfig::default()
+        },
+        listener,
+    )
+    .await?;
+    let per_mailbox = total.div_ceil(args.mailboxes);
+    let mut messages: Vec<Vec<String>> = Vec::new();
+    for (m, mailbox) in mailboxes.iter().enumerate() {
+        let mails = (0..per_mailbox)
+            .map(|i| NewMail {
+                subject: format!("Order {m}-{i} confirmed"),
+                body: html_mail(i),
+                body_type: Some("html".into()),
+                from: Some(
+                    serde_json::from_value(json!("Kim Lee <kim@fabrikam.example>")).unwrap(),
+                ),
+                to: vec![serde_json::from_value(json!(mailbox)).unwrap()],
+                ..Default::default()
+            })
+            .collect();
+        messages.push(sim.sim().deliver(mailbox, mails).await?.message_ids);
+    }
+
+    // The sink: records when each message arrived.
+    let arrivals: Arrivals = Arc::default();
+    let sink = {
+        let arrivals = arrivals.clone();
+        let app = axum::Router::new().route(
+            "/n8n",
+            post_route(move |body: Bytes| {
+                let arrivals = arrivals.clone();
+                async move {
+                    if let Ok(d) = serde_json::from_slice::<Delivered>(&body) {
+                        arrivals
+                            .lock()
+                            .unwrap()
+                            .insert(d.message.id, Instant::now());
+                    }
+                    axum::http::StatusCode::NO_CONTENT
+                }
+            }),
+        );
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = l.local_addr()?;
+        tokio::spawn(async move { axum::serve(l, app).await });
+        format!("http://{addr}/n8n")
+    };
+
+    // relay365 on its database, a credential and a subscription per mailbox, one target.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let public = format!("http://127.0.0.1:{port}");
+    let server = Server::start_on(
+        &bin,
+        tmp.path(),
+        &url,
+        port,
+        &[
+            ("RELAY365_GRAPH_URL", &sim.base_url()),
+            ("RELAY365_LOGIN_URL", &sim.login_url()),
+            ("RELAY365_PUBLIC_URL", &public),
+        ],
+    )
+    .await?;
+    let (pid, base) = (server.pid, server.base.clone());
+    let http = reqwest::Client::new();
+    let c = sim.sim().config().clone();
+    let mut subs: HashMap<String, (String, String)> = HashMap::new();
+    for mailbox in &mailboxes {
+        let cred: Value = http
+            .post(format!("{base}/api/credentials"))
+            .json(&json!({"name": mailbox, "mailbox": mailbox, "token_source": {"kind": "client_credentials", "tenant_id": c.tenant, "client_id": c.client_id, "client_secret": c.client_secret}}))
+            .send()
+            .await?
+            .json()
+            .await?;
+        let sub: Value = http
+            .post(format!("{base}/api/ms365/subscriptions"))
+            .json(&json!({"credential_id": cred["id"]}))
+            .send()
+            .await?
+            .json()
+            .await?;
+        let graph_id = sub["external_subscription_id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        subs.insert(mailbox.clone(), (graph_id, String::new()));
+    }
+    for s in sim.sim().subscriptions() {
+        if let Some((_, cs)) = subs.values_mut().find(|(g, _)| *g == s.id) {
+            *cs = s.client_state.clone().unwrap_or_default();
+        }
+    }
+    let t: Value = http
+        .post(format!("{base}/api/targets"))
+        .json(&json!({"url": sink}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    anyhow::ensure!(t["id"].is_string(), "target not created: {t}");
+
+    // Offered load: notification k goes out at start + k/rate, round robin over mailboxes.
+    let plan: Vec<(String, String)> = (0..total)
+        .map(|k| {
+            let m = k % args.mailboxes;
+            let mailbox = &mailboxes[m];
+            let (g, cs) = &subs[mailbox];
+            let id = &messages[m][k / args.mailboxes];
+            (id.clone(), notification(g, cs, mailbox, id))
+        })
+        .collect();
+    let plan = Arc::new(plan);
+    let cpu0 = (
+        cpu_seconds(&pid.to_string()),
+        postgres_cpu_seconds(),
+        cpu_seconds("self"),
+    );
+    let start = Instant::now() + Duration::from_millis(200);
+    let sent: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let per_conn = args.connections.max(1);
+    let tasks: Vec<_> = (0..per_conn)
+        .map(|c| {
+            let (plan, sent, port) = (plan.clone(), sent.clone(), server.port);
+            let rate = args.rate as f64;
+            tokio::spawn(async move {
+                let mut conn: Option<Conn> = None;
+                let mut failed = 0u64;
+                for k in (c..plan.len()).step_by(per_conn) {
+                    let due = start + Duration::from_secs_f64(k as f64 / rate);
+                    tokio::time::sleep_until(due.into()).await;
+                    let (id, body) = &plan[k];
+                    sent.lock().unwrap().insert(id.clone(), due);
+                    match post(&mut conn, port, body.clone()).await {
+                        Ok(202) => {}
+                        _ => failed += 1,
+                    }
+                }
+                failed
+            })
+        })
+        .collect();
+    // Backlog: deliveries behind what was offered, halfway and at the end of the offered load.
+    let mut behind = Vec::new();
+    for frac in [0.5, 1.0] {
+        tokio::time::sleep_until(
+            (start + Duration::from_secs_f64(args.duration as f64 * frac)).into(),
+        )
+        .await;
+        let offered = (start.elapsed().as_secs_f64() * args.rate as f64) as usize;
+        behind.push(offered.saturating_sub(arrivals.lock().unwrap().len()));
+    }
+    let mut refused = 0;
+    for t in tasks {
+        refused += t.await?;
+    }
+    let offered_end = Instant::now();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while arrivals.lock().unwrap().len() < total - refused as usize && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let drained = Instant::now();
+    let cpu1 = (
+        cpu_seconds(&pid.to_string()),
+        postgres_cpu_seconds(),
+        cpu_seconds("self"),
+    );
+    let delivered = arrivals.lock().unwrap().len();
+
+    let sent = sent.lock().unwrap().clone();
+    let arrivals = arrivals.lock().unwrap().clone();
+    let mut lat: Vec<f64> = arrivals
+        .iter()
+        .filter_map(|(id, at)| Some(at.duration_since(*sent.get(id)?).as_secs_f64() * 1000.0))
+        .collect();
+    lat.sort_by(f64::total_cmp);
+    let last = arrivals.values().max().copied().unwrap_or(start);
+    let per_event = |s: f64| s / delivered.max(1) as f64 * 1e6;
+    println!(
+        "offered {total} notifications at {}/s for {} s to {} mailboxes (Graph +{} ms), {}",
+        args.rate,
+        args.duration,
+        args.mailboxes,
+        args.graph_latency_ms,
+        if url.starts_with("postgres") {
+            "PostgreSQL"
+        } else {
+            "SQLite"
+        }
+    );
+    println!(
+        "delivered {delivered} ({refused} not accepted); {:.0}/s over the run; drained {:.2} s after the last offer",
+        delivered as f64 / last.duration_since(start).as_secs_f64().max(0.001),
+        drained.duration_since(offered_end).as_secs_f64().min(
+            last.duration_since(offered_end).as_secs_f64().max(0.0)
+        )
+    );
+    println!(
+        "behind at half time {}, at the end of the offer {}",
+        behind[0], behind[1]
+    );
+    println!(
+        "notification → delivered: p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        percentile(&lat, 0.5),
+        percentile(&lat, 0.9),
+        percentile(&lat, 0.99),
+        lat.last().copied().unwrap_or(0.0)
+    );
+    println!(
+        "CPU per delivered event: relay365 {:.0} µs, PostgreSQL {:.0} µs, this tool (simulator, sink, sender) {:.0} µs",
+        per_event(cpu1.0 - cpu0.0),
+        per_event(cpu1.1 - cpu0.1),
+        per_event(cpu1.2 - cpu0.2)
+    );
+    println!(
+        "relay365 peak resident {:.1} MB",
+        rss_kb(pid, "VmHWM:") as f64 / 1024.0
+    );
+    server.stop();
+    sim.shutdown().await;
+    Ok(())
+}
