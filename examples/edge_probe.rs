@@ -127,7 +127,7 @@ async fn main() -> anyhow::Result<()> {
     let bin = server_bin(args.server.as_deref())?;
     let tmp = tempfile::tempdir()?;
     let url = format!("sqlite://{}", tmp.path().join("probe.db").display());
-    let (graph_sub, client_state) = seed_subscription(&url).await?;
+    let (graph_sub, client_state) = seed_subscription(&bin, &url).await?;
     let server = Server::start(&bin, tmp.path(), &url, &[]).await?;
     let hook = format!("{}/api/ms365/webhook", server.base);
     let http = reqwest::Client::builder()

@@ -91,7 +91,7 @@ async fn main() -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| format!("sqlite://{}", tmp.path().join("load.db").display()));
 
-    let (graph_sub, client_state) = seed_subscription(&url).await?;
+    let (graph_sub, client_state) = seed_subscription(&bin, &url).await?;
     let server = Server::start(&bin, tmp.path(), &url, &[]).await?;
     let (pid, port, base) = (server.pid, server.port, server.base.clone());
     let http = reqwest::Client::builder()

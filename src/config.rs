@@ -165,6 +165,11 @@ const KEYS: &[Key] = &[
         kind: Kind::Int,
     },
     Key {
+        key: "public_max_buffered_mib",
+        env: &["RELAY365_PUBLIC_MAX_BUFFERED_MIB"],
+        kind: Kind::Int,
+    },
+    Key {
         key: "request_timeout_seconds",
         env: &["RELAY365_REQUEST_TIMEOUT_SECONDS"],
         kind: Kind::Int,
@@ -279,6 +284,7 @@ pub struct Config {
     pub commit_timeout_ms: u64,
     pub max_connections: usize,
     pub public_max_requests: usize,
+    pub public_max_buffered_mib: usize,
     pub request_timeout_seconds: u64,
     pub header_timeout_seconds: u64,
     pub restart_backoff_ms: u64,
@@ -506,6 +512,11 @@ impl Config {
             ("commit_timeout_ms", self.commit_timeout_ms, 1),
             ("max_connections", self.max_connections as u64, 1),
             ("public_max_requests", self.public_max_requests as u64, 1),
+            (
+                "public_max_buffered_mib",
+                self.public_max_buffered_mib as u64,
+                1,
+            ),
             ("request_timeout_seconds", self.request_timeout_seconds, 1),
             ("header_timeout_seconds", self.header_timeout_seconds, 1),
             ("graph_timeout_seconds", self.graph_timeout_seconds, 1),

@@ -200,6 +200,50 @@ async fn stalled_uploads_beyond_the_limit_are_refused_and_timed_out() {
     app.stop().await.unwrap();
 }
 
+/// Opens a connection that announces a 1 MB notification and sends `kib` KiB of it.
+async fn partial_upload(addr: std::net::SocketAddr, kib: usize) -> TcpStream {
+    let mut conn = TcpStream::connect(addr).await.unwrap();
+    let head = "POST /api/ms365/webhook HTTP/1.1\r\nHost: 127.0.0.1\r\n\
+                Content-Type: application/json\r\nContent-Length: 1000000\r\n\r\n";
+    conn.write_all(head.as_bytes()).await.unwrap();
+    conn.write_all(&vec![b' '; kib * 1024]).await.unwrap();
+    conn
+}
+
+#[tokio::test]
+async fn bodies_in_progress_are_held_to_the_memory_budget_not_to_what_they_announce() {
+    let db = TestDb::sqlite().await;
+    let app = spawn_app(test_config(
+        &db.url,
+        &[("RELAY365_PUBLIC_MAX_BUFFERED_MIB", "1")],
+    ))
+    .await;
+    let url = format!("{}/api/ms365/webhook", app.url());
+    // Four uploads of 300 KiB each: three fit in the 1 MiB budget, one does not and is
+    // refused at once with a 503 (which one depends on the order the server reads them).
+    let mut uploads = Vec::new();
+    for _ in 0..4 {
+        uploads.push(partial_upload(app.addr, 300).await);
+    }
+    let mut refused = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while refused == 0 && tokio::time::Instant::now() < deadline {
+        for conn in &mut uploads {
+            let mut buf = vec![0u8; 512];
+            if let Ok(Ok(n)) = tokio::time::timeout(Duration::from_millis(50), conn.read(&mut buf)).await {
+                let head = String::from_utf8_lossy(&buf[..n]).to_string();
+                assert!(head.starts_with("HTTP/1.1 503"), "{head}");
+                refused += 1;
+            }
+        }
+    }
+    assert_eq!(refused, 1, "exactly the body beyond the budget is refused");
+    // A genuine notification, a few bytes, still fits beside them.
+    assert_eq!(post_raw(&url, br#"{"value":[]}"#.to_vec()).await.0, 202);
+    drop(uploads);
+    app.stop().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lookup_flood_never_turns_a_genuine_notification_into_a_lost_202() {
     for db in TestDb::all().await {

@@ -520,6 +520,84 @@ async fn claims_take_due_events_once_and_expired_leases_again() {
     }
 }
 
+/// Retention: completed and skipped events received before the cut-off go, with their
+/// delivered deliveries; failed events, events with a delivery not delivered, and newer
+/// events stay. Deleted in batches.
+#[tokio::test]
+async fn retention_deletes_old_finished_events_and_keeps_what_is_owed() {
+    use relay365_actors::store::deliveries::{self, Attempt};
+    use relay365_actors::store::events::{Lease, NewDelivery};
+    use relay365_actors::store::targets::{self, TargetRow};
+    for db in TestDb::all().await {
+        let store = db.store().await;
+        let target = TargetRow {
+            id: new_id(),
+            url: "http://127.0.0.1:9/hook".into(),
+            secret: targets::generate_secret(),
+            headers: "{}".into(),
+            credential_id: None,
+            event_types: None,
+            created_at: 1,
+        };
+        targets::insert(&store, &target).await.unwrap();
+        let lease = |now| Lease { owner: "me", now, ms: 1000 };
+        // Old events (received at 1000 + i): ends chosen per index; one newer completed one.
+        let ends = ["completed", "completed+delivered", "completed+failed", "skipped", "failed"];
+        let mut ids = Vec::new();
+        for (i, end) in ends.iter().enumerate() {
+            let e = event(&format!("k{i}"), "s", 1000 + i as i64);
+            events::insert_batch(&store, std::slice::from_ref(&e)).await.unwrap();
+            events::claim(&store, &e.id, lease(2000)).await.unwrap().unwrap();
+            match *end {
+                "skipped" => assert!(events::finish(&store, &e.id, "me", EventStatus::Skipped, "404", 2000).await.unwrap()),
+                "failed" => assert!(events::finish(&store, &e.id, "me", EventStatus::Failed, "403", 2000).await.unwrap()),
+                _ => {
+                    let d = if *end == "completed" { vec![] } else { vec![NewDelivery { id: new_id(), target_id: target.id.clone() }] };
+                    let made = events::complete(&store, &e.id, "me", "{}", &d, 2000).await.unwrap().unwrap();
+                    for (did, _) in made {
+                        deliveries::claim(&store, &did, lease(2000)).await.unwrap().unwrap();
+                        let attempt = if *end == "completed+delivered" {
+                            Attempt::Delivered { status_code: 200 }
+                        } else {
+                            Attempt::Failed { status_code: Some(500), error: "HTTP 500" }
+                        };
+                        assert!(deliveries::record(&store, &did, "me", attempt, 2000).await.unwrap());
+                    }
+                }
+            }
+            ids.push(e.id);
+        }
+        let newer = event("k-new", "s", 9000);
+        events::insert_batch(&store, std::slice::from_ref(&newer)).await.unwrap();
+        events::claim(&store, &newer.id, lease(9000)).await.unwrap().unwrap();
+        events::complete(&store, &newer.id, "me", "{}", &[], 9000).await.unwrap().unwrap();
+
+        // Batches of 2: the three deletable old events go in two calls.
+        assert_eq!(events::purge(&store, 5000, 2).await.unwrap(), 2, "{}", db.label);
+        assert_eq!(events::purge(&store, 5000, 2).await.unwrap(), 1);
+        assert_eq!(events::purge(&store, 5000, 2).await.unwrap(), 0);
+        let left = |id: &str| {
+            let store = store.clone();
+            let id = id.to_string();
+            async move { events::get(&store, &id).await.unwrap().is_some() }
+        };
+        assert!(!left(&ids[0]).await && !left(&ids[1]).await && !left(&ids[3]).await);
+        assert!(left(&ids[2]).await, "{}: a failed delivery keeps its event", db.label);
+        assert!(left(&ids[4]).await, "{}: a failed event is kept", db.label);
+        assert!(left(&newer.id).await, "{}: a newer event is kept", db.label);
+        let dl = deliveries::list(
+            &store,
+            &deliveries::DeliveryFilter { limit: 100, ..Default::default() },
+        )
+        .await
+        .unwrap();
+        assert_eq!(dl.len(), 1, "{}: the delivered delivery went with its event", db.label);
+        assert_eq!(dl[0].event_id, ids[2]);
+        store.close().await;
+        db.cleanup().await;
+    }
+}
+
 /// Migration 0002 on a database that already holds events: they stay, and on PostgreSQL their
 /// keys are turned into digests, so a repeat of an event stored before the upgrade is still a
 /// duplicate. (SQLite cannot compute SHA-256 in SQL: there such a repeat is stored once more,

@@ -75,11 +75,25 @@ pub fn postgres_cpu_seconds() -> f64 {
         .sum()
 }
 
-/// Stores a credential and one active subscription in the database at `url`; answers the
-/// subscription's Graph id and clientState.
-pub async fn seed_subscription(url: &str) -> anyhow::Result<(String, String)> {
+/// Applies `bin`'s own migrations to the database at `url` (`relay365 migrate`), so that an
+/// older build can be measured on a database this tool seeds.
+pub fn migrate_with(bin: &Path, url: &str) -> anyhow::Result<()> {
+    let status = Command::new(bin)
+        .arg("migrate")
+        .env("DATABASE_URL", url)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .status()
+        .with_context(|| format!("running {} migrate", bin.display()))?;
+    anyhow::ensure!(status.success(), "{} migrate failed", bin.display());
+    Ok(())
+}
+
+/// Stores a credential and one active subscription in the database at `url`, migrated by
+/// `bin`; answers the subscription's Graph id and clientState.
+pub async fn seed_subscription(bin: &Path, url: &str) -> anyhow::Result<(String, String)> {
+    migrate_with(bin, url)?;
     let store = Store::connect(url, &StoreOptions::default()).await?;
-    store.migrate().await?;
     let credential = new_id();
     credentials::insert(
         &store,

@@ -2,8 +2,11 @@
 //!
 //! - [`limit_public`]: the public notification routes take at most `public_max_requests` at
 //!   once (503 beyond, at once: Graph retries) and each at most `request_timeout_seconds`,
-//!   body upload included (408). With the 1 MiB body cap this bounds the memory those routes
-//!   can hold, whatever clients announce or however slowly they send.
+//!   body upload included (408). Their bodies together may hold at most
+//!   `public_max_buffered_mib` ([`PublicLimit::buffer`]): a request whose next bytes do not fit
+//!   is answered 503 at once. Memory follows what arrived, never what clients announce, and
+//!   a real notification (a few KB) costs a few KB of the budget, so the request limit can be
+//!   generous without the memory bound growing with it.
 //! - [`json_errors`]: every error answer is SPEC's JSON error, also the ones axum makes itself
 //!   (a method a route does not take, a path segment that does not parse).
 //! - [`check_api_key`]: the bearer key, compared in constant time and length; without a key
@@ -31,14 +34,55 @@ use crate::error::ApiError;
 /// The public routes' limits, shared by their requests.
 pub struct PublicLimit {
     slots: Arc<Semaphore>,
+    /// The bodies' memory budget, one permit per KiB.
+    bytes: Arc<Semaphore>,
     timeout: Duration,
 }
 
 impl PublicLimit {
-    pub fn new(max_requests: usize, timeout: Duration) -> Self {
+    pub fn new(max_requests: usize, max_buffered_mib: usize, timeout: Duration) -> Self {
         Self {
             slots: Arc::new(Semaphore::new(max_requests)),
+            bytes: Arc::new(Semaphore::new(max_buffered_mib.saturating_mul(1024))),
             timeout,
+        }
+    }
+
+    /// A share of the body budget that grows with the body it guards.
+    pub fn buffer(&self) -> BufferShare {
+        BufferShare {
+            budget: self.bytes.clone(),
+            held: None,
+            kib: 0,
+        }
+    }
+}
+
+/// What one request body holds of [`PublicLimit`]'s budget; given back when dropped.
+pub struct BufferShare {
+    budget: Arc<Semaphore>,
+    held: Option<tokio::sync::OwnedSemaphorePermit>,
+    kib: u32,
+}
+
+impl BufferShare {
+    /// Makes room for a body of `len` bytes so far. False when the budget has no room: the
+    /// request should be refused (503), not wait.
+    pub fn grow_to(&mut self, len: usize) -> bool {
+        let want = u32::try_from(len.div_ceil(1024)).unwrap_or(u32::MAX);
+        if want <= self.kib {
+            return true;
+        }
+        match self.budget.clone().try_acquire_many_owned(want - self.kib) {
+            Ok(more) => {
+                match &mut self.held {
+                    Some(held) => held.merge(more),
+                    None => self.held = Some(more),
+                }
+                self.kib = want;
+                true
+            }
+            Err(_) => false,
         }
     }
 }

@@ -54,6 +54,7 @@ impl AppState {
     pub fn new(cfg: Config, deps: Deps, metrics: PrometheusHandle) -> AppState {
         let public_limit = edge::PublicLimit::new(
             cfg.public_max_requests,
+            cfg.public_max_buffered_mib,
             std::time::Duration::from_secs(cfg.request_timeout_seconds),
         );
         let api_key_digest = cfg.api_key.as_deref().map(edge::key_digest);

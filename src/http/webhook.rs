@@ -61,8 +61,14 @@ fn is_json(headers: &HeaderMap) -> bool {
         .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
 }
 
-/// Reads at most [`MAX_BODY`] bytes; more is a 413, without reading the rest.
-async fn read_body(headers: &HeaderMap, body: Body) -> ApiResult<Bytes> {
+/// Reads at most [`MAX_BODY`] bytes; more is a 413, without reading the rest. Every byte is
+/// counted against the public routes' memory budget as it arrives (`share`); a body that does
+/// not fit is a 503 at once.
+async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+    share: &mut super::edge::BufferShare,
+) -> ApiResult<Bytes> {
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -81,6 +87,12 @@ async fn read_body(headers: &HeaderMap, body: Body) -> ApiResult<Bytes> {
             chunk.map_err(|_| ApiError::bad_request("the request body could not be read"))?;
         if buf.len() + chunk.len() > MAX_BODY {
             return Err(ApiError::PayloadTooLarge);
+        }
+        if !share.grow_to(buf.len() + chunk.len()) {
+            metrics::counter!("relay365_http_shed_total").increment(1);
+            return Err(ApiError::Unavailable(
+                "too many notification bodies in progress; retry later".into(),
+            ));
         }
         buf.extend_from_slice(&chunk);
     }
@@ -125,7 +137,8 @@ async fn notifications(state: &AppState, req: Request) -> ApiResult<()> {
             "notifications must be application/json".into(),
         ));
     }
-    let bytes = read_body(&parts.headers, body).await?;
+    let mut share = state.public_limit.buffer();
+    let bytes = read_body(&parts.headers, body, &mut share).await?;
     let parsed = if bytes.len() <= PARSE_INLINE {
         receiver::parse_collection(&bytes)
     } else {
@@ -133,6 +146,8 @@ async fn notifications(state: &AppState, req: Request) -> ApiResult<()> {
             .await
             .map_err(|_| ApiError::Unavailable("the notification could not be parsed".into()))?
     };
+    // The body is parsed and gone: its share of the budget is free for others.
+    drop(share);
     let items = parsed.map_err(|e| ApiError::BadRequest {
         code: "bad_notification",
         message: e.0,

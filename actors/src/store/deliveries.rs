@@ -56,8 +56,18 @@ pub async fn due(store: &Store, now: i64, limit: i64) -> Result<Vec<(String, Str
     )
 }
 
+/// A claimed delivery with what its attempt needs.
+#[derive(sqlx::FromRow)]
+struct Claimed {
+    #[sqlx(flatten)]
+    row: DeliveryRow,
+    #[sqlx(flatten)]
+    out: Outgoing,
+}
+
 /// Claims one delivery for an attempt (counted), with what the attempt needs. `None` when it
-/// is not due, already delivered or failed, or held by another sender.
+/// is not due, already delivered or failed, or held by another sender. One round trip on
+/// PostgreSQL (the claim in a data-modifying CTE, joined to its event and target).
 pub async fn claim(
     store: &Store,
     id: &str,
@@ -67,22 +77,49 @@ pub async fn claim(
         Backend::Postgres => "for update skip locked",
         Backend::Sqlite => "",
     };
-    let sql = format!(
+    let update = format!(
         "update deliveries set lease_owner = $2, lease_until = $3, attempts = attempts + 1 \
          where id = (select id from deliveries where id = $4 and {CLAIMABLE} {lock}) \
          returning {COLUMNS}"
     );
-    with_pool!(store, p => {
-        let Some(row) = sqlx::query_as::<_, DeliveryRow>(&sql)
-            .bind(lease.now).bind(lease.owner).bind(lease.now + lease.ms).bind(id)
-            .fetch_optional(p).await? else { return Ok(None) };
-        let out = sqlx::query_as::<_, Outgoing>(
-            "select e.payload, t.url, t.secret, t.headers, e.received_at \
-             from deliveries d join events e on e.id = d.event_id \
-             join targets t on t.id = d.target_id where d.id = $1")
-            .bind(id).fetch_optional(p).await?;
-        Ok(out.map(|o| (row, o)))
-    })
+    const JOIN: &str = "select e.payload, t.url, t.secret, t.headers, e.received_at";
+    match store {
+        Store::Postgres(p) => {
+            let sql = format!(
+                "with c as ({update}) select c.*, {} from c \
+                 join events e on e.id = c.event_id join targets t on t.id = c.target_id",
+                &JOIN["select ".len()..]
+            );
+            let found = sqlx::query_as::<_, Claimed>(&sql)
+                .bind(lease.now)
+                .bind(lease.owner)
+                .bind(lease.now + lease.ms)
+                .bind(id)
+                .fetch_optional(p)
+                .await?;
+            Ok(found.map(|c| (c.row, c.out)))
+        }
+        Store::Sqlite(p) => {
+            let Some(row) = sqlx::query_as::<_, DeliveryRow>(&update)
+                .bind(lease.now)
+                .bind(lease.owner)
+                .bind(lease.now + lease.ms)
+                .bind(id)
+                .fetch_optional(p)
+                .await?
+            else {
+                return Ok(None);
+            };
+            let out = sqlx::query_as::<_, Outgoing>(&format!(
+                "{JOIN} from deliveries d join events e on e.id = d.event_id \
+                 join targets t on t.id = d.target_id where d.id = $1"
+            ))
+            .bind(id)
+            .fetch_optional(p)
+            .await?;
+            Ok(out.map(|o| (row, o)))
+        }
+    }
 }
 
 /// How one attempt ended.

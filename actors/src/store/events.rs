@@ -442,34 +442,102 @@ pub async fn complete(
     deliveries: &[NewDelivery],
     now: i64,
 ) -> Result<Option<Vec<(String, String)>>, StoreError> {
-    with_pool!(store, p => {
-        let mut tx = p.begin().await?;
-        let n = sqlx::query(
-            "update events set status = 'completed', payload = $3, last_error = null, \
+    match store {
+        Store::Postgres(p) => complete_pg(p, id, owner, payload, deliveries, now).await,
+        Store::Sqlite(p) => complete_sqlite(p, id, owner, payload, deliveries, now).await,
+    }
+}
+
+/// The upsert of a delivery [`complete`] creates (a replay makes an existing one pending).
+const UPSERT_DELIVERY: &str = "on conflict (event_id, target_id) do update set status = 'pending', \
+    attempts = 0, next_attempt_at = excluded.next_attempt_at, lease_owner = null, \
+    lease_until = null, last_status_code = null, last_error = null, delivered_at = null \
+    returning id, target_id";
+
+/// One statement, one round trip: the update and the inserts in data-modifying CTEs, atomic
+/// as a statement. The first row says whether the event was still ours.
+async fn complete_pg(
+    p: &sqlx::PgPool,
+    id: &str,
+    owner: &str,
+    payload: &str,
+    deliveries: &[NewDelivery],
+    now: i64,
+) -> Result<Option<Vec<(String, String)>>, StoreError> {
+    let sql = format!(
+        "with done as (update events set status = 'completed', payload = $3, last_error = null, \
              processed_at = $4, lease_owner = null, lease_until = null \
-             where id = $1 and lease_owner = $2 and status = 'processing'")
-            .bind(id).bind(owner).bind(payload).bind(now)
-            .execute(&mut *tx).await?.rows_affected();
-        if n == 0 {
-            tx.rollback().await?;
-            return Ok(None);
-        }
-        let mut created = Vec::with_capacity(deliveries.len());
-        for d in deliveries {
-            let row: (String,) = sqlx::query_as(
-                "insert into deliveries (id, event_id, target_id, status, attempts, \
-                 next_attempt_at, created_at) values ($1, $2, $3, 'pending', 0, $4, $4) \
-                 on conflict (event_id, target_id) do update set status = 'pending', \
-                 attempts = 0, next_attempt_at = $4, lease_owner = null, lease_until = null, \
-                 last_status_code = null, last_error = null, delivered_at = null \
-                 returning id")
-                .bind(&d.id).bind(id).bind(&d.target_id).bind(now)
-                .fetch_one(&mut *tx).await?;
-            created.push((row.0, d.target_id.clone()));
-        }
-        tx.commit().await?;
-        Ok(Some(created))
-    })
+             where id = $1 and lease_owner = $2 and status = 'processing' returning id), \
+         made as (insert into deliveries (id, event_id, target_id, status, attempts, \
+             next_attempt_at, created_at) \
+             select d.id, done.id, d.target_id, 'pending', 0, $4, $4 \
+             from done, unnest($5::text[], $6::text[]) as d(id, target_id) {UPSERT_DELIVERY}) \
+         select 'event' as what, id, '' as target_id from done \
+         union all select 'delivery', id, target_id from made"
+    );
+    let rows: Vec<(String, String, String)> = sqlx::query_as(&sql)
+        .bind(id)
+        .bind(owner)
+        .bind(payload)
+        .bind(now)
+        .bind(deliveries.iter().map(|d| d.id.as_str()).collect::<Vec<_>>())
+        .bind(deliveries.iter().map(|d| d.target_id.as_str()).collect::<Vec<_>>())
+        .fetch_all(p)
+        .await?;
+    if !rows.iter().any(|(what, _, _)| what == "event") {
+        return Ok(None);
+    }
+    Ok(Some(
+        rows.into_iter()
+            .filter(|(what, _, _)| what == "delivery")
+            .map(|(_, id, target)| (id, target))
+            .collect(),
+    ))
+}
+
+/// SQLite runs in this process: a transaction of a few statements costs no round trips.
+async fn complete_sqlite(
+    p: &sqlx::SqlitePool,
+    id: &str,
+    owner: &str,
+    payload: &str,
+    deliveries: &[NewDelivery],
+    now: i64,
+) -> Result<Option<Vec<(String, String)>>, StoreError> {
+    let mut tx = p.begin().await?;
+    let n = sqlx::query(
+        "update events set status = 'completed', payload = $3, last_error = null, \
+         processed_at = $4, lease_owner = null, lease_until = null \
+         where id = $1 and lease_owner = $2 and status = 'processing'",
+    )
+    .bind(id)
+    .bind(owner)
+    .bind(payload)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if n == 0 {
+        tx.rollback().await?;
+        return Ok(None);
+    }
+    let sql = format!(
+        "insert into deliveries (id, event_id, target_id, status, attempts, next_attempt_at, \
+         created_at) values ($1, $2, $3, 'pending', 0, $4, $4) {UPSERT_DELIVERY}"
+    );
+    let mut created = Vec::with_capacity(deliveries.len());
+    for d in deliveries {
+        let row: (String, String) = sqlx::query_as(&sql)
+            .bind(&d.id)
+            .bind(id)
+            .bind(&d.target_id)
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await?;
+        created.push(row);
+    }
+    tx.commit().await?;
+    Ok(Some(created))
 }
 
 /// Puts an event held under `owner`'s lease back to `pending`, due at `next_attempt_at`.
