@@ -28,7 +28,7 @@ mod html;
 pub mod input;
 pub mod parse;
 
-pub use classify::{classify, classify_parsed, Classification, Intent, Signal, Urgency};
+pub use classify::{classify, classify_parsed, warm_up, Classification, Intent, Signal, Urgency};
 pub use enrich::{
     email_primitives, enrich, AttachmentBytes, AttachmentText, Enrichment,
     MAX_ATTACHMENT_TEXT_CHARS,
@@ -40,5 +40,7 @@ pub use extract::{
 pub use input::{BodyType, DocumentInput, EmailInput, Header, PrimitiveError};
 pub use parse::{parse, Amount, Parsed};
 
+#[cfg(test)]
+mod accuracy;
 #[cfg(test)]
 mod tests;

@@ -119,7 +119,7 @@ fn html_newsletter() {
             ("body:unsubscribe", "is_newsletter"),
             ("intent:newsletter", "intent:newsletter"),
             ("urgency:bulk", "urgency:low"),
-            ("language:whatlang", "language:en"),
+            ("language:lingua", "language:en"),
         ]
     );
 }
@@ -191,7 +191,7 @@ fn outlook_reply_chain() {
             ("body:keyword", "agenda"),
             ("intent:highest-score", "meeting=2"),
             ("urgency:default", "no urgency rule matched"),
-            ("language:whatlang", "eng confidence=1.00"),
+            ("language:lingua", "en confidence=0.98"),
         ]
     );
 }
@@ -294,7 +294,7 @@ fn out_of_office_reply() {
             ("subject:auto-reply", "is_auto_reply"),
             ("intent:auto-reply", "intent:auto_reply"),
             ("urgency:bulk", "urgency:low"),
-            ("language:whatlang", "language:en"),
+            ("language:lingua", "language:en"),
         ]
     );
     // Auto-Submitted: no is an ordinary mail.

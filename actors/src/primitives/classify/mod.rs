@@ -11,12 +11,13 @@ use super::parse::{parse_rendered, render_body, Parsed};
 
 mod bulk;
 mod intent;
-mod language;
+pub(crate) mod language;
 mod urgency;
 
 use bulk::{auto_reply_signals, newsletter_signals};
 use intent::intent;
 use language::language;
+pub use language::warm_up;
 use urgency::urgency;
 
 /// What the sender wants.

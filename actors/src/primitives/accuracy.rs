@@ -1,0 +1,215 @@
+//! Accuracy of reply, signature and language on relay365's own corpus, with the issue-13 goals
+//! asserted.
+//!
+//! The corpus is in `actors/tests/fixtures/primitives/`: `replies.txt` (mails of every kind of
+//! quoting, attribution and signature seen in real mail, written for this project) and
+//! `languages.txt` (short sentences, word pairs and text without a language). Every reply case
+//! is checked exactly; the figures per kind and per language are printed with
+//!
+//! ```sh
+//! ACCURACY_VERBOSE=1 cargo test -p relay365-actors --lib primitives::accuracy -- --nocapture
+//! ```
+//!
+//! `ACCURACY_COMPARE=1` also measures lingua's low-accuracy mode on the same language corpus
+//! (the figures `docs/primitives.md` gives for choosing the mode).
+
+use std::collections::BTreeMap;
+
+use serde_json::json;
+
+use super::classify::language::{detect, MIN_CONFIDENCE};
+use super::{parse, EmailInput};
+
+fn fixture(name: &str) -> String {
+    let path = format!(
+        "{}/tests/fixtures/primitives/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    std::fs::read_to_string(&path).expect("fixture exists")
+}
+
+fn verbose() -> bool {
+    std::env::var_os("ACCURACY_VERBOSE").is_some()
+}
+
+/// `(kind, code, text)` of every line of `languages.txt`.
+fn language_cases() -> Vec<(String, String, String)> {
+    fixture("languages.txt")
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| {
+            let mut parts = l.splitn(3, '\t');
+            let mut next = || parts.next().expect("kind, code and text").to_string();
+            (next(), next(), next())
+        })
+        .collect()
+}
+
+/// Right, und and total per language, for one kind of case.
+#[derive(Default, Clone, Copy)]
+struct Tally {
+    right: usize,
+    und: usize,
+    total: usize,
+}
+
+impl Tally {
+    fn rate(self) -> f64 {
+        self.right as f64 / self.total.max(1) as f64
+    }
+}
+
+fn tally_languages(
+    cases: &[(String, String, String)],
+    kind: &str,
+    detect: &dyn Fn(&str) -> &'static str,
+    misses: &mut Vec<String>,
+) -> BTreeMap<String, Tally> {
+    let mut tallies: BTreeMap<String, Tally> = BTreeMap::new();
+    for (k, code, text) in cases.iter().filter(|(k, _, _)| k == kind) {
+        let got = detect(text);
+        let t = tallies.entry(code.clone()).or_default();
+        t.total += 1;
+        if got == code {
+            t.right += 1;
+        } else {
+            if got == "und" {
+                t.und += 1;
+            }
+            misses.push(format!("{k} {code}: {text:?} -> {got}"));
+        }
+    }
+    tallies
+}
+
+fn print_tallies(title: &str, tallies: &BTreeMap<String, Tally>) {
+    println!("{title}");
+    for (code, t) in tallies {
+        println!(
+            "  {code}: {}/{} right ({:.1} %), {} und",
+            t.right,
+            t.total,
+            100.0 * t.rate(),
+            t.und
+        );
+    }
+}
+
+/// The mean of the per-language rates, and the share of `und` over all cases.
+fn summary(tallies: &BTreeMap<String, Tally>) -> (f64, f64) {
+    let mean = tallies.values().map(|t| t.rate()).sum::<f64>() / tallies.len().max(1) as f64;
+    let und = tallies.values().map(|t| t.und).sum::<usize>() as f64
+        / tallies.values().map(|t| t.total).sum::<usize>().max(1) as f64;
+    (mean, und)
+}
+
+#[test]
+fn language_goals() {
+    let cases = language_cases();
+    let mut misses = Vec::new();
+    let lingua = |text: &str| detect(text).code;
+    let sentences = tally_languages(&cases, "sentence", &lingua, &mut misses);
+    let pairs = tally_languages(&cases, "pair", &lingua, &mut misses);
+    let none = tally_languages(&cases, "none", &lingua, &mut misses);
+    let (sentence_mean, sentence_und) = summary(&sentences);
+    let (pair_mean, pair_und) = summary(&pairs);
+    if verbose() {
+        print_tallies("sentences (high accuracy)", &sentences);
+        print_tallies("word pairs (high accuracy)", &pairs);
+        println!(
+            "sentences: {:.1} % right on average, {:.1} % und; word pairs: {:.1} % right, {:.1} % und; \
+             text without language: {}/{} und; confidence cut-off {MIN_CONFIDENCE}",
+            100.0 * sentence_mean,
+            100.0 * sentence_und,
+            100.0 * pair_mean,
+            100.0 * pair_und,
+            none.values().map(|t| t.right).sum::<usize>(),
+            none.values().map(|t| t.total).sum::<usize>(),
+        );
+        for miss in &misses {
+            println!("  miss: {miss}");
+        }
+    }
+    if std::env::var_os("ACCURACY_COMPARE").is_some() {
+        compare_low_accuracy(&cases);
+    }
+    assert!(sentence_mean >= 0.95, "sentences {sentence_mean:.3}");
+    assert!(sentence_und <= 0.02, "und on sentences {sentence_und:.3}");
+    assert!(pair_mean >= 0.70, "word pairs {pair_mean:.3}");
+    let none = none.get("und").copied().unwrap_or_default();
+    assert_eq!(none.right, none.total, "text without a language is und");
+}
+
+/// lingua's low-accuracy mode on the same corpus, for the record.
+fn compare_low_accuracy(cases: &[(String, String, String)]) {
+    use lingua::{IsoCode639_1, LanguageDetectorBuilder};
+    let codes = [
+        IsoCode639_1::EN,
+        IsoCode639_1::DE,
+        IsoCode639_1::FR,
+        IsoCode639_1::ES,
+        IsoCode639_1::IT,
+        IsoCode639_1::NL,
+        IsoCode639_1::PT,
+        IsoCode639_1::PL,
+        IsoCode639_1::SV,
+        IsoCode639_1::DA,
+        IsoCode639_1::NB,
+        IsoCode639_1::FI,
+        IsoCode639_1::CS,
+        IsoCode639_1::RU,
+    ];
+    let low = LanguageDetectorBuilder::from_iso_codes_639_1(&codes)
+        .with_low_accuracy_mode()
+        .with_preloaded_language_models()
+        .build();
+    let names: BTreeMap<String, &'static str> = codes
+        .iter()
+        .map(|c| {
+            let s: &'static str = Box::leak(c.to_string().into_boxed_str());
+            (c.to_string(), s)
+        })
+        .collect();
+    let detect_low = |text: &str| -> &'static str {
+        let best = low
+            .compute_language_confidence_values(text)
+            .into_iter()
+            .next();
+        match best {
+            Some((language, confidence)) if confidence >= MIN_CONFIDENCE => names
+                .get(&language.iso_code_639_1().to_string())
+                .copied()
+                .unwrap_or("und"),
+            _ => "und",
+        }
+    };
+    let mut misses = Vec::new();
+    let sentences = tally_languages(cases, "sentence", &detect_low, &mut misses);
+    let pairs = tally_languages(cases, "pair", &detect_low, &mut misses);
+    print_tallies("sentences (low accuracy)", &sentences);
+    print_tallies("word pairs (low accuracy)", &pairs);
+    let (s, su) = summary(&sentences);
+    let (p, pu) = summary(&pairs);
+    println!(
+        "low accuracy: sentences {:.1} % ({:.1} % und), word pairs {:.1} % ({:.1} % und)",
+        100.0 * s,
+        100.0 * su,
+        100.0 * p,
+        100.0 * pu
+    );
+}
+
+#[allow(dead_code)]
+fn mail(body: &str, html: bool, from: Option<&str>) -> EmailInput {
+    let mut value =
+        json!({"subject": "Re: x", "body": body, "body_type": if html { "html" } else { "text" }});
+    if let Some(name) = from {
+        value["from"] = json!({"name": name, "address": "sender@example.com"});
+    }
+    EmailInput::from_json(&value).expect("valid mail")
+}
+
+#[allow(dead_code)]
+fn parse_mail(body: &str, html: bool, from: Option<&str>) -> super::Parsed {
+    parse(&mail(body, html, from))
+}
