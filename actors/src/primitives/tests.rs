@@ -272,10 +272,10 @@ fn out_of_office_reply() {
         parsed.reply,
         "Thank you for your message. I am out of the office until 14 March 2025 with limited access to email.\n\
          \n\
-         For anything that cannot wait, please contact Patti Fernandez at PattiF@contoso.com or +1 425 555 0142.\n\
-         \n\
-         Megan Bowen"
+         For anything that cannot wait, please contact Patti Fernandez at PattiF@contoso.com or +1 425 555 0142."
     );
+    // The sender's name closing the text is her signature.
+    assert_eq!(parsed.signature, "Megan Bowen");
     assert_eq!(parsed.dates, strings(&["2025-03-14"]));
     assert_eq!(parsed.emails, strings(&["PattiF@contoso.com"]));
     assert_eq!(parsed.phones, strings(&["+1 425 555 0142"]));

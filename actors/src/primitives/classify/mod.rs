@@ -113,7 +113,10 @@ pub struct Classification {
 
 /// Classifies a mail.
 pub fn classify(input: &EmailInput) -> Classification {
-    classify_parsed(input, &parse_rendered(render_body(input)))
+    classify_parsed(
+        input,
+        &parse_rendered(render_body(input), input.from_name.as_deref()),
+    )
 }
 
 /// Classifies a mail that was already parsed (so processing parses each body once).

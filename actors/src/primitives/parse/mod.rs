@@ -17,6 +17,7 @@ mod dates;
 mod phones;
 mod quote;
 mod runs;
+mod signature;
 
 use amounts::find_amounts_in;
 use dates::find_dates;
@@ -102,12 +103,13 @@ pub(crate) fn render_body(input: &EmailInput) -> Rendered {
 
 /// Parses a mail. See [`Parsed`] for what each field holds.
 pub fn parse(input: &EmailInput) -> Parsed {
-    parse_rendered(render_body(input))
+    parse_rendered(render_body(input), input.from_name.as_deref())
 }
 
-pub(crate) fn parse_rendered(rendered: Rendered) -> Parsed {
+/// Parses a rendered body; `sender` is the sender's display name (a clue to the signature).
+pub(crate) fn parse_rendered(rendered: Rendered, sender: Option<&str>) -> Parsed {
     let Rendered { text, hrefs } = rendered;
-    let parts = split(&text);
+    let parts = split(&text, sender);
 
     let mut href_links = Vec::new();
     let mut href_emails = Vec::new();
@@ -218,9 +220,13 @@ mod tests {
     use super::quote::Parts;
     use super::*;
 
+    fn split_text(text: &str) -> Parts {
+        split(text, None)
+    }
+
     #[test]
     fn splits_quote_markers_and_signatures() {
-        let parts = split("Sounds good.\n\nBest regards,\nAlice\n\n> Can we meet?\n> Bob");
+        let parts = split_text("Sounds good.\n\nBest regards,\nAlice\n\n> Can we meet?\n> Bob");
         assert_eq!(
             parts,
             Parts {
@@ -229,24 +235,24 @@ mod tests {
                 signature: "Best regards,\nAlice".into(),
             }
         );
-        let parts = split("Yes.\n-- \nBob\n+1 555 123 4567");
+        let parts = split_text("Yes.\n-- \nBob\n+1 555 123 4567");
         assert_eq!(parts.reply, "Yes.");
         assert_eq!(parts.signature, "-- \nBob\n+1 555 123 4567");
-        assert_eq!(split("Thanks!").reply, "Thanks!");
+        assert_eq!(split_text("Thanks!").reply, "Thanks!");
     }
 
     #[test]
     fn finds_two_line_attributions_and_header_blocks() {
-        let parts = split(
+        let parts = split_text(
             "Fine.\n\nOn Mon, 3 Mar 2025 at 10:00, Bob Example <bob@example.com>\nwrote:\n> hi",
         );
         assert_eq!(parts.reply, "Fine.");
         assert!(parts.quoted.starts_with("On Mon"));
-        let parts = split("Ok\n\n-----Original Message-----\nFrom: Bob\nSent: Monday\nhi");
+        let parts = split_text("Ok\n\n-----Original Message-----\nFrom: Bob\nSent: Monday\nhi");
         assert_eq!(parts.reply, "Ok");
         assert!(parts.quoted.starts_with("-----Original"));
         // "From:" without a "Sent:"/"Date:" line below is ordinary text.
-        assert_eq!(split("From: the team\nwith love").quoted, "");
+        assert_eq!(split_text("From: the team\nwith love").quoted, "");
     }
 
     #[test]
