@@ -199,7 +199,151 @@ fn compare_low_accuracy(cases: &[(String, String, String)]) {
     );
 }
 
-#[allow(dead_code)]
+/// One case of `replies.txt`.
+struct ReplyCase {
+    kind: String,
+    name: String,
+    html: bool,
+    from: Option<String>,
+    body: String,
+    reply: String,
+    signature: String,
+}
+
+fn reply_cases() -> Vec<ReplyCase> {
+    let text = fixture("replies.txt");
+    let mut cases = Vec::new();
+    for block in text.split("\n=== ").skip(1) {
+        let (title, rest) = block.split_once('\n').expect("a title line");
+        let (kind, name) = title.split_once(": ").expect("kind: name");
+        let mut case = ReplyCase {
+            kind: kind.to_string(),
+            name: name.to_string(),
+            html: false,
+            from: None,
+            body: String::new(),
+            reply: String::new(),
+            signature: String::new(),
+        };
+        let mut section: Option<&str> = None;
+        let mut buf: Vec<&str> = Vec::new();
+        let finish = |section: Option<&str>, buf: &mut Vec<&str>, case: &mut ReplyCase| {
+            let value = buf.join("\n").trim_end_matches('\n').to_string();
+            match section {
+                Some("body") => case.body = value,
+                Some("reply") => case.reply = value,
+                Some("signature") => case.signature = value,
+                _ => {}
+            }
+            buf.clear();
+        };
+        for line in rest.lines() {
+            if let Some(name) = line.strip_prefix("--- ") {
+                finish(section, &mut buf, &mut case);
+                section = Some(match name {
+                    "body" => "body",
+                    "reply" => "reply",
+                    "signature" => "signature",
+                    other => panic!("unknown section {other}"),
+                });
+            } else if section.is_none() {
+                if let Some(t) = line.strip_prefix("type: ") {
+                    case.html = t.trim() == "html";
+                } else if let Some(f) = line.strip_prefix("from: ") {
+                    case.from = Some(f.trim().to_string());
+                }
+            } else {
+                buf.push(line);
+            }
+        }
+        finish(section, &mut buf, &mut case);
+        cases.push(case);
+    }
+    cases
+}
+
+/// Lines without trailing spaces (the parser trims them, the corpus keeps `-- `).
+fn normalized(text: &str) -> String {
+    text.lines()
+        .map(str::trim_end)
+        .collect::<Vec<_>>()
+        .join("\n")
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn reply_and_signature_goals() {
+    let cases = reply_cases();
+    assert!(cases.len() >= 60, "the corpus has {} cases", cases.len());
+    let mut kinds: BTreeMap<String, Tally> = BTreeMap::new();
+    let mut signatures = Tally::default();
+    let mut false_signatures = 0;
+    let mut failures = Vec::new();
+    for case in &cases {
+        let parsed = parse(&mail(&case.body, case.html, case.from.as_deref()));
+        let (reply, signature) = (normalized(&parsed.reply), normalized(&parsed.signature));
+        let (want_reply, want_signature) = (normalized(&case.reply), normalized(&case.signature));
+        // Nothing of the quoted part may leak into reply or signature.
+        let leaks = parsed
+            .quoted
+            .lines()
+            .map(str::trim)
+            .filter(|l| l.chars().count() > 20)
+            .any(|l| reply.contains(l) || signature.contains(l));
+        let t = kinds.entry(case.kind.clone()).or_default();
+        t.total += 1;
+        let reply_right = reply == want_reply && !leaks;
+        if reply_right {
+            t.right += 1;
+        }
+        if !want_signature.is_empty() {
+            signatures.total += 1;
+            if signature == want_signature {
+                signatures.right += 1;
+            }
+        } else if !signature.is_empty() {
+            false_signatures += 1;
+        }
+        if !reply_right || signature != want_signature {
+            failures.push(format!(
+                "{}: {}\n  reply: {reply:?}\n  want:  {want_reply:?}\n  signature: {signature:?}\n  want:      {want_signature:?}\n  quoted: {:?}",
+                case.kind, case.name, parsed.quoted
+            ));
+        }
+    }
+    if verbose() {
+        println!("reply extraction, right per kind ({} cases):", cases.len());
+        for (kind, t) in &kinds {
+            println!(
+                "  {kind:<22} {}/{} ({:.0} %)",
+                t.right,
+                t.total,
+                100.0 * t.rate()
+            );
+        }
+        println!(
+            "signatures: {}/{} found exactly ({:.0} %), {false_signatures} taken where there is none",
+            signatures.right,
+            signatures.total,
+            100.0 * signatures.rate()
+        );
+        for failure in &failures {
+            println!("FAIL {failure}");
+        }
+    }
+    for (kind, t) in &kinds {
+        assert!(t.rate() >= 0.9, "{kind}: {}/{} right", t.right, t.total);
+    }
+    assert!(
+        signatures.rate() >= 0.8,
+        "signatures {}/{}",
+        signatures.right,
+        signatures.total
+    );
+    assert_eq!(false_signatures, 0, "signatures taken where there is none");
+}
+
 fn mail(body: &str, html: bool, from: Option<&str>) -> EmailInput {
     let mut value =
         json!({"subject": "Re: x", "body": body, "body_type": if html { "html" } else { "text" }});
@@ -207,9 +351,4 @@ fn mail(body: &str, html: bool, from: Option<&str>) -> EmailInput {
         value["from"] = json!({"name": name, "address": "sender@example.com"});
     }
     EmailInput::from_json(&value).expect("valid mail")
-}
-
-#[allow(dead_code)]
-fn parse_mail(body: &str, html: bool, from: Option<&str>) -> super::Parsed {
-    parse(&mail(body, html, from))
 }

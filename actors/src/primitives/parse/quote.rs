@@ -43,7 +43,7 @@ const WROTE: &str = r"wrote|writes|schrieb|a\s+écrit|escribió|escreveu|ha\s+sc
 static ATTRIBUTION: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(&format!(
         r"(?ix)^(?:
-            .{{0,250}}?(?-u:\b)(?:{WROTE})(?:\s[^:]{{0,120}})?\s?:
+            .{{0,250}}?(?:^|[\s>)\],])(?:{WROTE})(?:\s[^:]{{0,120}})?\s?:
           | (?:[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}|[0-9]{{1,2}}[./][0-9]{{1,2}}[./][0-9]{{2,4}}|\w{{2,4}}\.?,?\s+[0-9]).{{0,200}}[<(\[][^<>()\s]+@[^<>()\s]+[>)\]]\s?:
           | -{{2,}}\s*.{{1,250}}\s(?:wrote|schrieb|a\s+écrit|escribió|skrev)\s*-{{2,}}
           | >>>\s.{{1,250}}[0-9].{{0,100}}>>>
@@ -295,6 +295,10 @@ fn attribution_len(lines: &[&str], kinds: &[Line], i: usize) -> Option<usize> {
     for k in 1..=3 {
         let j = i + k - 1;
         if j >= lines.len() || kinds[j] == Line::Blank || (k > 1 && kinds[j] == Line::Quote) {
+            return None;
+        }
+        // A line that ends a sentence is text, not the first part of a wrapped attribution.
+        if k > 1 && lines[j - 1].trim_end().ends_with(['.', '!', '?']) {
             return None;
         }
         if !joined.is_empty() {
