@@ -352,3 +352,99 @@ fn mail(body: &str, html: bool, from: Option<&str>) -> EmailInput {
     }
     EmailInput::from_json(&value).expect("valid mail")
 }
+
+/// Out-of-office notices from the body alone (the subject says nothing), in the 13 languages,
+/// and mails by people that merely mention an absence.
+#[test]
+fn auto_reply_from_the_body() {
+    let notices = [
+        "I am currently out of the office, returning on Monday 17 March. For urgent matters please contact sales@example.com.",
+        "Thank you for your email. I'm on annual leave until 21 March with limited access to email.",
+        "Ich bin bis einschließlich 14.03. nicht im Büro. In dringenden Fällen wenden Sie sich bitte an info@example.de.",
+        "Je suis absente du bureau jusqu'au 14 mars. En cas d'urgence, veuillez contacter mon collègue.",
+        "Estaré fuera de la oficina hasta el 14 de marzo. En caso de urgencia, póngase en contacto con ventas@example.es.",
+        "Sarò assente fino al 14 marzo. Per urgenze contattare ufficio@example.it.",
+        "Ik ben tot en met 14 maart afwezig. Voor dringende zaken kunt u contact opnemen met info@example.nl.",
+        "Estarei ausente até 14 de março. Em caso de urgência, contacte geral@example.pt.",
+        "Jestem na urlopie do 14 marca. W pilnych sprawach proszę o kontakt z biuro@example.pl.",
+        "Jag är på semester till och med 14 mars. Kontakta info@example.se vid brådskande ärenden.",
+        "Jeg er på ferie og tilbage den 14. marts. Kontakt venligst info@example.dk.",
+        "Jeg er på ferie til og med 14. mars. Kontakt info@example.no ved behov.",
+        "Olen lomalla 14.3. asti. Kiireellisissä asioissa ota yhteyttä info@example.fi.",
+        "Jsem na dovolené do pátku 14. 3. V naléhavých případech kontaktujte info@example.cz.",
+        "This is an automatic reply: your message has been received.",
+    ];
+    let people = [
+        "I am out of the office tomorrow, can we meet on Monday instead?",
+        "Hi Tom, are you back from your holiday? Let's catch up.",
+        "Ich bin morgen im Homeoffice, ruf mich einfach an.",
+        "Can you send me the invoice until Friday?",
+        "We are on vacation next week in Spain, any restaurant tips?",
+        "Je serai en réunion tout l'après-midi.",
+        "Please contact the supplier about the delayed order.",
+        "Sounds good, thanks!",
+    ];
+    let classify_body = |body: &str| {
+        super::classify(
+            &EmailInput::from_json(&json!({"subject": "Re: offer", "body": body}))
+                .expect("valid mail"),
+        )
+    };
+    let mut wrong = Vec::new();
+    for body in notices {
+        let c = classify_body(body);
+        let fired = c.signals.iter().any(|s| s.rule == "body:out-of-office");
+        if !(c.is_auto_reply && fired) {
+            wrong.push(format!("missed: {body}"));
+        }
+    }
+    for body in people {
+        if classify_body(body).is_auto_reply {
+            wrong.push(format!("taken for a notice: {body}"));
+        }
+    }
+    if verbose() {
+        println!(
+            "auto-reply from the body: {}/{} notices found, {} people's mails taken",
+            notices.len() - wrong.iter().filter(|w| w.starts_with("missed")).count(),
+            notices.len(),
+            wrong.iter().filter(|w| w.starts_with("taken")).count()
+        );
+    }
+    assert!(wrong.is_empty(), "{wrong:#?}");
+}
+
+/// Newsletters by their links and markers, without list headers.
+#[test]
+fn newsletter_from_the_body() {
+    let html = "<p>View this email in your browser</p><p>Spring sale: 20 % off.</p>\
+        <p><a href=\"https://news.example.com/unsubscribe?u=1\">Unsubscribe</a></p>";
+    let c = super::classify(
+        &EmailInput::from_json(
+            &json!({"subject": "Spring sale", "body": html, "body_type": "html"}),
+        )
+        .expect("valid mail"),
+    );
+    assert!(c.is_newsletter);
+    let rules: Vec<&str> = c.signals.iter().map(|s| s.rule.as_str()).collect();
+    assert!(rules.contains(&"body:unsubscribe-link"), "{rules:?}");
+    assert!(rules.contains(&"body:bulk-marker"), "{rules:?}");
+    let c = super::classify(
+        &EmailInput::from_json(&json!({
+            "subject": "Weekly digest", "body": "Your weekly digest.",
+            "headers": {"Feedback-ID": "1.eu-west-1.abc:AmazonSES"}
+        }))
+        .expect("valid mail"),
+    );
+    assert_eq!(
+        c.signals
+            .first()
+            .map(|s| (s.rule.as_str(), s.effect.as_str())),
+        Some(("header:bulk-sender", "is_newsletter"))
+    );
+    let person = super::classify(
+        &EmailInput::from_json(&json!({"subject": "Lunch", "body": "Are you free for lunch on Friday? See https://example.com/menu"}))
+            .expect("valid mail"),
+    );
+    assert!(!person.is_newsletter);
+}

@@ -131,8 +131,8 @@ pub fn classify_parsed(input: &EmailInput, parsed: &Parsed) -> Classification {
     let own_text = head(own_text, SCAN_LIMIT);
     let subject = input.subject.trim();
 
-    let is_auto_reply = auto_reply_signals(input, &mut signals);
-    let is_newsletter = newsletter_signals(input, own_text, &mut signals);
+    let is_auto_reply = auto_reply_signals(input, own_text, &mut signals);
+    let is_newsletter = newsletter_signals(input, own_text, &parsed.links, &mut signals);
     let intent = intent(
         input,
         subject,
