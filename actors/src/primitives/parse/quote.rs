@@ -145,7 +145,10 @@ pub(super) fn split(text: &str, sender: Option<&str>) -> Parts {
             i += 1;
             continue;
         }
-        if t.len() <= MAX_ATTRIBUTION_BYTES && FORWARD.is_match(t) {
+        if t.len() <= MAX_ATTRIBUTION_BYTES
+            && (t.starts_with('-') || t.ends_with(':'))
+            && FORWARD.is_match(t)
+        {
             // The forwarded message is what the mail is about.
             push(&mut segments, Role::New, i..lines.len());
             break;
@@ -291,6 +294,13 @@ fn attribution_len(lines: &[&str], kinds: &[Line], i: usize) -> Option<usize> {
     if first.len() > MAX_ATTRIBUTION_BYTES {
         return None;
     }
+    // Most lines are text that ends no attribution: test the ends of the three candidate
+    // joins before building any.
+    let ends_like =
+        (i..lines.len().min(i + 3)).any(|j| lines[j].trim_end().ends_with([':', '-', '>']));
+    if !ends_like {
+        return None;
+    }
     let mut joined = String::new();
     for k in 1..=3 {
         let j = i + k - 1;
@@ -301,10 +311,15 @@ fn attribution_len(lines: &[&str], kinds: &[Line], i: usize) -> Option<usize> {
         if k > 1 && lines[j - 1].trim_end().ends_with(['.', '!', '?']) {
             return None;
         }
+        let line = lines[j].trim();
         if !joined.is_empty() {
             joined.push(' ');
         }
-        joined.push_str(lines[j].trim());
+        joined.push_str(line);
+        // Cheap first: every form of attribution ends in `:`, `-` or `>`.
+        if !line.ends_with([':', '-', '>']) {
+            continue;
+        }
         if joined.len() > MAX_ATTRIBUTION_BYTES {
             return None;
         }
