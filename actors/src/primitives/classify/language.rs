@@ -55,9 +55,10 @@ pub fn warm_up() {
     LazyLock::force(&DETECTOR);
 }
 
-/// The detector reads this much of the new text (after the subject): a paragraph is plenty to
-/// tell a language, and it bounds the time a long mail takes.
-const LANGUAGE_SAMPLE_BYTES: usize = 600;
+/// The detector reads this much of the new text (after the subject): two or three sentences
+/// are plenty to tell a language, and lingua's time grows with the text (about 0.6 µs a byte
+/// for 14 languages: 600 bytes cost 0.35 ms of the 1 ms budget, 300 bytes half that).
+const LANGUAGE_SAMPLE_BYTES: usize = 300;
 
 /// Below this many words (numbers, addresses and links left out) a text has no language.
 const MIN_WORDS: usize = 2;
