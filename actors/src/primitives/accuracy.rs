@@ -132,12 +132,60 @@ fn language_goals() {
     }
     if std::env::var_os("ACCURACY_COMPARE").is_some() {
         compare_low_accuracy(&cases);
+        compare_whatlang(&cases);
     }
     assert!(sentence_mean >= 0.95, "sentences {sentence_mean:.3}");
     assert!(sentence_und <= 0.02, "und on sentences {sentence_und:.3}");
     assert!(pair_mean >= 0.70, "word pairs {pair_mean:.3}");
     let none = none.get("und").copied().unwrap_or_default();
     assert_eq!(none.right, none.total, "text without a language is und");
+}
+
+/// whatlang (the detector before lingua) on the same corpus: with its reliability cut-off as
+/// it was used, and its top guess alone.
+fn compare_whatlang(cases: &[(String, String, String)]) {
+    fn code(lang: whatlang::Lang) -> &'static str {
+        use whatlang::Lang::*;
+        match lang {
+            Eng => "en",
+            Deu => "de",
+            Fra => "fr",
+            Spa => "es",
+            Ita => "it",
+            Nld => "nl",
+            Por => "pt",
+            Pol => "pl",
+            Swe => "sv",
+            Dan => "da",
+            Nob => "nb",
+            Fin => "fi",
+            Ces => "cs",
+            Rus => "ru",
+            _ => "other",
+        }
+    }
+    for (title, reliable_only) in [
+        ("whatlang with its cut-off", true),
+        ("whatlang top guess", false),
+    ] {
+        let detect = |text: &str| -> &'static str {
+            let letters = text.chars().filter(|c| c.is_alphabetic()).count();
+            match (letters >= 12).then(|| whatlang::detect(text)).flatten() {
+                Some(info) if info.is_reliable() || !reliable_only => code(info.lang()),
+                _ => "und",
+            }
+        };
+        let mut misses = Vec::new();
+        let (s, su) = summary(&tally_languages(cases, "sentence", &detect, &mut misses));
+        let (p, pu) = summary(&tally_languages(cases, "pair", &detect, &mut misses));
+        println!(
+            "{title}: sentences {:.1} % ({:.1} % und), word pairs {:.1} % ({:.1} % und)",
+            100.0 * s,
+            100.0 * su,
+            100.0 * p,
+            100.0 * pu
+        );
+    }
 }
 
 /// lingua's low-accuracy mode on the same corpus, for the record.
