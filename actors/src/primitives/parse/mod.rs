@@ -256,6 +256,17 @@ mod tests {
     }
 
     #[test]
+    fn deep_quotes_and_long_inputs_stay_linear() {
+        // A whole message in nested quotes is unquoted once, however deep.
+        let deep = format!("{} hello there", ">".repeat(100_000));
+        assert_eq!(split_text(&deep).reply, "hello there");
+        let many = "> a\n".repeat(20_000);
+        assert_eq!(split_text(&many).reply.lines().count(), 20_000);
+        let headers = "To: x\n".repeat(20_000);
+        assert_eq!(split_text(&headers).quoted, "");
+    }
+
+    #[test]
     fn reads_numbers_the_way_they_are_written() {
         assert_eq!(parse_number("1,234.50"), Some(1234.5));
         assert_eq!(parse_number("1.234,50"), Some(1234.5));

@@ -125,6 +125,12 @@ enum Role {
 /// Splits normalized text into reply, quoted and signature. `sender` is the display name of
 /// the mail's sender, the best clue to a signature without a sign-off.
 pub(super) fn split(text: &str, sender: Option<&str>) -> Parts {
+    split_lines(text, sender, true)
+}
+
+/// [`split`]; `unquote_whole` says whether a mail that is one quote and nothing else is read
+/// as the sender's text (once: the unquoted text is not unquoted again).
+fn split_lines(text: &str, sender: Option<&str>, unquote_whole: bool) -> Parts {
     let lines = lines(text);
     let kinds: Vec<Line> = lines.iter().map(|l| line_kind(l)).collect();
     let mut segments: Vec<(Role, Range<usize>)> = Vec::new();
@@ -189,9 +195,9 @@ pub(super) fn split(text: &str, sender: Option<&str>) -> Parts {
     let has_new_text = segments
         .iter()
         .any(|(role, r)| *role == Role::New && r.clone().any(|j| kinds[j] != Line::Blank));
-    if !has_new_text && !saw_starter {
+    if !has_new_text && !saw_starter && unquote_whole {
         // One quote and nothing else: the whole message inside one blockquote.
-        return whole_quote(text, &lines, sender);
+        return whole_quote(&lines, sender);
     }
 
     // The signature ends the sender's last segment of new text.
@@ -389,26 +395,17 @@ fn earlier_message_start(lines: &[&str], i: usize) -> Option<usize> {
 }
 
 /// A mail that is one quote and nothing else: the text without its `>` markers is the reply.
-fn whole_quote(text: &str, lines: &[&str], sender: Option<&str>) -> Parts {
+/// Every level of `>` comes off at once, so nesting costs nothing more.
+fn whole_quote(lines: &[&str], sender: Option<&str>) -> Parts {
     let unquoted: Vec<&str> = lines
         .iter()
-        .map(|l| {
-            let t = l.trim_start();
-            match t.strip_prefix('>') {
-                Some(rest) => rest.strip_prefix(' ').unwrap_or(rest),
-                None => t,
-            }
-        })
+        .map(|l| l.trim_start_matches(|c: char| c == '>' || c.is_whitespace()))
         .collect();
     let joined = unquoted.join("\n");
-    if joined.trim().is_empty() || joined.len() == text.len() {
+    if joined.trim().is_empty() {
         return Parts::default();
     }
-    let inner = split(&joined, sender);
-    if inner.reply.is_empty() && inner.signature.is_empty() {
-        return Parts::default();
-    }
-    inner
+    split_lines(&joined, sender, false)
 }
 
 /// Consecutive lines of `text` joined by `\n`, without leading and trailing blank lines: the
