@@ -200,9 +200,11 @@ mod tests {
         assert_eq!(body["urgency"], "low");
         assert_eq!(body["is_auto_reply"], true);
         assert_eq!(body["is_newsletter"], false);
-        // One short sentence is too little for a sure language.
-        assert_eq!(body["language"], "und");
-        assert_eq!(body["signals"][4]["rule"], "language:unreliable");
+        // One short sentence is enough for lingua.
+        assert_eq!(body["language"], "en");
+        let last = &body["signals"][body["signals"].as_array().map_or(0, |s| s.len() - 1)];
+        assert_eq!(last["rule"], "language:lingua");
+        assert_eq!(last["effect"], "language:en");
         assert_eq!(
             body["signals"][0],
             json!({"rule": "header:auto-submitted", "effect": "is_auto_reply", "evidence": "auto-replied"})

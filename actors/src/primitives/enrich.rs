@@ -83,7 +83,7 @@ pub async fn enrich(message: &Value, attachments: &[AttachmentBytes]) -> Enrichm
 
 /// `{"parse": {…}, "classify": {…}}` for a mail, parsing its body once.
 pub fn email_primitives(input: &EmailInput) -> Value {
-    let parsed = parse_rendered(render_body(input));
+    let parsed = parse_rendered(render_body(input), input.from_name.as_deref());
     let classification = classify_parsed(input, &parsed);
     // Serializing a Classification cannot fail: it has no maps with non-string keys.
     let classification = serde_json::to_value(classification).unwrap_or(Value::Null);

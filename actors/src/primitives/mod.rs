@@ -13,13 +13,15 @@
 //! Layout:
 //! - [`input`]: [`EmailInput`] (a Graph message, the short form or a normalized message) and
 //!   [`DocumentInput`] (`{"content_type","content_base64"}` or a Graph fileAttachment);
-//! - [`parse`](mod@parse): body → plain text, reply / quoted / signature, links, emails, phones,
-//!   dates, amounts;
-//! - [`classify`](mod@classify): intent, urgency, auto-reply, newsletter, language, signals;
+//! - [`parse`](mod@parse): body → plain text, reply / quoted / signature (by segments of
+//!   lines, `parse/quote.rs` and `parse/signature.rs`), links, emails, phones, dates, amounts;
+//! - [`classify`](mod@classify): intent, urgency, auto-reply and newsletter (headers, subject
+//!   and body wording), language (lingua, loaded once: [`warm_up`]), signals;
 //! - [`extract`](mod@extract): text from PDF, DOCX, HTML and plain text, with size and time caps;
 //! - [`enrich`](mod@enrich): the one entry point processing calls.
 //!
-//! `docs/primitives.md` describes the contract for users.
+//! `docs/primitives.md` describes the contract for users; `accuracy` (tests) measures reply,
+//! signature, language and auto-reply on the corpus in `actors/tests/fixtures/primitives/`.
 
 pub mod classify;
 pub mod enrich;
@@ -28,7 +30,7 @@ mod html;
 pub mod input;
 pub mod parse;
 
-pub use classify::{classify, classify_parsed, Classification, Intent, Signal, Urgency};
+pub use classify::{classify, classify_parsed, warm_up, Classification, Intent, Signal, Urgency};
 pub use enrich::{
     email_primitives, enrich, AttachmentBytes, AttachmentText, Enrichment,
     MAX_ATTACHMENT_TEXT_CHARS,
@@ -40,5 +42,7 @@ pub use extract::{
 pub use input::{BodyType, DocumentInput, EmailInput, Header, PrimitiveError};
 pub use parse::{parse, Amount, Parsed};
 
+#[cfg(test)]
+mod accuracy;
 #[cfg(test)]
 mod tests;

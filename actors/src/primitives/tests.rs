@@ -117,9 +117,11 @@ fn html_newsletter() {
             ("header:list-unsubscribe", "is_newsletter"),
             ("header:precedence", "is_newsletter"),
             ("body:unsubscribe", "is_newsletter"),
+            ("body:unsubscribe-link", "is_newsletter"),
+            ("body:bulk-marker", "is_newsletter"),
             ("intent:newsletter", "intent:newsletter"),
             ("urgency:bulk", "urgency:low"),
-            ("language:whatlang", "language:en"),
+            ("language:lingua", "language:en"),
         ]
     );
 }
@@ -191,7 +193,7 @@ fn outlook_reply_chain() {
             ("body:keyword", "agenda"),
             ("intent:highest-score", "meeting=2"),
             ("urgency:default", "no urgency rule matched"),
-            ("language:whatlang", "eng confidence=1.00"),
+            ("language:lingua", "en confidence=0.98"),
         ]
     );
 }
@@ -272,10 +274,10 @@ fn out_of_office_reply() {
         parsed.reply,
         "Thank you for your message. I am out of the office until 14 March 2025 with limited access to email.\n\
          \n\
-         For anything that cannot wait, please contact Patti Fernandez at PattiF@contoso.com or +1 425 555 0142.\n\
-         \n\
-         Megan Bowen"
+         For anything that cannot wait, please contact Patti Fernandez at PattiF@contoso.com or +1 425 555 0142."
     );
+    // The sender's name closing the text is her signature.
+    assert_eq!(parsed.signature, "Megan Bowen");
     assert_eq!(parsed.dates, strings(&["2025-03-14"]));
     assert_eq!(parsed.emails, strings(&["PattiF@contoso.com"]));
     assert_eq!(parsed.phones, strings(&["+1 425 555 0142"]));
@@ -292,9 +294,10 @@ fn out_of_office_reply() {
             ("header:auto-submitted", "is_auto_reply"),
             ("header:x-auto-response-suppress", "is_auto_reply"),
             ("subject:auto-reply", "is_auto_reply"),
+            ("body:out-of-office", "is_auto_reply"),
             ("intent:auto-reply", "intent:auto_reply"),
             ("urgency:bulk", "urgency:low"),
-            ("language:whatlang", "language:en"),
+            ("language:lingua", "language:en"),
         ]
     );
     // Auto-Submitted: no is an ordinary mail.
