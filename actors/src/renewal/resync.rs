@@ -21,9 +21,11 @@ use crate::store::subscriptions::SubscriptionRow;
 use crate::store::{delta, now_ms};
 use crate::subscription::SubscriptionError;
 
-/// Mail received this long before the last round started still counts as new in a full
-/// resync: clocks differ, and a repeat of what was delivered dedupes by its key anyway.
-const SKEW_MS: i64 = 60_000;
+/// In an incremental round, mail received up to this long before the last round started
+/// still counts as `created` (Graph's clock and ours differ, and mail can show in delta a
+/// little after it was received); a repeat of what was delivered dedupes by its key. A full
+/// read after the link was lost is strict: only mail received since the last round.
+const SKEW_MS: i64 = 300_000;
 
 /// What a round did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -103,7 +105,8 @@ async fn round(deps: &Deps, row: &SubscriptionRow, mode: Mode) -> Result<Round, 
     };
     // In a full read only mail received since the last completed round is new (or, before
     // any round, since the subscription was created).
-    let since = last_sync.unwrap_or(row.created_at) - SKEW_MS;
+    let since = last_sync.unwrap_or(row.created_at);
+    let since = if out.full { since } else { since - SKEW_MS };
     loop {
         out.pages += 1;
         if mode == Mode::Changes {
@@ -176,7 +179,9 @@ fn to_events(row: &SubscriptionRow, items: &[DeltaItem], full: bool, since: i64)
         let (ct, id, etag) = match item {
             DeltaItem::Upserted(m) => {
                 let received = m.received_date_time.map(|t| t.timestamp_millis());
-                let new = received.is_none_or(|r| r >= since);
+                // Graph gives the time to the second: a mail of the second `since` falls in
+                // may be after it.
+                let new = received.is_none_or(|r| r >= since - 999);
                 let ct = match (new, full) {
                     (true, _) => "created",
                     (false, false) => "updated",

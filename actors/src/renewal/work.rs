@@ -140,7 +140,13 @@ pub async fn run(deps: &Deps, id: Arc<str>, wants: Wants) -> Finished {
                 Ok(Some(row)) => {
                     done.credential_id = Some(row.credential_id.clone());
                     done.renew_at = row.next_renewal_at;
-                    done.retry = Some((now + lease_ms, wants));
+                    // Held by another instance: when its lease ends. Else the row was only
+                    // locked for a moment (PostgreSQL skips locked rows): soon.
+                    let at = match (row.lease_owner.as_deref(), row.lease_until) {
+                        (Some(o), Some(until)) if o != owner && until >= now => until + 1,
+                        _ => now + ms(deps.settings.retry_base * 4),
+                    };
+                    done.retry = Some((at, wants));
                 }
                 Err(e) => done.retry = Some(store_retry(deps, now, &e, wants)),
             }

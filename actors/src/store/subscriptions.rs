@@ -22,6 +22,9 @@ pub struct SubscriptionRow {
     pub next_renewal_at: Option<i64>,
     pub renewal_attempts: i64,
     pub last_error: Option<String>,
+    /// The instance renewing it now, and until when (see [`claim_lease`]).
+    pub lease_owner: Option<String>,
+    pub lease_until: Option<i64>,
     pub last_renewed_at: Option<i64>,
     pub last_reauthorized_at: Option<i64>,
     pub last_notification_at: Option<i64>,
@@ -31,7 +34,7 @@ pub struct SubscriptionRow {
 
 const COLUMNS: &str = "id, credential_id, external_id, resource, change_types, notification_url, \
     lifecycle_url, client_state, status, expires_at, granted_lifetime_ms, next_renewal_at, \
-    renewal_attempts, last_error, last_renewed_at, last_reauthorized_at, last_notification_at, \
+    renewal_attempts, last_error, lease_owner, lease_until, last_renewed_at, last_reauthorized_at, last_notification_at, \
     created_at, updated_at";
 
 /// What a new subscription row starts with.
