@@ -164,6 +164,9 @@ struct Counters {
     spread: u64,
 }
 
+/// The task of the armed timer.
+type Timer = JoinHandle<Result<(), MessagingErr<RenewalMsg>>>;
+
 /// The renewal actor's state.
 pub struct RenewalState {
     schedule: Schedule,
@@ -182,7 +185,7 @@ pub struct RenewalState {
     /// Subscriptions whose last renewal failed: the status it left, and why.
     failing: HashMap<Arc<str>, (SubscriptionStatus, String)>,
     /// The armed timer: when it fires, and its task.
-    timer: Option<(i64, JoinHandle<Result<(), MessagingErr<RenewalMsg>>>)>,
+    timer: Option<(i64, Timer)>,
     counters: Counters,
 }
 
