@@ -848,3 +848,67 @@ async fn control_api_over_http() {
     assert!(msgs["messages"].as_array().unwrap().is_empty());
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_sdk_forms_delta_function_and_percent_encoded_upn_work_on_every_route() {
+    let sim = start(quick_config()).await;
+    let (url, _hooks) = Receiver::start().await;
+    let token = app_token(&sim).await;
+    let http = reqwest::Client::new();
+    let id = sim
+        .sim()
+        .deliver(ALICE, vec![mail("sdk")])
+        .await
+        .unwrap()
+        .message_ids[0]
+        .clone();
+    let encoded = ALICE.replace('@', "%40");
+    let base = sim.base_url();
+    let get = |path: String| {
+        let req = http.get(format!("{base}/{path}")).bearer_auth(&token);
+        async move {
+            let res = req.send().await.unwrap();
+            (
+                res.status().as_u16(),
+                res.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+    for user in [ALICE.to_string(), encoded.clone()] {
+        for delta in ["delta", "delta()"] {
+            let (s, page) = get(format!(
+                "users/{user}/mailFolders('inbox')/messages/{delta}"
+            ))
+            .await;
+            assert_eq!(s, 200, "{user} {delta}: {page}");
+            assert_eq!(page["value"][0]["id"], id.as_str());
+            // The links it gives are followed as they are.
+            let link = page["@odata.deltaLink"].as_str().unwrap().to_string();
+            let (s, _) = get(link.trim_start_matches(&format!("{base}/")).to_string()).await;
+            assert_eq!(s, 200, "{link}");
+            let (s, _) = get(format!("users/{user}/mailFolders/inbox/messages/{delta}")).await;
+            assert_eq!(s, 200);
+        }
+        let (s, m) = get(format!("users/{user}/messages/{}", id.replace('=', "%3D"))).await;
+        assert_eq!((s, m["id"].as_str()), (200, Some(id.as_str())), "{user}");
+        let (s, _) = get(format!("users/{user}/messages/{id}/attachments")).await;
+        assert_eq!(s, 200, "{user}");
+    }
+    // A subscription whose resource names the mailbox percent-encoded.
+    let sub = client(&sim)
+        .create_subscription(
+            &token,
+            &new_sub(
+                &url,
+                &format!("users/{encoded}/mailFolders('inbox')/messages"),
+                60,
+            ),
+        )
+        .await
+        .unwrap();
+    assert!(sim
+        .sim()
+        .subscriptions()
+        .iter()
+        .any(|s| s.id == sub.id && s.mailbox == ALICE));
+}

@@ -13,7 +13,7 @@ use crate::credential::{self, CredentialError, GraphSession};
 use crate::deps::Deps;
 use crate::graph::{GraphError, NewSubscription};
 use crate::receiver::{self, KnownSubscription};
-use crate::renewal::{self, RenewalMsg};
+use crate::renewal;
 use crate::store::credentials;
 use crate::store::status::SubscriptionStatus;
 use crate::store::subscriptions::{self, NewSubscription as NewRow, SubscriptionRow};
@@ -187,7 +187,11 @@ pub async fn create(deps: &Deps, req: CreateRequest) -> Result<SubscriptionRow, 
         .await?
         .ok_or_else(|| SubscriptionError::NotFound(id.clone()))?;
     match create_at_graph(deps, &row, minutes).await {
-        Ok(row) => Ok(row),
+        Ok(row) => {
+            // The delta baseline: mail already in the folder is never turned into events.
+            renewal::created(deps, &row.id);
+            Ok(row)
+        }
         Err(Adopted(existing)) => {
             subscriptions::delete(&deps.store, &id).await?;
             Ok(*existing)
@@ -200,7 +204,7 @@ pub async fn create(deps: &Deps, req: CreateRequest) -> Result<SubscriptionRow, 
     }
 }
 
-enum CreateOutcome {
+pub(crate) enum CreateOutcome {
     Adopted(Box<SubscriptionRow>),
     Failed(SubscriptionError),
 }
@@ -213,7 +217,7 @@ impl<E: Into<SubscriptionError>> From<E> for CreateOutcome {
 }
 
 /// Creates `row` at Graph (again, when it was removed there) and records what Graph granted.
-async fn create_at_graph(
+pub(crate) async fn create_at_graph(
     deps: &Deps,
     row: &SubscriptionRow,
     minutes: i64,
@@ -316,15 +320,8 @@ async fn record(
         renewed,
     )
     .await?;
-    if row
-        .external_id
-        .as_deref()
-        .is_some_and(|old| old != external_id)
-    {
-        if let Some(old) = &row.external_id {
-            receiver::forget(deps, old);
-        }
-    }
+    // The new Graph id is learnt before the old one is forgotten, so that no notification in
+    // between is dropped as unknown.
     receiver::learn(
         deps,
         external_id,
@@ -335,12 +332,69 @@ async fn record(
         },
     )
     .await;
-    if let Some(r) = deps.health.actor::<RenewalMsg>(renewal::NAME) {
-        let _ = r.send_message(RenewalMsg::Reload);
+    if let Some(old) = row.external_id.as_deref().filter(|old| *old != external_id) {
+        receiver::forget(deps, old);
     }
-    subscriptions::get(&deps.store, &row.id)
+    let row = subscriptions::get(&deps.store, &row.id)
         .await?
-        .ok_or_else(|| SubscriptionError::NotFound(row.id.clone()))
+        .ok_or_else(|| SubscriptionError::NotFound(row.id.clone()))?;
+    renewal::schedule(deps, &row);
+    Ok(row)
+}
+
+/// Creates a subscription Graph no longer has again, under our id, with a new clientState:
+/// stored first, so that the validation handshake and the first notifications of the new
+/// Graph subscription already find it.
+pub(crate) async fn recreate(
+    deps: &Deps,
+    row: &SubscriptionRow,
+    minutes: i64,
+) -> Result<SubscriptionRow, SubscriptionError> {
+    let client_state = new_client_state();
+    subscriptions::set_client_state(&deps.store, &row.id, &client_state).await?;
+    let fresh = SubscriptionRow {
+        client_state,
+        ..row.clone()
+    };
+    create_at_graph(deps, &fresh, minutes)
+        .await
+        .map_err(outcome_error)
+}
+
+/// PATCHes a subscription's expiry at Graph and records what Graph granted. A 404 comes back
+/// as the error: the caller decides to recreate.
+pub(crate) async fn patch(
+    deps: &Deps,
+    row: &SubscriptionRow,
+    external_id: &str,
+    minutes: i64,
+) -> Result<SubscriptionRow, SubscriptionError> {
+    let session = credential::session(deps, &row.credential_id).await?;
+    let requested_at = Utc::now();
+    let expiry = requested_at + ChronoDuration::minutes(minutes);
+    let sub = session
+        .call(|c, t| {
+            let ext = external_id.to_string();
+            async move { c.renew_subscription(&t, &ext, expiry).await }
+        })
+        .await?;
+    record(
+        deps,
+        row,
+        &sub.id,
+        sub.expiration_date_time,
+        sub.expiration_date_time - requested_at,
+        true,
+    )
+    .await
+}
+
+/// True when `e` says Graph no longer has the subscription (404 on PATCH).
+pub(crate) fn is_gone(e: &SubscriptionError) -> bool {
+    matches!(
+        e,
+        SubscriptionError::Credential(CredentialError::Graph(GraphError::NotFound { .. }))
+    )
 }
 
 /// Renews a subscription now (PATCH). A subscription Graph no longer has (404) is created
@@ -359,42 +413,24 @@ pub async fn renew(
             .await
             .map_err(outcome_error);
     };
-    let session = credential::session(deps, &row.credential_id).await?;
-    let requested_at = Utc::now();
-    let expiry = requested_at + ChronoDuration::minutes(minutes);
-    let renewed = session
-        .call(|c, t| {
-            let ext = external_id.clone();
-            async move { c.renew_subscription(&t, &ext, expiry).await }
-        })
-        .await;
-    match renewed {
-        Ok(sub) => {
-            record(
-                deps,
-                &row,
-                &sub.id,
-                sub.expiration_date_time,
-                sub.expiration_date_time - requested_at,
-                true,
-            )
-            .await
-        }
-        Err(CredentialError::Graph(GraphError::NotFound { .. })) => {
+    match patch(deps, &row, &external_id, minutes).await {
+        Err(e) if is_gone(&e) => {
             tracing::info!(subscription = %row.id, "gone at Graph; creating it again");
-            create_at_graph(deps, &row, minutes)
-                .await
-                .map_err(outcome_error)
+            let row = recreate(deps, &row, minutes).await?;
+            // What arrived while Graph had no subscription comes through delta.
+            renewal::resync(deps, &row.id);
+            Ok(row)
         }
-        Err(e) => {
+        Err(SubscriptionError::Credential(e)) => {
             subscriptions::set_status(&deps.store, &row.id, row.status, Some(&e.to_string()))
                 .await?;
             Err(e.into())
         }
+        other => other,
     }
 }
 
-fn outcome_error(o: CreateOutcome) -> SubscriptionError {
+pub(crate) fn outcome_error(o: CreateOutcome) -> SubscriptionError {
     match o {
         Failed(e) => e,
         Adopted(row) => SubscriptionError::BadRequest(format!(
@@ -424,9 +460,7 @@ pub async fn delete(deps: &Deps, id: &str) -> Result<(), SubscriptionError> {
         receiver::forget(deps, ext);
     }
     subscriptions::delete(&deps.store, id).await?;
-    if let Some(r) = deps.health.actor::<RenewalMsg>(renewal::NAME) {
-        let _ = r.send_message(RenewalMsg::Reload);
-    }
+    renewal::unschedule(deps, id);
     Ok(())
 }
 

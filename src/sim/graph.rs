@@ -2,7 +2,9 @@
 //! delta, behind bearer-token checks, the 4-requests-per-mailbox limit and injected faults.
 //!
 //! Paths are parsed by hand rather than by the router, because Graph matches path keywords
-//! case-insensitively and accepts both `mailFolders/inbox` and `mailFolders('inbox')`.
+//! case-insensitively and accepts both `mailFolders/inbox` and `mailFolders('inbox')`, both
+//! `messages/delta` and the OData function form `messages/delta()`, and percent-encoded
+//! segments (a UPN as `adele%40contoso.com`), as Microsoft's SDKs send them.
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -120,7 +122,7 @@ fn parse_route(segs: &[String]) -> Option<Route> {
     };
     let rkw = |i: usize, k: &str| rest.get(i).is_some_and(|s| s.eq_ignore_ascii_case(k));
     match (rest.len(), folder) {
-        (2, Some(folder)) if rkw(0, "messages") && rkw(1, "delta") => {
+        (2, Some(folder)) if rkw(0, "messages") && (rkw(1, "delta") || rkw(1, "delta()")) => {
             Some(Route::Delta { who, folder })
         }
         (2, folder) if rkw(0, "messages") => Some(Route::Message {
@@ -463,7 +465,14 @@ fn parse_resource(
 ) -> Result<(String, Option<String>), Fail> {
     let path = resource.trim().trim_start_matches('/');
     let path = path.split('?').next().unwrap_or_default();
-    let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    // Graph takes a percent-encoded UPN (`users/adele%40contoso.com/…`) as Microsoft's SDKs
+    // send it, so segments are decoded as the Graph routes' are.
+    let decoded: Vec<String> = path
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(|s| percent_decode_str(s).decode_utf8_lossy().into_owned())
+        .collect();
+    let segs: Vec<&str> = decoded.iter().map(String::as_str).collect();
     let unsupported = || {
         invalid_fail(format!(
             "Resource '{resource}' is not supported by the simulator: use me|users/{{id}}[/mailFolders('{{folder}}')]/messages."
@@ -1054,6 +1063,10 @@ mod tests {
         );
         assert!(
             matches!(parse_route(&segs("users/u/mailfolders('Inbox')/messages/delta")), Some(Route::Delta { ref folder, .. }) if folder == "inbox")
+        );
+        // The OData function form Microsoft's SDKs send.
+        assert!(
+            matches!(parse_route(&segs("users/u/mailFolders('inbox')/messages/delta()")), Some(Route::Delta { ref folder, .. }) if folder == "inbox")
         );
         assert!(parse_route(&segs("me/calendar")).is_none());
     }

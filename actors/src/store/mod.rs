@@ -16,7 +16,9 @@ use sqlx::{PgPool, SqlitePool};
 
 pub mod credentials;
 pub mod deliveries;
+pub mod delta;
 pub mod events;
+pub mod lifecycle;
 pub mod status;
 pub mod subscriptions;
 pub mod targets;

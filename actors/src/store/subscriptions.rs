@@ -22,6 +22,9 @@ pub struct SubscriptionRow {
     pub next_renewal_at: Option<i64>,
     pub renewal_attempts: i64,
     pub last_error: Option<String>,
+    /// The instance renewing it now, and until when (see [`claim_lease`]).
+    pub lease_owner: Option<String>,
+    pub lease_until: Option<i64>,
     pub last_renewed_at: Option<i64>,
     pub last_reauthorized_at: Option<i64>,
     pub last_notification_at: Option<i64>,
@@ -31,7 +34,7 @@ pub struct SubscriptionRow {
 
 const COLUMNS: &str = "id, credential_id, external_id, resource, change_types, notification_url, \
     lifecycle_url, client_state, status, expires_at, granted_lifetime_ms, next_renewal_at, \
-    renewal_attempts, last_error, last_renewed_at, last_reauthorized_at, last_notification_at, \
+    renewal_attempts, last_error, lease_owner, lease_until, last_renewed_at, last_reauthorized_at, last_notification_at, \
     created_at, updated_at";
 
 /// What a new subscription row starts with.
@@ -162,4 +165,87 @@ pub async fn delete(store: &Store, id: &str) -> Result<bool, StoreError> {
     let n = with_pool!(store, p => sqlx::query("delete from subscriptions where id = $1")
         .bind(id).execute(p).await?.rows_affected());
     Ok(n > 0)
+}
+
+/// What the renewal actor keeps of a subscription: enough to schedule it, nothing more (at
+/// 100,000 subscriptions a whole row each would cost tens of megabytes).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ScheduleRow {
+    pub id: String,
+    pub credential_id: String,
+    #[sqlx(try_from = "String")]
+    pub status: SubscriptionStatus,
+    pub next_renewal_at: Option<i64>,
+}
+
+/// Every subscription the renewal actor schedules (all but `removed`).
+pub async fn list_schedule(store: &Store) -> Result<Vec<ScheduleRow>, StoreError> {
+    Ok(with_pool!(store, p => sqlx::query_as::<_, ScheduleRow>(
+        "select id, credential_id, status, next_renewal_at from subscriptions \
+         where status <> 'removed'")
+        .fetch_all(p).await?))
+}
+
+/// Takes the renewal lease of one subscription for `owner` until `until`, unless another
+/// owner holds an unexpired one; answers the row when taken. On PostgreSQL a row another
+/// instance is updating is skipped, not waited for (`FOR UPDATE SKIP LOCKED`), so that
+/// several instances sharing the database renew each subscription once.
+pub async fn claim_lease(
+    store: &Store,
+    id: &str,
+    owner: &str,
+    now: i64,
+    until: i64,
+) -> Result<Option<SubscriptionRow>, StoreError> {
+    let lock = match store.backend() {
+        super::Backend::Postgres => "for update skip locked",
+        super::Backend::Sqlite => "",
+    };
+    let sql = format!(
+        "update subscriptions set lease_owner = $2, lease_until = $3 \
+         where id = (select id from subscriptions where id = $1 \
+                     and (lease_owner is null or lease_owner = $2 or lease_until < $4) {lock}) \
+         returning {COLUMNS}"
+    );
+    Ok(
+        with_pool!(store, p => sqlx::query_as::<_, SubscriptionRow>(&sql)
+        .bind(id).bind(owner).bind(until).bind(now).fetch_optional(p).await?),
+    )
+}
+
+/// Gives a renewal lease back.
+pub async fn release_lease(store: &Store, id: &str, owner: &str) -> Result<(), StoreError> {
+    with_pool!(store, p => { sqlx::query(
+        "update subscriptions set lease_owner = null, lease_until = null \
+         where id = $1 and lease_owner = $2")
+        .bind(id).bind(owner).execute(p).await?; });
+    Ok(())
+}
+
+/// Records a failed renewal: one more attempt, the status and reason, and when to try again.
+pub async fn renewal_failed(
+    store: &Store,
+    id: &str,
+    status: SubscriptionStatus,
+    last_error: &str,
+    next_renewal_at: i64,
+) -> Result<(), StoreError> {
+    with_pool!(store, p => { sqlx::query(
+        "update subscriptions set status = $2, last_error = $3, next_renewal_at = $4, \
+         renewal_attempts = renewal_attempts + 1, updated_at = $5 where id = $1")
+        .bind(id).bind(status.as_str()).bind(last_error).bind(next_renewal_at).bind(now_ms())
+        .execute(p).await?; });
+    Ok(())
+}
+
+/// Gives a subscription a new clientState (before it is created again at Graph).
+pub async fn set_client_state(
+    store: &Store,
+    id: &str,
+    client_state: &str,
+) -> Result<(), StoreError> {
+    with_pool!(store, p => { sqlx::query(
+        "update subscriptions set client_state = $2, updated_at = $3 where id = $1")
+        .bind(id).bind(client_state).bind(now_ms()).execute(p).await?; });
+    Ok(())
 }
