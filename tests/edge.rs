@@ -230,7 +230,9 @@ async fn bodies_in_progress_are_held_to_the_memory_budget_not_to_what_they_annou
     while refused == 0 && tokio::time::Instant::now() < deadline {
         for conn in &mut uploads {
             let mut buf = vec![0u8; 512];
-            if let Ok(Ok(n)) = tokio::time::timeout(Duration::from_millis(50), conn.read(&mut buf)).await {
+            if let Ok(Ok(n)) =
+                tokio::time::timeout(Duration::from_millis(50), conn.read(&mut buf)).await
+            {
                 let head = String::from_utf8_lossy(&buf[..n]).to_string();
                 assert!(head.starts_with("HTTP/1.1 503"), "{head}");
                 refused += 1;

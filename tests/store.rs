@@ -540,40 +540,98 @@ async fn retention_deletes_old_finished_events_and_keeps_what_is_owed() {
             created_at: 1,
         };
         targets::insert(&store, &target).await.unwrap();
-        let lease = |now| Lease { owner: "me", now, ms: 1000 };
+        let lease = |now| Lease {
+            owner: "me",
+            now,
+            ms: 1000,
+        };
         // Old events (received at 1000 + i): ends chosen per index; one newer completed one.
-        let ends = ["completed", "completed+delivered", "completed+failed", "skipped", "failed"];
+        let ends = [
+            "completed",
+            "completed+delivered",
+            "completed+failed",
+            "skipped",
+            "failed",
+        ];
         let mut ids = Vec::new();
         for (i, end) in ends.iter().enumerate() {
             let e = event(&format!("k{i}"), "s", 1000 + i as i64);
-            events::insert_batch(&store, std::slice::from_ref(&e)).await.unwrap();
-            events::claim(&store, &e.id, lease(2000)).await.unwrap().unwrap();
+            events::insert_batch(&store, std::slice::from_ref(&e))
+                .await
+                .unwrap();
+            events::claim(&store, &e.id, lease(2000))
+                .await
+                .unwrap()
+                .unwrap();
             match *end {
-                "skipped" => assert!(events::finish(&store, &e.id, "me", EventStatus::Skipped, "404", 2000).await.unwrap()),
-                "failed" => assert!(events::finish(&store, &e.id, "me", EventStatus::Failed, "403", 2000).await.unwrap()),
+                "skipped" => {
+                    assert!(
+                        events::finish(&store, &e.id, "me", EventStatus::Skipped, "404", 2000)
+                            .await
+                            .unwrap()
+                    )
+                }
+                "failed" => {
+                    assert!(
+                        events::finish(&store, &e.id, "me", EventStatus::Failed, "403", 2000)
+                            .await
+                            .unwrap()
+                    )
+                }
                 _ => {
-                    let d = if *end == "completed" { vec![] } else { vec![NewDelivery { id: new_id(), target_id: target.id.clone() }] };
-                    let made = events::complete(&store, &e.id, "me", "{}", &d, 2000).await.unwrap().unwrap();
+                    let d = if *end == "completed" {
+                        vec![]
+                    } else {
+                        vec![NewDelivery {
+                            id: new_id(),
+                            target_id: target.id.clone(),
+                        }]
+                    };
+                    let made = events::complete(&store, &e.id, "me", "{}", &d, 2000)
+                        .await
+                        .unwrap()
+                        .unwrap();
                     for (did, _) in made {
-                        deliveries::claim(&store, &did, lease(2000)).await.unwrap().unwrap();
+                        deliveries::claim(&store, &did, lease(2000))
+                            .await
+                            .unwrap()
+                            .unwrap();
                         let attempt = if *end == "completed+delivered" {
                             Attempt::Delivered { status_code: 200 }
                         } else {
-                            Attempt::Failed { status_code: Some(500), error: "HTTP 500" }
+                            Attempt::Failed {
+                                status_code: Some(500),
+                                error: "HTTP 500",
+                            }
                         };
-                        assert!(deliveries::record(&store, &did, "me", attempt, 2000).await.unwrap());
+                        assert!(deliveries::record(&store, &did, "me", attempt, 2000)
+                            .await
+                            .unwrap());
                     }
                 }
             }
             ids.push(e.id);
         }
         let newer = event("k-new", "s", 9000);
-        events::insert_batch(&store, std::slice::from_ref(&newer)).await.unwrap();
-        events::claim(&store, &newer.id, lease(9000)).await.unwrap().unwrap();
-        events::complete(&store, &newer.id, "me", "{}", &[], 9000).await.unwrap().unwrap();
+        events::insert_batch(&store, std::slice::from_ref(&newer))
+            .await
+            .unwrap();
+        events::claim(&store, &newer.id, lease(9000))
+            .await
+            .unwrap()
+            .unwrap();
+        events::complete(&store, &newer.id, "me", "{}", &[], 9000)
+            .await
+            .unwrap()
+            .unwrap();
 
         // Batches of 2: the three deletable old events go in two calls.
-        assert_eq!(events::purge(&store, 5000, 2).await.unwrap(), 2, "{}", db.label);
+        assert_eq!(
+            events::purge(&store, 5000, 2).await.unwrap(),
+            2,
+            "{}",
+            db.label
+        );
         assert_eq!(events::purge(&store, 5000, 2).await.unwrap(), 1);
         assert_eq!(events::purge(&store, 5000, 2).await.unwrap(), 0);
         let left = |id: &str| {
@@ -582,16 +640,28 @@ async fn retention_deletes_old_finished_events_and_keeps_what_is_owed() {
             async move { events::get(&store, &id).await.unwrap().is_some() }
         };
         assert!(!left(&ids[0]).await && !left(&ids[1]).await && !left(&ids[3]).await);
-        assert!(left(&ids[2]).await, "{}: a failed delivery keeps its event", db.label);
+        assert!(
+            left(&ids[2]).await,
+            "{}: a failed delivery keeps its event",
+            db.label
+        );
         assert!(left(&ids[4]).await, "{}: a failed event is kept", db.label);
         assert!(left(&newer.id).await, "{}: a newer event is kept", db.label);
         let dl = deliveries::list(
             &store,
-            &deliveries::DeliveryFilter { limit: 100, ..Default::default() },
+            &deliveries::DeliveryFilter {
+                limit: 100,
+                ..Default::default()
+            },
         )
         .await
         .unwrap();
-        assert_eq!(dl.len(), 1, "{}: the delivered delivery went with its event", db.label);
+        assert_eq!(
+            dl.len(),
+            1,
+            "{}: the delivered delivery went with its event",
+            db.label
+        );
         assert_eq!(dl[0].event_id, ids[2]);
         store.close().await;
         db.cleanup().await;

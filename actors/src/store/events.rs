@@ -449,7 +449,8 @@ pub async fn complete(
 }
 
 /// The upsert of a delivery [`complete`] creates (a replay makes an existing one pending).
-const UPSERT_DELIVERY: &str = "on conflict (event_id, target_id) do update set status = 'pending', \
+const UPSERT_DELIVERY: &str =
+    "on conflict (event_id, target_id) do update set status = 'pending', \
     attempts = 0, next_attempt_at = excluded.next_attempt_at, lease_owner = null, \
     lease_until = null, last_status_code = null, last_error = null, delivered_at = null \
     returning id, target_id";
@@ -481,7 +482,12 @@ async fn complete_pg(
         .bind(payload)
         .bind(now)
         .bind(deliveries.iter().map(|d| d.id.as_str()).collect::<Vec<_>>())
-        .bind(deliveries.iter().map(|d| d.target_id.as_str()).collect::<Vec<_>>())
+        .bind(
+            deliveries
+                .iter()
+                .map(|d| d.target_id.as_str())
+                .collect::<Vec<_>>(),
+        )
         .fetch_all(p)
         .await?;
     if !rows.iter().any(|(what, _, _)| what == "event") {
