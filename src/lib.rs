@@ -96,6 +96,7 @@ impl App {
             ),
             processor_stats: Arc::new(PoolStats::default()),
             delivery_stats: Arc::new(PoolStats::default()),
+            targets: Arc::default(),
             faults: Arc::default(),
         };
         let (fatal_tx, mut fatal_rx) = mpsc::unbounded_channel::<String>();

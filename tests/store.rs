@@ -422,7 +422,7 @@ async fn claims_take_due_events_once_and_expired_leases_again() {
         let store = db.store().await;
         let batch: Vec<NewEvent> = (0..3).map(|i| event(&format!("c{i}"), "s", 1000)).collect();
         events::insert_batch(&store, &batch).await.unwrap();
-        let due = events::due(&store, 5000, 10).await.unwrap();
+        let due = events::due(&store, 5000, 5000, 10).await.unwrap();
         assert_eq!(due.len(), 3, "{}", db.label);
         let (a0, a1) = (&due[0].0, &due[1].0);
 
@@ -446,7 +446,11 @@ async fn claims_take_due_events_once_and_expired_leases_again() {
             "{}: a held event is not claimed twice",
             db.label
         );
-        assert_eq!(events::due(&store, 5000, 10).await.unwrap().len(), 1);
+        assert_eq!(events::due(&store, 5000, 5000, 10).await.unwrap().len(), 1);
+        assert!(
+            events::due(&store, 5000, 999, 10).await.unwrap().is_empty(),
+            "not yet due before the given time"
+        );
 
         // a completes one (no targets: no deliveries); the other's lease runs out and b takes
         // it over.

@@ -121,6 +121,8 @@ pub struct Deps {
     pub graph: Arc<crate::graph::GraphClient>,
     pub processor_stats: Arc<PoolStats>,
     pub delivery_stats: Arc<PoolStats>,
+    /// The delivery targets, as processing matches events against them.
+    pub targets: Arc<crate::processor::targets::TargetCache>,
     /// Faults armed through the debug endpoints (`RELAY365_DEBUG_ENDPOINTS` only).
     pub faults: Arc<Faults>,
 }

@@ -82,11 +82,23 @@ impl Sweeper {
     }
 }
 
-/// Reads what is due and hands it to the pools.
-async fn sweep(deps: &Deps) -> Result<(usize, usize), StoreError> {
+/// How long work that is due may wait for the fast path (the hand-over, or a worker's own
+/// retry timer) before the sweep hands it out again: five sweeps, between 1 and 10 seconds.
+/// Under load most pending rows are already queued in a worker; reading them every sweep
+/// would only cost the store.
+fn grace(deps: &Deps) -> i64 {
+    let five = deps.settings.sweep_interval.saturating_mul(5);
+    let grace = five.clamp(Duration::from_secs(1), Duration::from_secs(10));
+    i64::try_from(grace.as_millis()).unwrap_or(10_000)
+}
+
+/// Reads what is due and hands it to the pools. The first sweep after start takes everything
+/// due: nothing in this process holds any of it yet.
+async fn sweep(deps: &Deps, first: bool) -> Result<(usize, usize), StoreError> {
     let now = now_ms();
-    let due_events = events::due(&deps.store, now, SWEEP_LIMIT).await?;
-    let due_deliveries = deliveries::due(&deps.store, now, SWEEP_LIMIT).await?;
+    let due_before = if first { now } else { now - grace(deps) };
+    let due_events = events::due(&deps.store, now, due_before, SWEEP_LIMIT).await?;
+    let due_deliveries = deliveries::due(&deps.store, now, due_before, SWEEP_LIMIT).await?;
     let counts = (due_events.len(), due_deliveries.len());
     processor::route(deps, due_events);
     delivery::route(deps, due_deliveries);
@@ -169,9 +181,10 @@ impl Actor for Sweeper {
             SweeperMsg::Sweep => {
                 st.sweeping = true;
                 let deps = self.deps.clone();
+                let first = st.sweeps == 0;
                 spawn_reply(
                     &myself,
-                    async move { sweep(&deps).await },
+                    async move { sweep(&deps, first).await },
                     SweeperMsg::Swept,
                 );
             }

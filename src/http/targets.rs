@@ -148,6 +148,7 @@ async fn create(
     targets::insert(&state.deps.store, &row)
         .await
         .map_err(|e| ApiError::Internal(e.into()))?;
+    state.deps.targets.invalidate();
     let mut shown = view(&row);
     // Only here: the secret and the header values as given.
     shown["secret"] = json!(row.secret);
@@ -169,6 +170,7 @@ async fn remove(State(state): State<AppState>, Path(id): Path<String>) -> ApiRes
         .await
         .map_err(|e| ApiError::Internal(e.into()))?
     {
+        state.deps.targets.invalidate();
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::NotFound(format!("no target {id}")))

@@ -12,6 +12,7 @@
 //! for an hour).
 
 mod normalize;
+pub mod targets;
 pub mod work;
 
 use std::hash::{Hash, Hasher};

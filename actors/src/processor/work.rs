@@ -21,7 +21,7 @@ use crate::graph::{Attachment, GraphError, Message};
 use crate::primitives::{enrich, AttachmentBytes, AttachmentText};
 use crate::store::events::{self, EventRow, Lease, NewDelivery};
 use crate::store::status::EventStatus;
-use crate::store::{new_id, now_ms, targets, to_time, StoreError};
+use crate::store::{new_id, now_ms, to_time, StoreError};
 use crate::token::TokenError;
 use crate::util::backoff;
 
@@ -213,7 +213,7 @@ async fn attempt(deps: &Deps, row: &EventRow) -> Outcome {
         );
     }
     let payload = payload.to_string();
-    let targets = match targets::list(&deps.store).await {
+    let targets = match deps.targets.get(&deps.store).await {
         Ok(t) => t,
         Err(e) => return store_trouble(e),
     };

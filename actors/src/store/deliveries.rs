@@ -45,14 +45,21 @@ pub struct Outgoing {
 const CLAIMABLE: &str =
     "status = 'pending' and next_attempt_at <= $1 and (lease_until is null or lease_until < $1)";
 
-/// Deliveries due now, oldest first, with their target (the sweep hands them to the pool).
-pub async fn due(store: &Store, now: i64, limit: i64) -> Result<Vec<(String, String)>, StoreError> {
-    let sql = format!(
-        "select id, target_id from deliveries where {CLAIMABLE} order by next_attempt_at limit $2"
-    );
+/// Deliveries to hand to the pool, oldest first, with their target: pending ones due at or
+/// before `due_before` and not held under a lease that still runs at `now` (see
+/// [`super::events::due`]).
+pub async fn due(
+    store: &Store,
+    now: i64,
+    due_before: i64,
+    limit: i64,
+) -> Result<Vec<(String, String)>, StoreError> {
     Ok(
-        with_pool!(store, p => sqlx::query_as::<_, (String, String)>(&sql)
-        .bind(now).bind(limit).fetch_all(p).await?),
+        with_pool!(store, p => sqlx::query_as::<_, (String, String)>(
+        "select id, target_id from deliveries where status = 'pending' \
+         and next_attempt_at <= $2 and (lease_until is null or lease_until < $1) \
+         order by next_attempt_at limit $3")
+        .bind(now).bind(due_before).bind(limit).fetch_all(p).await?),
     )
 }
 

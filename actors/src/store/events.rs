@@ -352,20 +352,23 @@ pub async fn list(store: &Store, f: &EventFilter) -> Result<Vec<EventRow>, Store
 const CLAIMABLE: &str = "kind <> 'lifecycle' and ((status = 'pending' and next_attempt_at <= $1) \
     or (status = 'processing' and lease_until < $1))";
 
-/// Change events that are due now, oldest first, with their subscription (the sweep hands
-/// them to the processors; each is claimed there, by id).
+/// Change events to hand to the processors, oldest first, with their subscription: pending
+/// ones due at or before `due_before`, and processing ones whose lease ran out by `now` (their
+/// owner died). Each is claimed there, by id. The sweep passes a `due_before` a little in the
+/// past, so that it leaves fresh work to the fast path that already carries it.
 pub async fn due(
     store: &Store,
     now: i64,
+    due_before: i64,
     limit: i64,
 ) -> Result<Vec<(String, Option<String>)>, StoreError> {
-    let sql = format!(
-        "select id, subscription_id from events where {CLAIMABLE} \
-         order by next_attempt_at limit $2"
-    );
     Ok(
-        with_pool!(store, p => sqlx::query_as::<_, (String, Option<String>)>(&sql)
-        .bind(now).bind(limit).fetch_all(p).await?),
+        with_pool!(store, p => sqlx::query_as::<_, (String, Option<String>)>(
+        "select id, subscription_id from events where kind <> 'lifecycle' and \
+         ((status = 'pending' and next_attempt_at <= $2) \
+          or (status = 'processing' and lease_until < $1)) \
+         order by next_attempt_at limit $3")
+        .bind(now).bind(due_before).bind(limit).fetch_all(p).await?),
     )
 }
 
