@@ -34,7 +34,7 @@ use axum::routing::post as post_route;
 use clap::Parser;
 use relay365::sim::{NewMail, SimConfig, Simulator};
 use serde_json::{json, Value};
-use support::{cpu_seconds, post, postgres_cpu_seconds, rss_kb, server_bin, Conn, Server};
+use support::{cpu_seconds, post, postgres_cpu_seconds_of, rss_kb, server_bin, Conn, Server};
 
 #[derive(Parser)]
 #[command(about = "Load the whole relay365 pipeline, notification to delivery")]
@@ -259,11 +259,24 @@ async fn main() -> anyhow::Result<()> {
         })
         .collect();
     let plan = Arc::new(plan);
-    let cpu0 = (
-        cpu_seconds(&pid.to_string()),
-        postgres_cpu_seconds(),
-        cpu_seconds("self"),
-    );
+    // PostgreSQL's CPU: the backends of this database and the server's shared processes.
+    let database = url
+        .rsplit('/')
+        .next()
+        .unwrap_or("")
+        .split('?')
+        .next()
+        .unwrap_or("")
+        .to_string();
+    let on_postgres = url.starts_with("postgres");
+    let pg_cpu = || {
+        if on_postgres {
+            postgres_cpu_seconds_of(&database)
+        } else {
+            0.0
+        }
+    };
+    let cpu0 = (cpu_seconds(&pid.to_string()), pg_cpu(), cpu_seconds("self"));
     let start = Instant::now() + Duration::from_millis(200);
     let sent: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
     let per_conn = args.connections.max(1);
@@ -308,11 +321,7 @@ async fn main() -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let drained = Instant::now();
-    let cpu1 = (
-        cpu_seconds(&pid.to_string()),
-        postgres_cpu_seconds(),
-        cpu_seconds("self"),
-    );
+    let cpu1 = (cpu_seconds(&pid.to_string()), pg_cpu(), cpu_seconds("self"));
     let delivered = arrivals.lock().unwrap().len();
 
     let sent = sent.lock().unwrap().clone();

@@ -85,6 +85,7 @@ impl App {
             .build()
             .context("building the HTTP client")?;
         let deps = Deps {
+            work: store.relaxed(cfg.db_max_connections),
             store: store.clone(),
             health: Arc::new(Health::new()),
             settings: Arc::new(cfg.settings()),
@@ -121,6 +122,7 @@ impl App {
         ));
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let health = deps.health.clone();
+        let work = deps.work.clone();
         let task = tokio::spawn(async move {
             let outcome = tokio::select! {
                 _ = stop_rx => Ok(()),
@@ -137,6 +139,7 @@ impl App {
             let _ = tokio::time::timeout(Duration::from_secs(15), tree.handle).await;
             health.set_state(tree::ROOT, relay365_actors::health::ActorState::Stopped);
             store.close().await;
+            work.close().await;
             outcome
         });
         Ok(App {

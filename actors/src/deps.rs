@@ -110,6 +110,9 @@ impl PoolStats {
 #[derive(Clone)]
 pub struct Deps {
     pub store: Store,
+    /// The same database for the claims and outcomes of processing and delivery, with commits
+    /// that do not wait for the disk ([`Store::relaxed`]).
+    pub work: Store,
     pub health: Arc<Health>,
     pub settings: Arc<Settings>,
     /// Shared HTTP client (connection pools are per client; credential actors may build their

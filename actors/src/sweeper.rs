@@ -97,8 +97,8 @@ fn grace(deps: &Deps) -> i64 {
 async fn sweep(deps: &Deps, first: bool) -> Result<(usize, usize), StoreError> {
     let now = now_ms();
     let due_before = if first { now } else { now - grace(deps) };
-    let due_events = events::due(&deps.store, now, due_before, SWEEP_LIMIT).await?;
-    let due_deliveries = deliveries::due(&deps.store, now, due_before, SWEEP_LIMIT).await?;
+    let due_events = events::due(&deps.work, now, due_before, SWEEP_LIMIT).await?;
+    let due_deliveries = deliveries::due(&deps.work, now, due_before, SWEEP_LIMIT).await?;
     let counts = (due_events.len(), due_deliveries.len());
     processor::route(deps, due_events);
     delivery::route(deps, due_deliveries);
@@ -112,7 +112,7 @@ async fn purge(deps: &Deps) -> Result<u64, StoreError> {
     let before = now_ms().saturating_sub(keep_ms);
     let mut total = 0;
     loop {
-        let n = events::purge(&deps.store, before, PURGE_BATCH).await?;
+        let n = events::purge(&deps.work, before, PURGE_BATCH).await?;
         total += n;
         if n < PURGE_BATCH as u64 {
             return Ok(total);

@@ -58,6 +58,32 @@ pub fn cpu_seconds(pid: &str) -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
+/// CPU seconds used so far by the PostgreSQL processes that work for `database`: its
+/// backends, and the server's shared processes (WAL writer, checkpointer, background writer),
+/// but not the backends of other databases (a test run beside the benchmark).
+pub fn postgres_cpu_seconds_of(database: &str) -> f64 {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return 0.0;
+    };
+    dir.filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str().map(str::to_string))
+        .filter(|pid| pid.bytes().all(|b| b.is_ascii_digit()))
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|c| c.trim() == "postgres")
+        })
+        .filter(|pid| {
+            // A backend's title is "postgres: 15/main: USER DATABASE HOST(PORT) STATE".
+            let title = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let title = String::from_utf8_lossy(&title).replace('\0', " ");
+            let words: Vec<&str> = title.split_whitespace().collect();
+            let is_backend = words.len() >= 5 && words[4].contains('(');
+            !is_backend || words[3] == database
+        })
+        .map(|pid| cpu_seconds(&pid))
+        .sum()
+}
+
 /// CPU seconds used so far by every PostgreSQL process on this machine (the server's
 /// backends, WAL writer, checkpointer…): the database's share of the two cores.
 pub fn postgres_cpu_seconds() -> f64 {

@@ -33,7 +33,7 @@ pub async fn attempt(deps: &Deps, id: &str) -> Option<Duration> {
         now: now_ms(),
         ms: i64::try_from(deps.settings.lease.as_millis()).unwrap_or(i64::MAX / 2),
     };
-    let (row, out) = match deliveries::claim(&deps.store, id, lease).await {
+    let (row, out) = match deliveries::claim(&deps.work, id, lease).await {
         Ok(Some(found)) => found,
         Ok(None) => return None,
         Err(e) => {
@@ -96,7 +96,7 @@ pub async fn attempt(deps: &Deps, id: &str) -> Option<Duration> {
         }
         _ => {}
     }
-    match deliveries::record(&deps.store, &row.id, lease.owner, record, now).await {
+    match deliveries::record(&deps.work, &row.id, lease.owner, record, now).await {
         Ok(_) => retry_in,
         Err(e) => {
             // The lease runs out and the delivery is sent again: at least once holds.

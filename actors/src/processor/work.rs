@@ -56,7 +56,7 @@ pub async fn process(deps: &Deps, id: &str) -> Option<Duration> {
         now: now_ms(),
         ms: lease_ms,
     };
-    let row = match events::claim(&deps.store, id, lease).await {
+    let row = match events::claim(&deps.work, id, lease).await {
         Ok(Some(row)) => row,
         Ok(None) => return None,
         Err(e) => {
@@ -110,7 +110,7 @@ async fn settle(deps: &Deps, row: &EventRow, outcome: Outcome) -> Option<Duratio
                 if !refund && attempts >= deps.settings.max_retries.max(1) {
                     let why = format!("gave up after {attempts} attempts: {error}");
                     events::finish(
-                        &deps.store,
+                        &deps.work,
                         &row.id,
                         owner,
                         EventStatus::Failed,
@@ -132,7 +132,7 @@ async fn settle(deps: &Deps, row: &EventRow, outcome: Outcome) -> Option<Duratio
                 };
                 let delay = wait.map_or(delay, |w| w.max(delay));
                 let at = now_ms() + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX / 4);
-                events::retry_later(&deps.store, &row.id, owner, at, &error, refund).await?;
+                events::retry_later(&deps.work, &row.id, owner, at, &error, refund).await?;
                 tracing::debug!(event = %row.id, ?delay, error = %error, "event will be retried");
                 count("retried");
                 Ok(Some(delay))
@@ -213,7 +213,7 @@ async fn attempt(deps: &Deps, row: &EventRow) -> Outcome {
         );
     }
     let payload = payload.to_string();
-    let targets = match deps.targets.get(&deps.store).await {
+    let targets = match deps.targets.get(&deps.work).await {
         Ok(t) => t,
         Err(e) => return store_trouble(e),
     };
@@ -227,7 +227,7 @@ async fn attempt(deps: &Deps, row: &EventRow) -> Outcome {
         .collect();
     let owner = deps.instance.as_ref();
     match events::complete(
-        &deps.store,
+        &deps.work,
         &row.id,
         owner,
         &payload,
@@ -262,7 +262,7 @@ async fn fail(deps: &Deps, row: &EventRow, why: &str) -> Outcome {
 
 async fn end(deps: &Deps, row: &EventRow, status: EventStatus, why: &str) -> Outcome {
     let owner = deps.instance.as_ref();
-    match events::finish(&deps.store, &row.id, owner, status, why, now_ms()).await {
+    match events::finish(&deps.work, &row.id, owner, status, why, now_ms()).await {
         Ok(true) => {
             if status == EventStatus::Failed {
                 tracing::warn!(event = %row.id, error = why, "event failed");

@@ -150,6 +150,31 @@ impl Store {
         Ok(())
     }
 
+    /// A second pool to the same database whose commits do not wait for the disk
+    /// (PostgreSQL `synchronous_commit = off`), for work whose every write can be redone:
+    /// claims, leases and outcomes of processing and delivery. A PostgreSQL crash may lose
+    /// the last fraction of a second of them; the event or delivery is then claimed and done
+    /// again (at least once holds), while what was accepted stays durable, because the
+    /// receiver commits through its own connection, synchronously. Other writes (credentials,
+    /// subscriptions, targets) stay on the durable pool. On SQLite (WAL, `synchronous=NORMAL`
+    /// commits do not wait for the disk anyway) this is the same pool.
+    pub fn relaxed(&self, max_connections: u32) -> Store {
+        match self {
+            Store::Sqlite(p) => Store::Sqlite(p.clone()),
+            Store::Postgres(p) => {
+                let o = (*p.connect_options())
+                    .clone()
+                    .options([("synchronous_commit", "off")]);
+                Store::Postgres(
+                    PgPoolOptions::new()
+                        .max_connections(max_connections.max(1))
+                        .acquire_timeout(Duration::from_secs(10))
+                        .connect_lazy_with(o),
+                )
+            }
+        }
+    }
+
     /// Which engine this is.
     pub fn backend(&self) -> Backend {
         match self {
