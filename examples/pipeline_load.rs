@@ -276,6 +276,10 @@ async fn main() -> anyhow::Result<()> {
             0.0
         }
     };
+    // What relay365 costs with nothing to do (its actors, timers and sweeps), for scale.
+    let idle0 = cpu_seconds(&pid.to_string());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let idle = (cpu_seconds(&pid.to_string()) - idle0) / 2.0;
     let cpu0 = (cpu_seconds(&pid.to_string()), pg_cpu(), cpu_seconds("self"));
     let start = Instant::now() + Duration::from_millis(200);
     let sent: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
@@ -370,7 +374,8 @@ async fn main() -> anyhow::Result<()> {
         per_event(cpu1.2 - cpu0.2)
     );
     println!(
-        "relay365 peak resident {:.1} MB",
+        "relay365 idle before the load: {:.1} % of a core; peak resident {:.1} MB",
+        idle * 100.0,
         rss_kb(pid, "VmHWM:") as f64 / 1024.0
     );
     server.stop();
