@@ -345,6 +345,10 @@ async fn keep(
     sink_url: &str,
     sink_rx: &mut mpsc::UnboundedReceiver<Received>,
 ) {
+    // The handler is installed before the URL is printed: a Ctrl-C right after it still
+    // stops the demo gracefully.
+    let interrupted = interrupt();
+    tokio::pin!(interrupted);
     println!("\nStill running (Ctrl-C stops it):");
     println!("  API, /status, /metrics  {base}   e.g. relay365 status --url {base}");
     println!("  Graph simulator         {}   send more mail: POST {}/mailboxes/{}/messages (docs/simulator.md)", sim.base_url(), sim.control_url(), mails::MAILBOX);
@@ -353,7 +357,7 @@ async fn keep(
     );
     loop {
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => break,
+            _ = &mut interrupted => break,
             got = sink_rx.recv() => match got {
                 Some(r) => println!(
                     "delivered {} \"{}\" signature {}",
@@ -366,6 +370,21 @@ async fn keep(
         }
     }
     println!("stopping");
+}
+
+/// Completes on Ctrl-C. The SIGINT handler is installed when this is called, not when the
+/// future is first polled.
+fn interrupt() -> impl std::future::Future<Output = ()> {
+    #[cfg(unix)]
+    let signal = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).ok();
+    async move {
+        #[cfg(unix)]
+        if let Some(mut s) = signal {
+            s.recv().await;
+            return;
+        }
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 /// The enrichment of a delivered payload, for a person: (line, intent, language).

@@ -16,9 +16,12 @@ fn load(name: &str) -> Value {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path} is not JSON: {e}"))
 }
 
+/// A connection: from node, its output, to node.
+type Edge = (String, usize, String);
+
 /// Checks the shape n8n imports and answers the nodes by name and the edges (from, output,
 /// to).
-fn check(w: &Value) -> (BTreeMap<String, Value>, BTreeSet<(String, usize, String)>) {
+fn check(w: &Value) -> (BTreeMap<String, Value>, BTreeSet<Edge>) {
     assert!(w["name"].as_str().is_some_and(|n| !n.is_empty()));
     let mut nodes = BTreeMap::new();
     let mut ids = BTreeSet::new();
@@ -78,7 +81,7 @@ fn types(nodes: &BTreeMap<String, Value>) -> BTreeSet<String> {
         .collect()
 }
 
-fn edge(from: &str, out: usize, to: &str) -> (String, usize, String) {
+fn edge(from: &str, out: usize, to: &str) -> Edge {
     (from.into(), out, to.into())
 }
 
