@@ -264,6 +264,9 @@ async fn drive(
         text(&target["id"])
     );
 
+    // The new subscription's first delta sync runs in the background; the fault must land on
+    // a fetch of the first mail, not on it.
+    settle(sim).await;
     sim.sim()
         .add_fault(FaultSpec {
             kind: FaultKind::Throttle,
@@ -336,6 +339,21 @@ async fn drive(
         .filter(|r| r.status == 429)
         .count();
     watch.summary(&deliveries, graph_429)
+}
+
+/// Waits until Graph (the simulator) has seen no request for 300 ms, at most 5 s.
+async fn settle(sim: &SimHandle) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut seen = sim.sim().requests().len();
+    let mut quiet_since = Instant::now();
+    while Instant::now() < deadline && quiet_since.elapsed() < Duration::from_millis(300) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let now = sim.sim().requests().len();
+        if now != seen {
+            seen = now;
+            quiet_since = Instant::now();
+        }
+    }
 }
 
 /// `--keep`: prints where everything is and shows later deliveries until Ctrl-C.
