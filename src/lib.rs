@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 pub mod config;
+pub mod demo;
 pub mod error;
 pub mod http;
 pub mod sim;

@@ -31,6 +31,9 @@ enum Command {
     Serve,
     /// Apply the database migrations and exit.
     Migrate,
+    /// Run the whole pipeline on this machine (service, Graph simulator, a sink for n8n) with
+    /// no account and no network, show each event's way, and exit.
+    Demo(relay365::demo::DemoArgs),
     /// Run the Graph simulator alone (token endpoints, Graph API, control API).
     Sim(relay365::sim::SimArgs),
     /// Print the status tree of a running instance.
@@ -60,6 +63,23 @@ fn main() -> ExitCode {
             }
         };
     }
+    if let Some(Command::Demo(args)) = cli.command {
+        // The demo builds its own configuration; logs stay quiet unless RUST_LOG asks.
+        let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into());
+        telemetry::init_logs(&filter, relay365::config::LogFormat::Text);
+        return match tokio::runtime::Runtime::new().map(|rt| rt.block_on(relay365::demo::run(args)))
+        {
+            Ok(Ok(())) => ExitCode::SUCCESS,
+            Ok(Err(e)) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(1)
+            }
+            Err(e) => {
+                eprintln!("error: cannot start the runtime: {e}");
+                ExitCode::from(1)
+            }
+        };
+    }
     let cfg = match Config::load(cli.config.as_deref()) {
         Ok(c) => c,
         Err(e) => return config_error(&e),
@@ -76,7 +96,7 @@ fn main() -> ExitCode {
             Command::Serve => serve(cfg).await,
             Command::Migrate => migrate(cfg).await,
             Command::Status { url } => status(cfg, url).await,
-            Command::Sim(_) => ExitCode::from(2), // handled above
+            Command::Sim(_) | Command::Demo(_) => ExitCode::from(2), // handled above
         }
     })
 }
