@@ -78,6 +78,11 @@ impl App {
         let addr = listener.local_addr()?;
         let store = open_store(&cfg).await?;
         default_target(&cfg, &store).await?;
+        // The language models are built once, here, so the first mail is as fast as the rest
+        // (under a millisecond; their pages are read in as languages are met).
+        tokio::task::spawn_blocking(relay365_actors::primitives::warm_up)
+            .await
+            .context("loading the language models")?;
         // No redirects: a token service or Graph answering 3xx to another host must not receive
         // the secret, the refresh token or the bearer token that went with the request.
         let http = reqwest::Client::builder()
