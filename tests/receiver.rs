@@ -678,12 +678,12 @@ async fn a_request_whose_caller_gave_up_before_its_commit_is_not_written() {
     let (app, store, sub) = start(&db, &[("RELAY365_COMMIT_TIMEOUT_MS", "300")]).await;
     let base = app.url();
     let lock = lock_events(&store).await;
-    let body_a = change(&sub, "m-a");
-    let (a, b) = tokio::join!(post(&base, "/api/ms365/webhook", &body_a), async {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        post(&base, "/api/ms365/webhook", &change(&sub, "m-b")).await
-    });
+    // A's items reached the receiver before its caller gave up, so B, sent only after A's
+    // answer, comes after A in the receiver's mailbox: A's commit holds the writer (stalled on
+    // the lock) and B waits behind it.
+    let a = post(&base, "/api/ms365/webhook", &change(&sub, "m-a")).await;
     assert_eq!(a.status(), 503);
+    let b = post(&base, "/api/ms365/webhook", &change(&sub, "m-b")).await;
     assert_eq!(b.status(), 503);
     lock.release().await;
     // A's commit had started: it lands (harmless: Graph's retry is a duplicate). B's had not:
