@@ -146,30 +146,6 @@ fn is_secret_param(name: &str) -> bool {
     name.contains("password") || name.contains("secret") || name.contains("token")
 }
 
-#[cfg(test)]
-mod redact_tests {
-    use super::redact_url;
-
-    #[test]
-    fn every_password_in_a_url_is_masked() {
-        for (url, want) in [
-            ("postgres://u:pw@db/relay", "postgres://u:***@db/relay"),
-            (
-                "postgres://u@db/relay?password=pw&sslmode=require",
-                "postgres://u@db/relay?password=***&sslmode=require",
-            ),
-            (
-                "postgres://db/relay?user=u&PassWord=pw&sslpassword=x",
-                "postgres://db/relay?user=u&PassWord=***&sslpassword=***",
-            ),
-            ("sqlite://data/relay365.db", "sqlite://data/relay365.db"),
-            ("postgres://u:p w@[bad", "postgres://***"),
-        ] {
-            assert_eq!(redact_url(url), want, "{url}");
-        }
-    }
-}
-
 impl Config {
     /// The API-key rule of SPEC §2: without a key, only a loopback address may be served.
     pub fn check_api_key_rule(&self) -> Result<(), ConfigError> {
@@ -232,6 +208,30 @@ impl Config {
                 ),
             },
             park_for: Duration::from_secs(self.failed_retry_seconds),
+        }
+    }
+}
+
+#[cfg(test)]
+mod redact_tests {
+    use super::redact_url;
+
+    #[test]
+    fn every_password_in_a_url_is_masked() {
+        for (url, want) in [
+            ("postgres://u:pw@db/relay", "postgres://u:***@db/relay"),
+            (
+                "postgres://u@db/relay?password=pw&sslmode=require",
+                "postgres://u@db/relay?password=***&sslmode=require",
+            ),
+            (
+                "postgres://db/relay?user=u&PassWord=pw&sslpassword=x",
+                "postgres://db/relay?user=u&PassWord=***&sslpassword=***",
+            ),
+            ("sqlite://data/relay365.db", "sqlite://data/relay365.db"),
+            ("postgres://u:p w@[bad", "postgres://***"),
+        ] {
+            assert_eq!(redact_url(url), want, "{url}");
         }
     }
 }
