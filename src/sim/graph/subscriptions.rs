@@ -334,3 +334,29 @@ pub(super) fn list_subscriptions(sim: &Sim, uri: &Uri) -> Reply {
     }
     ok(Json(body))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::SimConfig;
+
+    #[test]
+    fn resources_parse_in_every_folder_spelling_and_others_are_refused() {
+        let sim = Sim::new(SimConfig::default(), "http://sim.test".into()).expect("sim");
+        let me = Principal::User("adele@contoso.com".into());
+        let folder = |r: &str| parse_resource(&sim, r, &me).ok().map(|(_, f)| f);
+        assert_eq!(folder("me/messages"), Some(None));
+        assert_eq!(
+            folder("/me/mailFolders('Inbox')/messages"),
+            Some(Some("inbox".into()))
+        );
+        assert_eq!(
+            folder("me/MailFolders/Archive/messages?$filter=x"),
+            Some(Some("archive".into()))
+        );
+        assert_eq!(folder("me/events"), None);
+        assert_eq!(folder("groups/g/conversations"), None);
+        // `/me` needs a user's token.
+        assert!(parse_resource(&sim, "me/messages", &Principal::App).is_err());
+    }
+}
