@@ -29,7 +29,7 @@ pub use config::Config;
 /// Opens the configured store and applies its migrations.
 pub async fn open_store(cfg: &Config) -> anyhow::Result<Store> {
     let opts = StoreOptions {
-        sqlite_synchronous: cfg.sqlite_sync()?,
+        sqlite_synchronous: cfg.sqlite_synchronous,
         max_connections: cfg.db_max_connections,
     };
     let store = Store::connect(&cfg.database_url, &opts)

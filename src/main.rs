@@ -107,12 +107,7 @@ fn config_error(e: &ConfigError) -> ExitCode {
 }
 
 fn init_logs(cfg: &Config) {
-    // validate() already checked the format.
-    telemetry::init_logs(
-        &cfg.log,
-        cfg.log_format()
-            .unwrap_or(relay365::config::LogFormat::Text),
-    );
+    telemetry::init_logs(&cfg.log, cfg.log_format);
 }
 
 async fn serve(cfg: Config) -> ExitCode {
@@ -125,10 +120,7 @@ async fn serve(cfg: Config) -> ExitCode {
             "RELAY365_API_KEY is not set: the management API is open to anyone on this machine"
         );
     }
-    let addr = match cfg.listen_addr() {
-        Ok(a) => a,
-        Err(e) => return config_error(&e),
-    };
+    let addr = cfg.listen;
     let listener = match tokio::net::TcpListener::bind(addr).await {
         Ok(l) => l,
         Err(e) => {

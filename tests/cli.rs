@@ -2,7 +2,8 @@
 //! JSON logs, and no secret in any log line.
 #![allow(clippy::unwrap_used)]
 
-use std::io::Read;
+mod support;
+
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -24,14 +25,6 @@ fn relay365() -> Command {
         }
     }
     c
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 #[test]
@@ -153,7 +146,6 @@ fn help_on_every_command() {
 #[test]
 fn serves_json_logs_without_secrets_and_status_prints_the_tree() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
     let secrets = [
         "api-key-SECRET-1",
         "service-SECRET-2",
@@ -163,7 +155,7 @@ fn serves_json_logs_without_secrets_and_status_prints_the_tree() {
     ];
     let mut child = relay365()
         .current_dir(dir.path())
-        .env("RELAY365_LISTEN", format!("127.0.0.1:{port}"))
+        .env("RELAY365_LISTEN", "127.0.0.1:0")
         .env("RELAY365_API_KEY", secrets[0])
         .env("SERVICE_SECRET", secrets[1])
         // Nothing listens there: token requests fail, and their failure is logged.
@@ -175,7 +167,8 @@ fn serves_json_logs_without_secrets_and_status_prints_the_tree() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let base = format!("http://127.0.0.1:{port}");
+    let logs = support::child::wait_ready(&mut child);
+    let base = logs.url.clone();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let ready = rt.block_on(async {
         for _ in 0..500 {
@@ -265,13 +258,7 @@ fn serves_json_logs_without_secrets_and_status_prints_the_tree() {
         .unwrap();
     let status = child.wait().unwrap();
     assert!(status.success(), "{status:?}");
-    let mut logs = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut logs)
-        .unwrap();
+    let logs = logs.all();
     let lines: Vec<&str> = logs.lines().filter(|l| !l.trim().is_empty()).collect();
     assert!(lines.len() > 3, "{logs}");
     for line in &lines {

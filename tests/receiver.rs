@@ -678,12 +678,12 @@ async fn a_request_whose_caller_gave_up_before_its_commit_is_not_written() {
     let (app, store, sub) = start(&db, &[("RELAY365_COMMIT_TIMEOUT_MS", "300")]).await;
     let base = app.url();
     let lock = lock_events(&store).await;
-    let body_a = change(&sub, "m-a");
-    let (a, b) = tokio::join!(post(&base, "/api/ms365/webhook", &body_a), async {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        post(&base, "/api/ms365/webhook", &change(&sub, "m-b")).await
-    });
+    // A's items reached the receiver before its caller gave up, so B, sent only after A's
+    // answer, comes after A in the receiver's mailbox: A's commit holds the writer (stalled on
+    // the lock) and B waits behind it.
+    let a = post(&base, "/api/ms365/webhook", &change(&sub, "m-a")).await;
     assert_eq!(a.status(), 503);
+    let b = post(&base, "/api/ms365/webhook", &change(&sub, "m-b")).await;
     assert_eq!(b.status(), 503);
     lock.release().await;
     // A's commit had started: it lands (harmless: Graph's retry is a duplicate). B's had not:
@@ -775,7 +775,9 @@ proptest! {
 // SIGKILL of the real binary: every 202 survives.
 // ---------------------------------------------------------------------------------------------
 
-fn relay365(dir: &std::path::Path, db_url: &str, port: u16) -> Child {
+/// The real binary on a port of its own choosing; answers it with its base URL, read from its
+/// ready log line (no free port picked, dropped and bound again).
+fn relay365(dir: &std::path::Path, db_url: &str) -> (Child, support::child::Logs) {
     let mut c = Command::new(env!("CARGO_BIN_EXE_relay365"));
     for (k, _) in std::env::vars() {
         if k.starts_with("RELAY365_") || ["DATABASE_URL", "RUST_LOG"].contains(&k.as_str()) {
@@ -784,12 +786,13 @@ fn relay365(dir: &std::path::Path, db_url: &str, port: u16) -> Child {
     }
     c.current_dir(dir)
         .env("DATABASE_URL", db_url)
-        .env("RELAY365_LISTEN", format!("127.0.0.1:{port}"))
-        .env("RUST_LOG", "warn")
+        .env("RELAY365_LISTEN", "127.0.0.1:0")
+        .env("RUST_LOG", "warn,relay365=info")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    let logs = support::child::wait_ready(&mut child);
+    (child, logs)
 }
 
 async fn wait_ready(base: &str) {
@@ -810,13 +813,8 @@ async fn every_202_survives_a_sigkill() {
         let store = db.store().await;
         let sub = seed(&store).await;
         let dir = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let base = format!("http://127.0.0.1:{port}");
-        let mut child = relay365(dir.path(), &db.url, port);
+        let (mut child, logs) = relay365(dir.path(), &db.url);
+        let base = logs.url.clone();
         wait_ready(&base).await;
 
         let accepted = Arc::new(Mutex::new(Vec::<String>::new()));
@@ -860,7 +858,8 @@ async fn every_202_survives_a_sigkill() {
         }
         let accepted = accepted.lock().unwrap().clone();
 
-        let mut again = relay365(dir.path(), &db.url, port);
+        let (mut again, logs) = relay365(dir.path(), &db.url);
+        let base = logs.url.clone();
         wait_ready(&base).await;
         let stored: HashSet<String> = all_events(&store)
             .await

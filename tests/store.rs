@@ -6,7 +6,7 @@ mod support;
 use relay365_actors::store::events::{self, EventFilter, NewEvent};
 use relay365_actors::store::status::EventStatus;
 use relay365_actors::store::subscriptions::{self, NewSubscription};
-use relay365_actors::store::{credentials, new_id, Store};
+use relay365_actors::store::{credentials, new_id, Store, StoreError};
 use serde_json::json;
 use support::TestDb;
 
@@ -74,7 +74,7 @@ async fn credentials_round_trip() {
 
         let dup = credentials::insert(&store, &id, "again", None, "static", &json!({})).await;
         assert!(
-            dup.is_err(),
+            matches!(dup, Err(StoreError::Conflict(_))),
             "{}: a second credential with the same id must be refused",
             db.label
         );

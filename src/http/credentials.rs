@@ -5,10 +5,10 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
+use relay365_actors::credential::{self, ManageError, NewCredential};
 use relay365_actors::store::credentials::{self, CredentialRow};
 use relay365_actors::store::{to_time, StoreError};
 use relay365_actors::token::TokenSource;
-use relay365_actors::{subscription, tree};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -80,39 +80,15 @@ async fn create(
     let source: TokenSource = serde_json::from_value(body.token_source)
         .map_err(|e| ApiError::bad_request(format!("token_source: {e}")))?;
     source.validate().map_err(ApiError::bad_request)?;
-    if matches!(source, TokenSource::AuthService) && state.deps.settings.auth_service_url.is_none()
-    {
-        return Err(ApiError::bad_request(
-            "token_source auth_service needs AUTH_SERVICE_URL to be configured",
-        ));
-    }
-    let stored = serde_json::to_value(&source).map_err(|e| ApiError::Internal(e.into()))?;
-    if credentials::get(&state.deps.store, &id)
+    let new = NewCredential {
+        id,
+        name: name.to_string(),
+        mailbox,
+        source,
+    };
+    let row = credential::create(&state.deps, new)
         .await
-        .map_err(internal)?
-        .is_some()
-    {
-        return Err(ApiError::Conflict(format!("credential {id} exists")));
-    }
-    let row = credentials::insert(
-        &state.deps.store,
-        &id,
-        name,
-        mailbox.as_deref(),
-        source.kind(),
-        &stored,
-    )
-    .await
-    .map_err(|e| match e {
-        StoreError::Db(sqlx::Error::Database(d)) if d.is_unique_violation() => {
-            ApiError::Conflict(format!("credential {id} exists"))
-        }
-        other => internal(other),
-    })?;
-    tree::start_credential(&state.deps, row.clone())
-        .await
-        .map_err(|e| ApiError::Internal(e.into()))?;
-    tracing::info!(credential = %id, kind = source.kind(), "credential created");
+        .map_err(map_err)?;
     Ok((StatusCode::CREATED, Json(view(&row))))
 }
 
@@ -135,23 +111,21 @@ async fn show(State(state): State<AppState>, Path(id): Path<String>) -> ApiResul
 
 /// Deletes the credential: its subscriptions at Graph (best effort), its rows, its actor.
 async fn remove(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<StatusCode> {
-    credentials::get(&state.deps.store, &id)
+    credential::delete(&state.deps, &id)
         .await
-        .map_err(internal)?
-        .ok_or_else(|| not_found(&id))?;
-    let failed = subscription::delete_all_at_graph(&state.deps, &id).await;
-    if failed > 0 {
-        tracing::warn!(credential = %id, failed, "some subscriptions could not be deleted at Graph; they expire on their own");
-    }
-    credentials::delete(&state.deps.store, &id)
-        .await
-        .map_err(internal)?;
-    if let Err(e) = tree::stop_credential(&state.deps, &id).await {
-        tracing::warn!(credential = %id, error = %e, "stopping the credential actor");
-    }
-    tree::subscriptions_changed(&state.deps);
-    tracing::info!(credential = %id, "credential deleted");
+        .map_err(map_err)?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Maps a failure of the workflow: the caller's mistakes are 4xx, the rest is ours.
+fn map_err(e: ManageError) -> ApiError {
+    match e {
+        ManageError::BadRequest(m) => ApiError::bad_request(m),
+        ManageError::NotFound(m) => ApiError::NotFound(m),
+        ManageError::Store(StoreError::Conflict(m)) => ApiError::Conflict(m),
+        ManageError::Store(e) => internal(e),
+        ManageError::Tree(e) => ApiError::Internal(e.into()),
+    }
 }
 
 fn not_found(id: &str) -> ApiError {

@@ -19,28 +19,36 @@
 //! sharing the database, and a dropped notification is lost for good. Look-ups are bounded
 //! (slots, a cap per request, a negative cache of ids found absent: [`absent`]); a request
 //! that cannot have its look-ups now is answered 503, so a 202 always means stored.
+//!
+//! This file holds the actor (messages, state, `handle`) and the calls other parts make;
+//! the pieces it drives are in their own files: `notification.rs` (the pure parser of Graph's
+//! payload), `check.rs` (items against the map, look-ups of unknown ids), `commit.rs` (the
+//! commit task and the answers), `absent.rs` (the negative cache) and `stats.rs` (the counters).
 
-use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use serde_json::{json, Value};
-use subtle::ConstantTimeEq;
 use tokio::sync::oneshot;
 
 use crate::deps::Deps;
-use crate::store::events::{event_id, Inserted, NewEvent, Writer};
+use crate::store::events::{NewEvent, Writer};
 use crate::store::subscriptions::{self, SubscriptionRow};
 use crate::store::{now_ms, StoreError};
 use crate::supervision::Crash;
-use crate::util::{spawn_guarded, spawn_reply};
+use crate::util::spawn_reply;
 
 mod absent;
+mod check;
+mod commit;
 mod notification;
+mod stats;
 
+pub use commit::Commit;
 pub use notification::{idempotency_key, parse_collection, Item, ItemKind, ParseError};
+pub use stats::ReceiverStats;
 
 /// Name of the receiver in the tree.
 pub const NAME: &str = "receiver";
@@ -140,91 +148,6 @@ impl From<Crash> for ReceiverMsg {
 /// A look-up of one Graph subscription id.
 pub type LookedUp = (String, Result<Option<SubscriptionRow>, StoreError>);
 
-/// A finished commit, as reported by its task.
-pub struct Commit {
-    /// Whether the items are stored (their requests have been answered either way).
-    ok: bool,
-    /// The writer it used, given back.
-    writer: Writer,
-    /// Our ids of the subscriptions notified in this batch.
-    subscriptions: HashSet<String>,
-}
-
-/// Counts a finished commit and answers each request in it, from the commit's own task: the
-/// answers do not wait for the actor's turn. Then hands the new events to the processors.
-/// Returns whether the items are stored.
-fn answer(
-    stats: &ReceiverStats,
-    deps: &Deps,
-    result: Result<Vec<Inserted>, StoreError>,
-    items: usize,
-    waiters: Vec<(IngestReply, IngestOutcome)>,
-) -> bool {
-    match result {
-        Ok(inserted) => {
-            let new = inserted.len();
-            let dups = items.saturating_sub(new);
-            stats.batches.fetch_add(1, Ordering::Relaxed);
-            stats.accepted.fetch_add(new as u64, Ordering::Relaxed);
-            stats.duplicates.fetch_add(dups as u64, Ordering::Relaxed);
-            metrics::counter!("relay365_notifications_accepted_total").increment(new as u64);
-            metrics::counter!("relay365_notifications_duplicates_total").increment(dups as u64);
-            metrics::counter!("relay365_receiver_commits_total", "result" => "ok").increment(1);
-            metrics::histogram!("relay365_receiver_batch_items").record(items as f64);
-            for (reply, outcome) in waiters {
-                let _ = reply.send(Ok(outcome));
-            }
-            if !inserted.is_empty() {
-                crate::processor::dispatch(deps, inserted);
-            }
-            true
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, items, "commit of notifications failed");
-            stats.failed_batches.fetch_add(1, Ordering::Relaxed);
-            metrics::counter!("relay365_receiver_commits_total", "result" => "error").increment(1);
-            for (reply, _) in waiters {
-                let _ = reply.send(Err(IngestError::Store));
-            }
-            false
-        }
-    }
-}
-
-/// Counters of the receiver, shown as its `info` in `/status`. They outlive restarts.
-#[derive(Debug, Default)]
-pub struct ReceiverStats {
-    pub subscriptions: AtomicU64,
-    /// New events stored.
-    pub accepted: AtomicU64,
-    /// Authentic items already stored before.
-    pub duplicates: AtomicU64,
-    /// Items dropped: unknown subscription or wrong clientState.
-    pub dropped: AtomicU64,
-    /// Commits done.
-    pub batches: AtomicU64,
-    /// Commits that failed (their requests were answered 503).
-    pub failed_batches: AtomicU64,
-    /// Items waiting for a commit.
-    pub pending: AtomicU64,
-}
-
-impl ReceiverStats {
-    /// The `info` object of `/status`.
-    pub fn info(&self) -> Value {
-        let n = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        json!({
-            "subscriptions": n(&self.subscriptions),
-            "accepted": n(&self.accepted),
-            "duplicates": n(&self.duplicates),
-            "dropped": n(&self.dropped),
-            "batches": n(&self.batches),
-            "failed_batches": n(&self.failed_batches),
-            "pending": n(&self.pending),
-        })
-    }
-}
-
 /// The receiver actor.
 #[derive(Clone)]
 pub struct Receiver {
@@ -280,9 +203,6 @@ pub struct ReceiverState {
     writer: Option<Writer>,
 }
 
-/// `last_notification_at` is written at most this often per subscription.
-const TOUCH_EVERY_MS: i64 = 1_000;
-
 impl Receiver {
     /// A receiver with fresh counters.
     pub fn new(deps: Deps) -> Self {
@@ -299,355 +219,6 @@ impl Receiver {
             async move { subscriptions::list_receivable(&store).await },
             ReceiverMsg::Loaded,
         );
-    }
-
-    /// Checks the items of one request: the authentic ones become new events; the others are
-    /// counted as dropped.
-    ///
-    /// With `defer`, items naming a subscription id the map does not hold are returned
-    /// instead of dropped, to be looked up in the store first.
-    fn check(
-        &self,
-        st: &ReceiverState,
-        items: Vec<Item>,
-        received_at: i64,
-        defer: bool,
-    ) -> (Vec<NewEvent>, usize, Vec<Item>) {
-        let mut events = Vec::with_capacity(items.len());
-        let mut deferred = Vec::new();
-        let (mut unknown, mut forged) = (0usize, 0usize);
-        for item in items {
-            let Some(sub) = item
-                .subscription_id
-                .as_deref()
-                .and_then(|id| st.subscriptions.get(id))
-            else {
-                if defer && item.subscription_id.is_some() {
-                    deferred.push(item);
-                } else {
-                    unknown += 1;
-                }
-                continue;
-            };
-            let given = item.client_state.as_deref().unwrap_or("");
-            // ct_eq is constant-time for equal lengths; a length mismatch is a mismatch anyway.
-            if item.client_state.is_none()
-                || !bool::from(given.as_bytes().ct_eq(sub.client_state.as_bytes()))
-            {
-                forged += 1;
-                continue;
-            }
-            let graph_id = item.subscription_id.as_deref().unwrap_or("");
-            let key = idempotency_key(&sub.id, graph_id, &item.kind);
-            let (kind, change_type, resource_id) = match item.kind {
-                ItemKind::Change {
-                    change_type,
-                    resource_id,
-                    ..
-                } => ("change", change_type, resource_id),
-                ItemKind::Lifecycle { event, .. } => ("lifecycle", event, None),
-            };
-            events.push(NewEvent {
-                // Time-ordered (v7): the primary-key index grows at its end instead of
-                // splitting random pages on every commit; ids also sort as received.
-                id: event_id(received_at),
-                idempotency_key: key,
-                kind,
-                subscription_id: Some(sub.id.clone()),
-                credential_id: Some(sub.credential_id.clone()),
-                change_type,
-                resource_id,
-                raw: item.raw,
-                received_at,
-            });
-        }
-        if unknown > 0 {
-            metrics::counter!("relay365_notifications_dropped_total", "reason" => "unknown_subscription")
-                .increment(unknown as u64);
-        }
-        if forged > 0 {
-            metrics::counter!("relay365_notifications_dropped_total", "reason" => "client_state")
-                .increment(forged as u64);
-        }
-        let dropped = unknown + forged;
-        if dropped > 0 {
-            self.stats
-                .dropped
-                .fetch_add(dropped as u64, Ordering::Relaxed);
-            tracing::debug!(unknown, forged, "notification items dropped");
-        }
-        (events, dropped, deferred)
-    }
-
-    /// Checks one request's items and queues the authentic ones for the next commit. Items
-    /// for a subscription id the map does not hold (created moments ago, or by another
-    /// instance sharing the database) are looked up in the store first, so that they are not
-    /// dropped by mistake; the request waits for those look-ups.
-    fn queue(
-        &self,
-        myself: &ActorRef<ReceiverMsg>,
-        st: &mut ReceiverState,
-        items: Vec<Item>,
-        received_at: i64,
-        reply: IngestReply,
-    ) {
-        if reply.is_closed() {
-            return;
-        }
-        let (events, mut dropped, deferred) = self.check(st, items, received_at, true);
-        if deferred.is_empty() {
-            self.enqueue(st, events, dropped, reply);
-            return;
-        }
-        // Ids found absent a moment ago are dropped as unknown without asking again.
-        let now = now_ms();
-        let (known_absent, deferred): (Vec<Item>, Vec<Item>) =
-            deferred.into_iter().partition(|i| {
-                i.subscription_id
-                    .as_deref()
-                    .is_some_and(|id| st.absent.contains(id, now))
-            });
-        if !known_absent.is_empty() {
-            let (_, more, _) = self.check(st, known_absent, received_at, false);
-            dropped += more;
-        }
-        if deferred.is_empty() {
-            self.enqueue(st, events, dropped, reply);
-            return;
-        }
-        let ids: HashSet<String> = deferred
-            .iter()
-            .filter_map(|i| i.subscription_id.clone())
-            .collect();
-        let new = ids
-            .iter()
-            .filter(|id| !st.lookups.contains_key(*id))
-            .count();
-        if ids.len() > MAX_LOOKUPS_PER_REQUEST || st.lookups.len() + new > MAX_LOOKUPS {
-            // Not now: Graph retries a 503, while a 202 with the items dropped would lose them.
-            metrics::counter!("relay365_receiver_lookups_refused_total").increment(1);
-            let _ = reply.send(Err(IngestError::Busy));
-            return;
-        }
-        let key = st.next_held;
-        st.next_held += 1;
-        for id in &ids {
-            if !st.lookups.contains_key(id) {
-                let store = self.deps.store.clone();
-                let id = id.clone();
-                spawn_reply(
-                    myself,
-                    async move {
-                        let row = subscriptions::get_by_external(&store, &id).await;
-                        Box::new((id, row))
-                    },
-                    ReceiverMsg::LookedUp,
-                );
-            }
-            st.lookups.entry(id.clone()).or_default().push(key);
-        }
-        st.held.insert(
-            key,
-            Held {
-                events,
-                deferred,
-                dropped,
-                received_at,
-                reply,
-                waiting: ids.len(),
-                failed: false,
-            },
-        );
-    }
-
-    /// Queues checked events for the next commit (or answers at once when none is left, or
-    /// when too much is queued already).
-    fn enqueue(
-        &self,
-        st: &mut ReceiverState,
-        events: Vec<NewEvent>,
-        dropped: usize,
-        reply: IngestReply,
-    ) {
-        if events.is_empty() {
-            let _ = reply.send(Ok(IngestOutcome {
-                accepted: 0,
-                dropped,
-            }));
-        } else if st.pending_items >= MAX_PENDING_ITEMS {
-            let _ = reply.send(Err(IngestError::Busy));
-        } else {
-            st.pending_items += events.len();
-            st.pending.push_back(Waiter {
-                reply,
-                events,
-                dropped,
-            });
-        }
-    }
-
-    /// A look-up of an unknown subscription id ended: learn the subscription if it exists,
-    /// and release the requests that waited only for this.
-    fn looked_up(
-        &self,
-        st: &mut ReceiverState,
-        id: String,
-        row: Result<Option<SubscriptionRow>, StoreError>,
-    ) {
-        let failed = match row {
-            Ok(Some(r))
-                if r.status != crate::store::status::SubscriptionStatus::Removed
-                    && r.external_id.as_deref() == Some(&id) =>
-            {
-                st.subscriptions.insert(
-                    id.clone(),
-                    KnownSubscription {
-                        id: r.id,
-                        credential_id: r.credential_id,
-                        client_state: r.client_state,
-                    },
-                );
-                self.stats
-                    .subscriptions
-                    .store(st.subscriptions.len() as u64, Ordering::Relaxed);
-                false
-            }
-            Ok(_) => {
-                st.absent.insert(id.clone(), now_ms());
-                false
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "looking up a subscription failed");
-                true
-            }
-        };
-        for key in st.lookups.remove(&id).unwrap_or_default() {
-            let Some(h) = st.held.get_mut(&key) else {
-                continue;
-            };
-            h.failed |= failed;
-            h.waiting -= 1;
-            if h.waiting > 0 {
-                continue;
-            }
-            let Some(h) = st.held.remove(&key) else {
-                continue;
-            };
-            if h.failed {
-                // Unknown whether they are authentic: 503, and Graph sends them again.
-                let _ = h.reply.send(Err(IngestError::Store));
-                continue;
-            }
-            let (more, dropped, _) = self.check(st, h.deferred, h.received_at, false);
-            let mut events = h.events;
-            events.extend(more);
-            self.enqueue(st, events, h.dropped + dropped, h.reply);
-        }
-    }
-
-    /// Starts a commit of everything that waits (up to [`MAX_BATCH_ITEMS`]) when none runs:
-    /// one large commit costs the database less than several small ones.
-    fn start_commits(&self, myself: &ActorRef<ReceiverMsg>, st: &mut ReceiverState) {
-        while !st.pending.is_empty() && st.writer.is_some() {
-            let mut batch: Vec<NewEvent> = Vec::new();
-            let mut waiters = Vec::new();
-            let mut subs = HashSet::new();
-            while let Some(w) = st.pending.front() {
-                if !batch.is_empty() && batch.len() + w.events.len() > MAX_BATCH_ITEMS {
-                    break;
-                }
-                let Some(w) = st.pending.pop_front() else {
-                    break;
-                };
-                st.pending_items -= w.events.len();
-                if w.reply.is_closed() {
-                    // Its caller answered 503 already: keep "503 ⇒ nothing written".
-                    metrics::counter!("relay365_receiver_abandoned_total")
-                        .increment(w.events.len() as u64);
-                    continue;
-                }
-                let outcome = IngestOutcome {
-                    accepted: w.events.len(),
-                    dropped: w.dropped,
-                };
-                for e in &w.events {
-                    if let Some(s) = &e.subscription_id {
-                        if !subs.contains(s) {
-                            subs.insert(s.clone());
-                        }
-                    }
-                }
-                batch.extend(w.events);
-                waiters.push((w.reply, outcome));
-            }
-            self.stats
-                .pending
-                .store(st.pending_items as u64, Ordering::Relaxed);
-            if waiters.is_empty() {
-                continue;
-            }
-            let Some(mut writer) = st.writer.take() else {
-                break;
-            };
-            // A hung database must not hold a commit slot for ever; a late commit is harmless
-            // (its callers got 503 and Graph's retry is a duplicate).
-            let limit = (self.deps.settings.commit_timeout * 5).max(Duration::from_secs(10));
-            let (stats, deps) = (self.stats.clone(), self.deps.clone());
-            spawn_reply(
-                myself,
-                async move {
-                    if deps.faults.panic_next_commit.swap(false, Ordering::Relaxed) {
-                        panic!("injected fault: the commit task panics");
-                    }
-                    let started = std::time::Instant::now();
-                    let result =
-                        match tokio::time::timeout(limit, writer.insert_batch(&batch)).await {
-                            Ok(r) => r,
-                            Err(_) => Err(StoreError::Db(sqlx::Error::PoolTimedOut)),
-                        };
-                    metrics::histogram!("relay365_receiver_commit_seconds")
-                        .record(started.elapsed().as_secs_f64());
-                    let ok = answer(&stats, &deps, result, batch.len(), waiters);
-                    Box::new(Commit {
-                        ok,
-                        writer,
-                        subscriptions: subs,
-                    })
-                },
-                ReceiverMsg::Committed,
-            );
-        }
-    }
-
-    fn committed(&self, myself: &ActorRef<ReceiverMsg>, st: &mut ReceiverState, commit: Commit) {
-        st.writer = Some(commit.writer);
-        if commit.ok {
-            self.touch(myself, st, commit.subscriptions);
-        }
-    }
-
-    fn touch(&self, myself: &ActorRef<ReceiverMsg>, st: &mut ReceiverState, subs: HashSet<String>) {
-        let now = now_ms();
-        let due: Vec<String> = subs
-            .into_iter()
-            .filter(|s| {
-                st.touched
-                    .get(s)
-                    .is_none_or(|at| now - at >= TOUCH_EVERY_MS)
-            })
-            .collect();
-        if due.is_empty() {
-            return;
-        }
-        for s in &due {
-            st.touched.insert(s.clone(), now);
-        }
-        let store = self.deps.store.clone();
-        spawn_guarded(myself, async move {
-            if let Err(e) = subscriptions::touch_notified(&store, &due, now).await {
-                tracing::debug!(error = %e, "could not note last_notification_at");
-            }
-        });
     }
 }
 

@@ -32,7 +32,7 @@ impl CredentialRow {
 const COLUMNS: &str =
     "id, name, mailbox, token_kind, token_source, status, last_error, created_at, updated_at";
 
-/// Inserts a new credential. Fails (unique violation) if the id exists.
+/// Inserts a new credential. Fails with [`StoreError::Conflict`] if the id exists.
 pub async fn insert(
     store: &Store,
     id: &str,
@@ -48,7 +48,8 @@ pub async fn insert(
     );
     let row = with_pool!(store, p => sqlx::query_as::<_, CredentialRow>(&sql)
         .bind(id).bind(name).bind(mailbox).bind(token_kind).bind(token_source.to_string()).bind(now)
-        .fetch_one(p).await?);
+        .fetch_one(p).await
+        .map_err(|e| StoreError::or_conflict(e, || format!("credential {id} exists")))?);
     Ok(row)
 }
 

@@ -52,6 +52,20 @@ pub enum StoreError {
     /// A stored value could not be decoded (a JSON column, an enum text).
     #[error("corrupt stored value in {what}: {why}")]
     Corrupt { what: &'static str, why: String },
+    /// A row with that key exists already (a unique violation, told apart here so that callers
+    /// need not know the database's errors).
+    #[error("{0}")]
+    Conflict(String),
+}
+
+impl StoreError {
+    /// `e`, or [`StoreError::Conflict`] with `what` if it is a unique violation.
+    pub(crate) fn or_conflict(e: sqlx::Error, what: impl FnOnce() -> String) -> StoreError {
+        match e {
+            sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Conflict(what()),
+            other => StoreError::Db(other),
+        }
+    }
 }
 
 /// SQLite's durability setting (`RELAY365_SQLITE_SYNCHRONOUS`).

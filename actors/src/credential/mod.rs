@@ -9,6 +9,8 @@
 //! Token failures are expected and do not crash the actor: they travel back in the reply,
 //! show in `/status` as `last_failure`, and mark the credential `degraded`. A credential
 //! actor that crashes too often is parked as `failed` and tried again later.
+//!
+//! Creating and deleting a credential (store, Graph and tree together) is in [`manage`].
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +27,9 @@ use crate::store::StoreError;
 use crate::supervision::{ChildSpec, Crash, GiveUp, ParkHook, StartHook, SupervisorMsg};
 use crate::token::{self, AccessToken, TokenCache, TokenEndpoints, TokenError, TokenSource};
 use crate::util::{spawn_guarded, spawn_reply};
+
+mod manage;
+pub use manage::{create, delete, ManageError, NewCredential};
 
 /// Name of the credentials supervisor in the tree.
 pub const SUPERVISOR: &str = "credentials";
