@@ -280,7 +280,12 @@ async fn main() -> anyhow::Result<()> {
     // mail already there never becomes events); let those finish before measuring.
     let baseline = Instant::now();
     loop {
-        let status: Value = http.get(format!("{base}/status")).send().await?.json().await?;
+        let status: Value = http
+            .get(format!("{base}/status"))
+            .send()
+            .await?
+            .json()
+            .await?;
         let renewal = status["root"]["children"]
             .as_array()
             .and_then(|c| c.iter().find(|n| n["name"] == "renewal"))
