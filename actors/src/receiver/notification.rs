@@ -101,14 +101,58 @@ impl<'de> Deserialize<'de> for Members<'de> {
     }
 }
 
-/// The items of a collection, each left unparsed; at most [`MAX_ITEMS`].
-struct Values<'a>(Vec<&'a RawValue>);
+/// A collection read in one pass over the body: the members of each item of `value` (at most
+/// [`MAX_ITEMS`]), the other top-level members skipped. `None` when there is no `value`.
+///
+/// One pass matters: a body of up to 1 MiB built to cost the parser is read once, not once as
+/// the collection, again as the array and again as each item.
+struct Collection<'a>(Option<Vec<Members<'a>>>);
 
-impl<'de> Deserialize<'de> for Values<'de> {
+/// What an item that is not an object says, so that its message can name the item.
+const NOT_AN_OBJECT: &str = "not an object: ";
+
+impl<'de> Deserialize<'de> for Collection<'de> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct Visit;
         impl<'de> serde::de::Visitor<'de> for Visit {
-            type Value = Values<'de>;
+            type Value = Collection<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut items = None;
+                let mut members = 0;
+                while let Some(Name(name)) = map.next_key()? {
+                    members += 1;
+                    if members > MAX_MEMBERS {
+                        return Err(serde::de::Error::custom(format_args!(
+                            "{LIMIT}an object has more than {MAX_MEMBERS} members"
+                        )));
+                    }
+                    if name == "value" {
+                        items = Some(map.next_value::<Items<'de>>()?.0);
+                    } else {
+                        map.next_value::<serde::de::IgnoredAny>()?;
+                    }
+                }
+                Ok(Collection(items))
+            }
+        }
+        d.deserialize_map(Visit)
+    }
+}
+
+/// The `value` array: each item's members, read where they stand.
+struct Items<'a>(Vec<Members<'a>>);
+
+impl<'de> Deserialize<'de> for Items<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Items<'de>;
             fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str("a JSON array")
             }
@@ -116,19 +160,40 @@ impl<'de> Deserialize<'de> for Values<'de> {
                 self,
                 mut seq: A,
             ) -> Result<Self::Value, A::Error> {
-                let mut values = Vec::with_capacity(4);
-                while let Some(v) = seq.next_element()? {
-                    if values.len() == MAX_ITEMS {
+                let mut items = Vec::with_capacity(4);
+                while let Some(item) = seq.next_element_seed(ItemSeed(items.len()))? {
+                    if items.len() == MAX_ITEMS {
                         return Err(serde::de::Error::custom(format_args!(
                             "{LIMIT}a collection has more than {MAX_ITEMS} items"
                         )));
                     }
-                    values.push(v);
+                    items.push(item);
                 }
-                Ok(Values(values))
+                Ok(Items(items))
             }
         }
         d.deserialize_seq(Visit)
+    }
+}
+
+/// Reads item `.0` of `value`, naming it in its errors.
+struct ItemSeed(usize);
+
+impl<'de> serde::de::DeserializeSeed<'de> for ItemSeed {
+    type Value = Members<'de>;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        use serde::de::Error;
+        let i = self.0;
+        Members::deserialize(d).map_err(|e| {
+            let text = e.to_string();
+            match text.strip_prefix(LIMIT) {
+                Some(rest) => D::Error::custom(format_args!("{LIMIT}value[{i}]: {rest}")),
+                None if text.starts_with("invalid type") => {
+                    D::Error::custom(format_args!("{NOT_AN_OBJECT}value[{i}] must be an object"))
+                }
+                None => e,
+            }
+        })
     }
 }
 
@@ -173,25 +238,25 @@ const NOT_A_COLLECTION: &str = "expected a JSON object with a `value` array";
 /// Only the fields it reads are decoded; each item's stored text is its members as sent, in
 /// their order, with `clientState` replaced (a repeated member kept once, its last value).
 pub fn parse_collection(body: &[u8]) -> Result<Vec<Item>, ParseError> {
-    let top: Members<'_> = serde_json::from_slice(body).map_err(|e| match e.classify() {
-        _ if limit(&e).is_some() => limit(&e).unwrap_or_else(|| ParseError(e.to_string())),
-        serde_json::error::Category::Data => ParseError(NOT_A_COLLECTION.into()),
-        _ => ParseError(format!("the body is not JSON: {e}")),
-    })?;
-    let Values(values) = match top.get("value").map(|v| serde_json::from_str(v.get())) {
-        Some(Ok(values)) => values,
-        Some(Err(e)) if limit(&e).is_some() => {
-            return Err(limit(&e).unwrap_or_else(|| ParseError(e.to_string())))
+    let Collection(values) = serde_json::from_slice(body).map_err(|e| {
+        if let Some(l) = limit(&e) {
+            return l;
         }
-        _ => return Err(ParseError(NOT_A_COLLECTION.into())),
+        let text = e.to_string();
+        if let Some(rest) = text.strip_prefix(NOT_AN_OBJECT) {
+            let end = rest.find(" at line ").unwrap_or(rest.len());
+            return ParseError(rest[..end].to_string());
+        }
+        match e.classify() {
+            serde_json::error::Category::Data => ParseError(NOT_A_COLLECTION.into()),
+            _ => ParseError(format!("the body is not JSON: {e}")),
+        }
+    })?;
+    let Some(values) = values else {
+        return Err(ParseError(NOT_A_COLLECTION.into()));
     };
     let mut items = Vec::with_capacity(values.len());
-    for (i, v) in values.into_iter().enumerate() {
-        let m: Members<'_> = serde_json::from_str(v.get()).map_err(|e| {
-            limit(&e)
-                .map(|l| ParseError(format!("value[{i}]: {}", l.0)))
-                .unwrap_or_else(|| ParseError(format!("value[{i}] must be an object")))
-        })?;
+    for (i, m) in values.into_iter().enumerate() {
         let at = format!("value[{i}]");
         let subscription_id = m.string("subscriptionId", &at)?;
         let client_state = m.string("clientState", &at)?;
@@ -232,7 +297,7 @@ pub fn parse_collection(body: &[u8]) -> Result<Vec<Item>, ParseError> {
             subscription_id,
             client_state,
             kind,
-            raw: masked(&m, v.get().len()),
+            raw: masked(&m),
         });
     }
     Ok(items)
@@ -242,7 +307,7 @@ pub fn parse_collection(body: &[u8]) -> Result<Vec<Item>, ParseError> {
 ///
 /// A repeated member is kept once, with its last value (what a JSON reader would see). The
 /// work is bounded by [`MAX_MEMBERS`] and linear past a handful of members.
-fn masked(m: &Members<'_>, size: usize) -> String {
+fn masked(m: &Members<'_>) -> String {
     let members = &m.0;
     // Which members a later one of the same name overrides. A real item has about ten: a scan
     // of the names after each costs less than hashing them; past that, one pass over a map.
@@ -259,7 +324,11 @@ fn masked(m: &Members<'_>, size: usize) -> String {
             }
         }
     }
-    let mut out = String::with_capacity(size);
+    let size: usize = members
+        .iter()
+        .map(|(name, value)| name.len() + value.get().len() + 4)
+        .sum();
+    let mut out = String::with_capacity(size + 2);
     out.push('{');
     for ((name, value), overridden) in members.iter().zip(overridden) {
         if overridden {
