@@ -34,7 +34,13 @@ pub async fn open_store(cfg: &Config) -> anyhow::Result<Store> {
     };
     let store = Store::connect(&cfg.database_url, &opts)
         .await
-        .with_context(|| format!("opening {}", config::redact_url(&cfg.database_url)))?;
+        .with_context(|| {
+            format!(
+                "opening {} (is the database running, and are DATABASE_URL's host, port, user and \
+                 password right?)",
+                config::redact_url(&cfg.database_url)
+            )
+        })?;
     store.migrate().await.context("applying migrations")?;
     Ok(store)
 }

@@ -120,6 +120,9 @@ fn a_password_in_the_database_url_never_reaches_the_output() {
                 text.contains("127.0.0.1:9"),
                 "{cmd} names the database: {text}"
             );
+            // The cause, and what to check, not only that a pool timed out.
+            assert!(text.contains("Connection refused"), "{cmd}: {text}");
+            assert!(text.contains("is the database running"), "{cmd}: {text}");
         }
     }
 }

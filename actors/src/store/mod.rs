@@ -142,6 +142,12 @@ impl Store {
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let o =
                 PgConnectOptions::from_str(url).map_err(|e| StoreError::BadUrl(format!("{e}")))?;
+            // One connection first, so that a server that is down or refuses the login says
+            // why (the pool would only say that it timed out).
+            {
+                use sqlx::{ConnectOptions, Connection};
+                o.connect().await?.close().await?;
+            }
             let pool = PgPoolOptions::new()
                 .max_connections(opts.max_connections.max(1))
                 .acquire_timeout(Duration::from_secs(10))
