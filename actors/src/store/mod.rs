@@ -146,7 +146,15 @@ impl Store {
             // why (the pool would only say that it timed out).
             {
                 use sqlx::{ConnectOptions, Connection};
-                o.connect().await?.close().await?;
+                match tokio::time::timeout(Duration::from_secs(10), o.connect()).await {
+                    Ok(conn) => conn?.close().await?,
+                    Err(_) => {
+                        return Err(StoreError::Db(sqlx::Error::Io(std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            "no answer from the database within 10 s",
+                        ))))
+                    }
+                }
             }
             let pool = PgPoolOptions::new()
                 .max_connections(opts.max_connections.max(1))
