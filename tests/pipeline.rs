@@ -15,28 +15,16 @@ use std::collections::{HashMap, HashSet};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use relay365::sim::{AttachmentInput, NewMail, SimConfig, SimHandle, Simulator};
+use relay365::sim::{AttachmentInput, NewMail, SimHandle};
 use relay365::App;
 use serde_json::{json, Value};
+use support::api::{call, post, sim};
 use support::sink::Sink;
 use support::{eventually, find_actor, spawn_public_app, TestDb};
 
 const ALICE: &str = "alice@sim.test";
 const BOB: &str = "bob@sim.test";
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
-
-async fn sim() -> SimHandle {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    Simulator::start(
-        SimConfig {
-            notification_retries: 0,
-            ..SimConfig::default()
-        },
-        listener,
-    )
-    .await
-    .unwrap()
-}
 
 fn sim_env(sim: &SimHandle) -> Vec<(&'static str, String)> {
     vec![
@@ -54,24 +42,10 @@ async fn app(sim: &SimHandle, db: &TestDb, extra: &[(&str, &str)]) -> App {
     spawn_public_app(&db.url, &all).await
 }
 
-async fn call(method: reqwest::Method, url: String, body: Option<Value>) -> (u16, Value) {
-    let mut req = reqwest::Client::new().request(method, url);
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let res = req.send().await.unwrap();
-    let status = res.status().as_u16();
-    (status, res.json().await.unwrap_or(Value::Null))
-}
-
 async fn get(base: &str, path: &str) -> Value {
     let (code, v) = call(reqwest::Method::GET, format!("{base}{path}"), None).await;
     assert_eq!(code, 200, "GET {path}: {v}");
     v
-}
-
-async fn post(base: &str, path: &str, body: Value) -> (u16, Value) {
-    call(reqwest::Method::POST, format!("{base}{path}"), Some(body)).await
 }
 
 /// A credential for `mailbox` and a subscription to its inbox; answers (credential, subscription).

@@ -11,26 +11,14 @@ mod support;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use relay365::sim::{NewMail, SimConfig, SimHandle, SimSubscription, Simulator};
+use relay365::sim::{NewMail, SimConfig, SimHandle, SimSubscription};
 use relay365::App;
 use serde_json::{json, Value};
+use support::api::{get_any as get, post, sim_with};
 use support::sink::Sink;
 use support::{eventually, find_actor, spawn_public_app, TestDb};
 
 const ALICE: &str = "alice@sim.test";
-
-async fn sim_with(cfg: SimConfig) -> SimHandle {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    Simulator::start(
-        SimConfig {
-            notification_retries: 0,
-            ..cfg
-        },
-        listener,
-    )
-    .await
-    .unwrap()
-}
 
 /// A simulator that grants every subscription a few seconds.
 async fn short_lived() -> SimHandle {
@@ -54,26 +42,6 @@ async fn app(sim: &SimHandle, db: &TestDb, extra: &[(&str, &str)]) -> App {
     ];
     all.extend_from_slice(extra);
     spawn_public_app(&db.url, &all).await
-}
-
-async fn call(method: reqwest::Method, url: String, body: Option<Value>) -> (u16, Value) {
-    let mut req = reqwest::Client::new().request(method, url);
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let res = req.send().await.unwrap();
-    let status = res.status().as_u16();
-    (status, res.json().await.unwrap_or(Value::Null))
-}
-
-async fn get(base: &str, path: &str) -> Value {
-    call(reqwest::Method::GET, format!("{base}{path}"), None)
-        .await
-        .1
-}
-
-async fn post(base: &str, path: &str, body: Value) -> (u16, Value) {
-    call(reqwest::Method::POST, format!("{base}{path}"), Some(body)).await
 }
 
 /// A client-credentials credential for Alice's mailbox.

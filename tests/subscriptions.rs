@@ -6,27 +6,15 @@
 mod support;
 
 use chrono::{DateTime, Utc};
-use relay365::sim::{NewMail, NotificationKind, SimConfig, SimHandle, Simulator};
+use relay365::sim::{NewMail, NotificationKind, SimHandle};
 use relay365::App;
 use relay365_actors::graph::{GraphClient, NewSubscription};
 use relay365_actors::token::{fetch_token, TokenEndpoints, TokenSource};
 use serde_json::{json, Value};
+use support::api::{call, sim};
 use support::{eventually, spawn_public_app, TestDb};
 
 const ALICE: &str = "alice@sim.test";
-
-async fn sim() -> SimHandle {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    Simulator::start(
-        SimConfig {
-            notification_retries: 0,
-            ..SimConfig::default()
-        },
-        listener,
-    )
-    .await
-    .unwrap()
-}
 
 async fn app_with(sim: &SimHandle, db: &TestDb) -> App {
     spawn_public_app(
@@ -37,16 +25,6 @@ async fn app_with(sim: &SimHandle, db: &TestDb) -> App {
         ],
     )
     .await
-}
-
-async fn call(method: reqwest::Method, url: String, body: Option<Value>) -> (u16, Value) {
-    let mut req = reqwest::Client::new().request(method, url);
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let res = req.send().await.unwrap();
-    let status = res.status().as_u16();
-    (status, res.json().await.unwrap_or(Value::Null))
 }
 
 async fn credential(base: &str, sim: &SimHandle) -> String {

@@ -2,6 +2,7 @@
 //! configuration, and the service started in-process on a free port.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod api;
 pub mod child;
 pub mod sink;
 
