@@ -34,7 +34,9 @@ use axum::routing::post as post_route;
 use clap::Parser;
 use relay365::sim::{NewMail, SimConfig, Simulator};
 use serde_json::{json, Value};
-use support::{cpu_seconds, post, postgres_cpu_seconds_of, rss_kb, server_bin, Conn, Server};
+use support::{
+    actor_info, cpu_seconds, post, postgres_cpu_seconds_of, rss_kb, server_bin, Conn, Server,
+};
 
 #[derive(Parser)]
 #[command(about = "Load the whole relay365 pipeline, notification to delivery")]
@@ -280,17 +282,7 @@ async fn main() -> anyhow::Result<()> {
     // mail already there never becomes events); let those finish before measuring.
     let baseline = Instant::now();
     loop {
-        let status: Value = http
-            .get(format!("{base}/status"))
-            .send()
-            .await?
-            .json()
-            .await?;
-        let renewal = status["root"]["children"]
-            .as_array()
-            .and_then(|c| c.iter().find(|n| n["name"] == "renewal"))
-            .map(|n| n["info"].clone())
-            .unwrap_or(Value::Null);
+        let renewal = actor_info(&http, &base, "renewal").await?;
         let done = renewal["resynced"].as_u64().unwrap_or(0) >= args.mailboxes as u64
             && renewal["running"].as_u64().unwrap_or(1) == 0;
         if done || baseline.elapsed() > Duration::from_secs(300) {

@@ -28,7 +28,8 @@ use clap::Parser;
 use relay365_actors::store::new_id;
 use serde_json::json;
 use support::{
-    cpu_seconds, post, postgres_cpu_seconds, rss_kb, seed_subscription, server_bin, Conn, Server,
+    actor_info, cpu_seconds, post, postgres_cpu_seconds, rss_kb, seed_subscription, server_bin,
+    Conn, Server,
 };
 
 #[derive(Parser)]
@@ -189,17 +190,7 @@ async fn main() -> anyhow::Result<()> {
     let db_cpu = (postgres_cpu_seconds() - db_cpu0).max(0.0);
     sampler.abort();
     let hwm = rss_kb(pid, "VmHWM:");
-    let info: serde_json::Value = http
-        .get(format!("{base}/status"))
-        .send()
-        .await?
-        .json()
-        .await?;
-    let receiver = info["root"]["children"]
-        .as_array()
-        .and_then(|c| c.iter().find(|c| c["name"] == "receiver"))
-        .map(|r| r["info"].clone())
-        .unwrap_or_default();
+    let receiver = actor_info(&http, &base, "receiver").await?;
     // The server's own view of its commits (a summary over its last minute or so).
     let metrics = http
         .get(format!("{base}/metrics"))

@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use relay365_actors::store::{credentials, new_id, now_ms, Store, StoreOptions};
-use serde_json::{json, Value};
-use support::{cpu_seconds, migrate_with, rss_kb, server_bin, Server};
+use serde_json::json;
+use support::{actor_info, cpu_seconds, migrate_with, rss_kb, server_bin, Server};
 
 #[derive(Parser)]
 #[command(about = "Many subscriptions in one renewal actor: memory and idle CPU")]
@@ -90,14 +90,6 @@ async fn seed(url: &str, n: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn renewal_info(status: &Value) -> Value {
-    status["root"]["children"]
-        .as_array()
-        .and_then(|c| c.iter().find(|n| n["name"] == "renewal"))
-        .map(|n| n["info"].clone())
-        .unwrap_or(Value::Null)
-}
-
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -122,13 +114,9 @@ async fn main() -> anyhow::Result<()> {
     let http = reqwest::Client::new();
     let mut scheduled = 0;
     while started.elapsed() < Duration::from_secs(120) {
-        let status: Value = http
-            .get(format!("{}/status", server.base))
-            .send()
-            .await?
-            .json()
-            .await?;
-        scheduled = renewal_info(&status)["scheduled"].as_u64().unwrap_or(0);
+        scheduled = actor_info(&http, &server.base, "renewal").await?["scheduled"]
+            .as_u64()
+            .unwrap_or(0);
         if scheduled >= args.subscriptions as u64 {
             break;
         }

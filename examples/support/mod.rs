@@ -272,3 +272,22 @@ pub async fn post(conn: &mut Option<Conn>, port: u16, payload: String) -> anyhow
         }
     }
 }
+
+/// The `info` of the actor `name` among root's children in the server's `/status`.
+pub async fn actor_info(
+    http: &reqwest::Client,
+    base: &str,
+    name: &str,
+) -> anyhow::Result<serde_json::Value> {
+    let status: serde_json::Value = http
+        .get(format!("{base}/status"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    Ok(status["root"]["children"]
+        .as_array()
+        .and_then(|c| c.iter().find(|n| n["name"] == name))
+        .map(|n| n["info"].clone())
+        .unwrap_or_default())
+}
