@@ -18,6 +18,7 @@ pub mod credentials;
 pub mod deliveries;
 pub mod delta;
 pub mod events;
+pub mod instances;
 pub mod lifecycle;
 pub mod status;
 pub mod subscriptions;
