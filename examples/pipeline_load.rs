@@ -8,6 +8,8 @@
 //!     --database-url postgres://postgres@127.0.0.1:5432/bench    # sustained throughput
 //! target/release/examples/pipeline_load --rate 200 --graph-latency-ms 5     # latency
 //! target/release/examples/pipeline_load --rate 500                          # cost at a trickle
+//! target/release/examples/pipeline_load --rate 1500 --duration 30 --instances 1,2,3 \
+//!     --database-url postgres://postgres@127.0.0.1:5432/bench    # several instances
 //! ```
 //!
 //! In this one process: the Graph simulator (with `--graph-latency-ms` on every request) and a
@@ -20,6 +22,12 @@
 //! notification → delivered latency, whether a backlog grew, and the CPU used per delivered
 //! event by relay365, by PostgreSQL and by this process (simulator and sink included), since
 //! all of them share the machine's cores.
+//!
+//! `--instances 1,2,3` runs the same load once per count, one after the other, each on a
+//! fresh schema of the PostgreSQL database: that many `relay365 serve` processes share it,
+//! the credentials and subscriptions are created through the first, and the notifications
+//! are spread over all of them (as a load balancer would). A table of the runs ends the
+//! output.
 #![allow(clippy::unwrap_used)]
 
 mod support;
@@ -62,6 +70,20 @@ struct Args {
     /// The relay365 binary (default: target/release/relay365 beside this example).
     #[arg(long)]
     server: Option<PathBuf>,
+    /// Instance counts to run, one run each, e.g. `1,2,3` (more than one needs PostgreSQL).
+    #[arg(long, value_delimiter = ',', default_value = "1")]
+    instances: Vec<usize>,
+}
+
+/// What one run measured.
+struct Run {
+    instances: usize,
+    delivered: usize,
+    throughput: f64,
+    p50: f64,
+    p99: f64,
+    relay_us: f64,
+    pg_us: f64,
 }
 
 /// A realistic HTML mail of about 5 KB: a reply with a quote and a signature.
@@ -129,11 +151,73 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let bin = server_bin(args.server.as_deref())?;
-    let tmp = tempfile::tempdir()?;
-    let url = args
-        .database_url
-        .clone()
-        .unwrap_or_else(|| format!("sqlite://{}", tmp.path().join("load.db").display()));
+    let mut runs = Vec::new();
+    for &n in &args.instances {
+        let n = n.max(1);
+        let tmp = tempfile::tempdir()?;
+        let (url, schema) = match &args.database_url {
+            Some(base) => {
+                let (url, schema) = fresh_schema(base).await?;
+                (url, Some((base.clone(), schema)))
+            }
+            None => {
+                anyhow::ensure!(n == 1, "several instances need --database-url postgres://…");
+                let url = format!("sqlite://{}", tmp.path().join("load.db").display());
+                (url, None)
+            }
+        };
+        runs.push(run(&args, &bin, tmp.path(), &url, n).await?);
+        if let Some((base, schema)) = schema {
+            drop_schema(&base, &schema).await?;
+        }
+    }
+    if runs.len() > 1 {
+        println!();
+        println!("| instances | delivered/s | p50 ms | p99 ms | relay365 CPU µs/event (all instances) | PostgreSQL CPU µs/event |");
+        println!("|---|---|---|---|---|---|");
+        for r in &runs {
+            println!(
+                "| {} | {:.0} | {:.1} | {:.1} | {:.0} | {:.0} |",
+                r.instances, r.throughput, r.p50, r.p99, r.relay_us, r.pg_us
+            );
+        }
+        let _ = runs.iter().map(|r| r.delivered).sum::<usize>();
+    }
+    Ok(())
+}
+
+/// A new schema in the database at `base`, and the URL that uses it.
+async fn fresh_schema(base: &str) -> anyhow::Result<(String, String)> {
+    let schema = format!("load_{}", uuid::Uuid::new_v4().simple());
+    let pool = sqlx::PgPool::connect(base).await?;
+    sqlx::query(&format!("create schema {schema}"))
+        .execute(&pool)
+        .await?;
+    pool.close().await;
+    let sep = if base.contains('?') { '&' } else { '?' };
+    Ok((
+        format!("{base}{sep}options=-c%20search_path%3D{schema}"),
+        schema,
+    ))
+}
+
+async fn drop_schema(base: &str, schema: &str) -> anyhow::Result<()> {
+    let pool = sqlx::PgPool::connect(base).await?;
+    sqlx::query(&format!("drop schema {schema} cascade"))
+        .execute(&pool)
+        .await?;
+    pool.close().await;
+    Ok(())
+}
+
+/// One run with `n` instances on the database at `url`.
+async fn run(
+    args: &Args,
+    bin: &std::path::Path,
+    dir: &std::path::Path,
+    url: &str,
+    n: usize,
+) -> anyhow::Result<Run> {
     let total = (args.rate * args.duration) as usize;
     let mailboxes: Vec<String> = (0..args.mailboxes)
         .map(|i| format!("m{i}@load.test"))
@@ -194,24 +278,33 @@ async fn main() -> anyhow::Result<()> {
         format!("http://{addr}/n8n")
     };
 
-    // relay365 on its database, a credential and a subscription per mailbox, one target.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let public = format!("http://127.0.0.1:{port}");
-    let server = Server::start_on(
-        &bin,
-        tmp.path(),
-        &url,
-        port,
-        &[
-            ("RELAY365_GRAPH_URL", &sim.base_url()),
-            ("RELAY365_LOGIN_URL", &sim.login_url()),
-            ("RELAY365_PUBLIC_URL", &public),
-        ],
-    )
-    .await?;
-    let (pid, base) = (server.pid, server.base.clone());
+    // relay365 on its database (n instances), a credential and a subscription per mailbox
+    // and one target, all through the first instance.
+    let mut servers = Vec::new();
+    for _ in 0..n {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let public = format!("http://127.0.0.1:{port}");
+        servers.push(
+            Server::start_on(
+                bin,
+                dir,
+                url,
+                port,
+                &[
+                    ("RELAY365_GRAPH_URL", &sim.base_url()),
+                    ("RELAY365_LOGIN_URL", &sim.login_url()),
+                    ("RELAY365_PUBLIC_URL", &public),
+                ],
+            )
+            .await?,
+        );
+    }
+    let pids: Vec<String> = servers.iter().map(|s| s.pid.to_string()).collect();
+    let relay_cpu = || pids.iter().map(|p| cpu_seconds(p)).sum::<f64>();
+    let bases: Vec<String> = servers.iter().map(|s| s.base.clone()).collect();
+    let base = bases[0].clone();
     let http = reqwest::Client::new();
     let c = sim.sim().config().clone();
     let mut subs: HashMap<String, (String, String)> = HashMap::new();
@@ -280,11 +373,20 @@ async fn main() -> anyhow::Result<()> {
     };
     // Each new subscription takes its delta baseline (reading the whole folder once, so that
     // mail already there never becomes events); let those finish before measuring.
+    // With several instances, the mailboxes are split between them first.
     let baseline = Instant::now();
     loop {
-        let renewal = actor_info(&http, &base, "renewal").await?;
-        let done = renewal["resynced"].as_u64().unwrap_or(0) >= args.mailboxes as u64
-            && renewal["running"].as_u64().unwrap_or(1) == 0;
+        let (mut resynced, mut running, mut held) = (0, 0, 0);
+        for b in &bases {
+            let renewal = actor_info(&http, b, "renewal").await?;
+            resynced += renewal["resynced"].as_u64().unwrap_or(0);
+            running += renewal["running"].as_u64().unwrap_or(1);
+            held += actor_info(&http, b, "cluster").await?["mailboxes_held"]
+                .as_u64()
+                .unwrap_or(args.mailboxes as u64);
+        }
+        let done =
+            resynced >= args.mailboxes as u64 && running == 0 && held == args.mailboxes as u64;
         if done || baseline.elapsed() > Duration::from_secs(300) {
             break;
         }
@@ -296,16 +398,16 @@ async fn main() -> anyhow::Result<()> {
         baseline.elapsed().as_secs_f64()
     );
     // What relay365 costs with nothing to do (its actors, timers and sweeps), for scale.
-    let idle0 = cpu_seconds(&pid.to_string());
+    let idle0 = relay_cpu();
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let idle = (cpu_seconds(&pid.to_string()) - idle0) / 2.0;
-    let cpu0 = (cpu_seconds(&pid.to_string()), pg_cpu(), cpu_seconds("self"));
+    let idle = (relay_cpu() - idle0) / 2.0;
+    let cpu0 = (relay_cpu(), pg_cpu(), cpu_seconds("self"));
     let start = Instant::now() + Duration::from_millis(200);
     let sent: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
     let per_conn = args.connections.max(1);
     let tasks: Vec<_> = (0..per_conn)
         .map(|c| {
-            let (plan, sent, port) = (plan.clone(), sent.clone(), server.port);
+            let (plan, sent, port) = (plan.clone(), sent.clone(), servers[c % n].port);
             let rate = args.rate as f64;
             tokio::spawn(async move {
                 let mut conn: Option<Conn> = None;
@@ -344,7 +446,7 @@ async fn main() -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let drained = Instant::now();
-    let cpu1 = (cpu_seconds(&pid.to_string()), pg_cpu(), cpu_seconds("self"));
+    let cpu1 = (relay_cpu(), pg_cpu(), cpu_seconds("self"));
     let delivered = arrivals.lock().unwrap().len();
 
     let sent = sent.lock().unwrap().clone();
@@ -356,8 +458,9 @@ async fn main() -> anyhow::Result<()> {
     lat.sort_by(f64::total_cmp);
     let last = arrivals.values().max().copied().unwrap_or(start);
     let per_event = |s: f64| s / delivered.max(1) as f64 * 1e6;
+    let throughput = delivered as f64 / last.duration_since(start).as_secs_f64().max(0.001);
     println!(
-        "offered {total} notifications at {}/s for {} s to {} mailboxes (Graph +{} ms), {}",
+        "offered {total} notifications at {}/s for {} s to {} mailboxes (Graph +{} ms), {}, {n} instance{}",
         args.rate,
         args.duration,
         args.mailboxes,
@@ -366,11 +469,11 @@ async fn main() -> anyhow::Result<()> {
             "PostgreSQL"
         } else {
             "SQLite"
-        }
+        },
+        if n == 1 { "" } else { "s" }
     );
     println!(
-        "delivered {delivered} ({refused} not accepted); {:.0}/s over the run; drained {:.2} s after the last offer",
-        delivered as f64 / last.duration_since(start).as_secs_f64().max(0.001),
+        "delivered {delivered} ({refused} not accepted); {throughput:.0}/s over the run; drained {:.2} s after the last offer",
         drained.duration_since(offered_end).as_secs_f64().min(
             last.duration_since(offered_end).as_secs_f64().max(0.0)
         )
@@ -379,25 +482,38 @@ async fn main() -> anyhow::Result<()> {
         "behind at half time {}, at the end of the offer {}",
         behind[0], behind[1]
     );
+    let (p50, p99) = (percentile(&lat, 0.5), percentile(&lat, 0.99));
     println!(
-        "notification → delivered: p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
-        percentile(&lat, 0.5),
+        "notification → delivered: p50 {p50:.1} ms, p90 {:.1} ms, p99 {p99:.1} ms, max {:.1} ms",
         percentile(&lat, 0.9),
-        percentile(&lat, 0.99),
         lat.last().copied().unwrap_or(0.0)
     );
+    let (relay_us, pg_us) = (per_event(cpu1.0 - cpu0.0), per_event(cpu1.1 - cpu0.1));
     println!(
-        "CPU per delivered event: relay365 {:.0} µs, PostgreSQL {:.0} µs, this tool (simulator, sink, sender) {:.0} µs",
-        per_event(cpu1.0 - cpu0.0),
-        per_event(cpu1.1 - cpu0.1),
+        "CPU per delivered event: relay365 {relay_us:.0} µs, PostgreSQL {pg_us:.0} µs, this tool (simulator, sink, sender) {:.0} µs",
         per_event(cpu1.2 - cpu0.2)
     );
+    let peak: u64 = servers
+        .iter()
+        .map(|s| rss_kb(s.pid, "VmHWM:"))
+        .max()
+        .unwrap_or(0);
     println!(
-        "relay365 idle before the load: {:.1} % of a core; peak resident {:.1} MB",
+        "relay365 idle before the load: {:.1} % of a core; peak resident {:.1} MB (largest instance)",
         idle * 100.0,
-        rss_kb(pid, "VmHWM:") as f64 / 1024.0
+        peak as f64 / 1024.0
     );
-    server.stop();
+    for s in servers {
+        s.stop();
+    }
     sim.shutdown().await;
-    Ok(())
+    Ok(Run {
+        instances: n,
+        delivered,
+        throughput,
+        p50,
+        p99,
+        relay_us,
+        pg_us,
+    })
 }

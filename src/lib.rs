@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use relay365_actors::cluster::Mailboxes;
 use relay365_actors::store::StoreOptions;
 use relay365_actors::{tree, Deps, Health, PoolStats, Store};
 use tokio::net::TcpListener;
@@ -43,6 +44,60 @@ pub async fn open_store(cfg: &Config) -> anyhow::Result<Store> {
         })?;
     store.migrate().await.context("applying migrations")?;
     Ok(store)
+}
+
+/// Another `serve` runs on the same SQLite file (SQLite is one instance's store; several
+/// instances share a PostgreSQL database instead).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "another relay365 is already serving {path} (lock file {lock}); stop it first, or run several \
+     instances on PostgreSQL (DATABASE_URL=postgres://…), which they can share"
+)]
+pub struct AlreadyServing {
+    pub path: String,
+    pub lock: String,
+}
+
+/// Holds the lock file beside a SQLite database for as long as it lives (the operating system
+/// drops the lock when the process ends, however it ends). `None` for PostgreSQL.
+pub fn lock_single_instance(database_url: &str) -> anyhow::Result<Option<std::fs::File>> {
+    use std::str::FromStr;
+    if !database_url.starts_with("sqlite:") {
+        return Ok(None);
+    }
+    let opts = sqlx::sqlite::SqliteConnectOptions::from_str(database_url)
+        .with_context(|| format!("reading DATABASE_URL {database_url}"))?;
+    let db = opts.get_filename();
+    if db.as_os_str().is_empty() || db.to_string_lossy().contains(":memory:") {
+        return Ok(None);
+    }
+    if let Some(parent) = db.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+    }
+    let lock = db.with_file_name(format!(
+        "{}.lock",
+        db.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default()
+    ));
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock)
+        .with_context(|| format!("opening the lock file {}", lock.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => Err(AlreadyServing {
+            path: db.display().to_string(),
+            lock: lock.display().to_string(),
+        }
+        .into()),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("locking {}", lock.display()))
+        }
+    }
 }
 
 /// Creates the target of `RELAY365_N8N_WEBHOOK_URL`, or points it at the URL configured now.
@@ -82,6 +137,7 @@ impl App {
     /// Starts everything on `listener`. Returns once the tree runs and the server accepts.
     pub async fn start(cfg: Config, listener: TcpListener) -> anyhow::Result<App> {
         let addr = listener.local_addr()?;
+        let lock = lock_single_instance(&cfg.database_url)?;
         let store = open_store(&cfg).await?;
         default_target(&cfg, &store).await?;
         // The language models are built once, here, so the first mail is as fast as the rest
@@ -91,18 +147,30 @@ impl App {
             .context("loading the language models")?;
         // No redirects: a token service or Graph answering 3xx to another host must not receive
         // the secret, the refresh token or the bearer token that went with the request.
+        let instance = uuid::Uuid::new_v4().to_string();
         let http = reqwest::Client::builder()
+            // Microsoft asks callers to name themselves; the instance tells several apart.
+            .user_agent(format!(
+                "relay365/{} (instance {instance})",
+                env!("CARGO_PKG_VERSION")
+            ))
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(cfg.graph_timeout_seconds))
             .build()
             .context("building the HTTP client")?;
+        let mut settings = cfg.settings();
+        settings.address = addr.to_string();
+        let mailboxes = match store.backend() {
+            relay365_actors::store::Backend::Sqlite => Mailboxes::solo(),
+            relay365_actors::store::Backend::Postgres => Mailboxes::shared(),
+        };
         let deps = Deps {
             work: store.relaxed(cfg.db_max_connections),
             store: store.clone(),
             health: Arc::new(Health::new()),
-            settings: Arc::new(cfg.settings()),
+            settings: Arc::new(settings),
             http: http.clone(),
-            instance: uuid::Uuid::new_v4().to_string().into(),
+            instance: instance.into(),
             graph: Arc::new(
                 relay365_actors::graph::GraphClient::new(cfg.graph_url.clone(), http.clone())
                     .with_timeout(Duration::from_secs(cfg.graph_timeout_seconds)),
@@ -111,6 +179,7 @@ impl App {
             delivery_stats: Arc::new(PoolStats::default()),
             targets: Arc::default(),
             faults: Arc::default(),
+            mailboxes: Arc::new(mailboxes),
         };
         let (fatal_tx, mut fatal_rx) = mpsc::unbounded_channel::<String>();
         let tree = tree::spawn_tree(
@@ -152,6 +221,7 @@ impl App {
             health.set_state(tree::ROOT, relay365_actors::health::ActorState::Stopped);
             store.close().await;
             work.close().await;
+            drop(lock);
             outcome
         });
         Ok(App {

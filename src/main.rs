@@ -131,6 +131,10 @@ async fn serve(cfg: Config) -> ExitCode {
     tracing::info!(config = ?cfg, "starting relay365 {}", env!("CARGO_PKG_VERSION"));
     let app = match App::start(cfg, listener).await {
         Ok(app) => app,
+        Err(e) if e.is::<relay365::AlreadyServing>() => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
         Err(e) => {
             tracing::error!(error = format!("{e:#}"), "start-up failed");
             return ExitCode::from(1);

@@ -38,6 +38,20 @@ pub fn render(status: &Value) -> String {
         status["status"].as_str().unwrap_or("?"),
         status["uptime_seconds"].as_i64().unwrap_or(0)
     );
+    if let Some(instances) = status["instances"].as_array().filter(|a| a.len() > 1) {
+        let _ = writeln!(out, "instances sharing the store:");
+        for i in instances {
+            let _ = writeln!(
+                out,
+                "  {}{}  {}  {}  last heartbeat {}",
+                i["id"].as_str().unwrap_or("?"),
+                if i["self"] == true { " (this one)" } else { "" },
+                i["address"].as_str().unwrap_or("?"),
+                if i["alive"] == true { "alive" } else { "gone" },
+                i["last_heartbeat_at"].as_str().unwrap_or("?"),
+            );
+        }
+    }
     if let Some(root) = status.get("root").filter(|r| !r.is_null()) {
         node(&mut out, root, "", true, true);
     }
@@ -79,5 +93,35 @@ fn node(out: &mut String, n: &Value, prefix: &str, last: bool, top: bool) {
         for (i, c) in children.iter().enumerate() {
             node(out, c, &child_prefix, i + 1 == children.len(), false);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::render;
+    use serde_json::json;
+
+    #[test]
+    fn instances_sharing_the_store_are_listed_with_their_heartbeat() {
+        let s = json!({
+            "version": "0.1.0", "status": "ok", "uptime_seconds": 3,
+            "instances": [
+                {"id": "a", "self": true, "address": "10.0.0.1:8000", "alive": true, "last_heartbeat_at": "2026-12-02T10:00:00Z"},
+                {"id": "b", "self": false, "address": "10.0.0.2:8000", "alive": false, "last_heartbeat_at": "2026-12-02T09:58:00Z"}
+            ],
+            "root": {"name": "root", "kind": "supervisor", "state": "running", "children": []}
+        });
+        let text = render(&s);
+        assert!(
+            text.contains("a (this one)  10.0.0.1:8000  alive"),
+            "{text}"
+        );
+        assert!(
+            text.contains("b  10.0.0.2:8000  gone  last heartbeat 2026-12-02T09:58:00Z"),
+            "{text}"
+        );
+        // One instance alone: no list.
+        let alone = json!({"instances": [{"id": "a", "self": true, "alive": true}]});
+        assert!(!render(&alone).contains("instances sharing"));
     }
 }

@@ -424,7 +424,7 @@ async fn claims_take_due_events_once_and_expired_leases_again() {
         events::insert_batch(&store, &batch).await.unwrap();
         let due = events::due(&store, 5000, 5000, 10).await.unwrap();
         assert_eq!(due.len(), 3, "{}", db.label);
-        let (a0, a1) = (&due[0].0, &due[1].0);
+        let (a0, a1) = (&due[0].id, &due[1].id);
 
         let first = events::claim(&store, a0, lease("a", 5000))
             .await

@@ -98,6 +98,7 @@ async fn the_tree_is_whole_at_start() {
     assert_eq!(
         names,
         [
+            "cluster",
             "receiver",
             "processors",
             "delivery",

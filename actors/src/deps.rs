@@ -48,6 +48,12 @@ pub struct Settings {
     pub lease: Duration,
     /// How often the store is swept for due work.
     pub sweep_interval: Duration,
+    /// How often this instance heartbeats into the store.
+    pub heartbeat: Duration,
+    /// How long an instance may be silent before the others take over its work.
+    pub instance_timeout: Duration,
+    /// The address this instance listens on (shown to the others in `/status`).
+    pub address: String,
     /// How long completed and skipped events are kept.
     pub retention: Duration,
     /// Restart policy of every supervisor.
@@ -128,6 +134,8 @@ pub struct Deps {
     pub targets: Arc<crate::processor::targets::TargetCache>,
     /// Faults armed through the debug endpoints (`RELAY365_DEBUG_ENDPOINTS` only).
     pub faults: Arc<Faults>,
+    /// The mailboxes this instance holds (all of them when it runs alone).
+    pub mailboxes: Arc<crate::cluster::Mailboxes>,
 }
 
 /// Faults the debug endpoints can arm, so that tests can watch the service handle what should

@@ -71,6 +71,12 @@ pub struct StatusReport {
     pub version: &'static str,
     pub started_at: DateTime<Utc>,
     pub uptime_seconds: i64,
+    /// This instance's id (see [`crate::cluster`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
+    /// The instances sharing the store, as the last heartbeat saw them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub instances: Vec<crate::cluster::InstanceView>,
     pub root: Option<StatusNode>,
 }
 
@@ -299,6 +305,8 @@ impl Health {
             version: env!("CARGO_PKG_VERSION"),
             started_at: self.started_at,
             uptime_seconds: (now - self.started_at).num_seconds(),
+            instance: None,
+            instances: Vec::new(),
             root: root.map(|(n, node)| render(n, node, &children)),
         }
     }

@@ -1,6 +1,7 @@
 //! relay365-actors: the supervision tree, the actors, the store, the Graph client and the
 //! business primitives. It never depends on the service shell (`relay365`).
 
+pub mod cluster;
 pub mod credential;
 pub mod delivery;
 pub mod deps;

@@ -9,6 +9,7 @@ use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use rand::distributions::Alphanumeric;
 use rand::Rng;
 
+use crate::cluster;
 use crate::credential::{self, CredentialError, GraphSession};
 use crate::deps::Deps;
 use crate::graph::{GraphError, NewSubscription};
@@ -236,7 +237,7 @@ pub(crate) async fn create_at_graph(
             latest_supported_tls_version: Some("v1_2".into()),
         };
         let created = session
-            .call(|c, t| {
+            .call_app(|c, t| {
                 let body = body.clone();
                 async move { c.create_subscription(&t, &body).await }
             })
@@ -266,7 +267,7 @@ pub(crate) async fn create_at_graph(
                 }
                 tracing::info!(subscription = %row.id, graph_id = %existing_id, "replacing a subscription we hold no clientState for");
                 let deleted = session
-                    .call(|c, t| {
+                    .call_app(|c, t| {
                         let id = existing_id.clone();
                         async move { c.delete_subscription(&t, &id).await }
                     })
@@ -291,7 +292,7 @@ async fn find_conflicting(
         return Ok(Some(id.to_string()));
     }
     let all = session
-        .call(|c, t| async move { c.list_subscriptions(&t).await })
+        .call_app(|c, t| async move { c.list_subscriptions(&t).await })
         .await?;
     let norm = |s: &str| s.trim_start_matches('/').to_ascii_lowercase();
     Ok(all
@@ -332,13 +333,18 @@ async fn record(
         },
     )
     .await;
-    if let Some(old) = row.external_id.as_deref().filter(|old| *old != external_id) {
+    let old = row
+        .external_id
+        .clone()
+        .filter(|old| old.as_str() != external_id);
+    if let Some(old) = &old {
         receiver::forget(deps, old);
     }
     let row = subscriptions::get(&deps.store, &row.id)
         .await?
         .ok_or_else(|| SubscriptionError::NotFound(row.id.clone()))?;
     renewal::schedule(deps, &row);
+    cluster::changes::subscription_changed(deps, &row.id, old.into_iter().collect());
     Ok(row)
 }
 
@@ -373,7 +379,7 @@ pub(crate) async fn patch(
     let requested_at = Utc::now();
     let expiry = requested_at + ChronoDuration::minutes(minutes);
     let sub = session
-        .call(|c, t| {
+        .call_app(|c, t| {
             let ext = external_id.to_string();
             async move { c.renew_subscription(&t, &ext, expiry).await }
         })
@@ -448,7 +454,7 @@ pub async fn delete(deps: &Deps, id: &str) -> Result<(), SubscriptionError> {
     if let Some(ext) = &row.external_id {
         let session = credential::session(deps, &row.credential_id).await?;
         let res = session
-            .call(|c, t| {
+            .call_app(|c, t| {
                 let ext = ext.clone();
                 async move { c.delete_subscription(&t, &ext).await }
             })
@@ -461,6 +467,7 @@ pub async fn delete(deps: &Deps, id: &str) -> Result<(), SubscriptionError> {
     }
     subscriptions::delete(&deps.store, id).await?;
     renewal::unschedule(deps, id);
+    cluster::changes::subscription_changed(deps, id, row.external_id.into_iter().collect());
     Ok(())
 }
 
@@ -486,7 +493,7 @@ pub async fn delete_all_at_graph(deps: &Deps, credential_id: &str) -> usize {
             continue;
         };
         let res = session
-            .call(|c, t| {
+            .call_app(|c, t| {
                 let ext = ext.clone();
                 async move { c.delete_subscription(&t, &ext).await }
             })

@@ -36,6 +36,9 @@ const PURGE_EVERY: Duration = Duration::from_secs(3600);
 pub enum SweeperMsg {
     /// Sweep now (the timer, or a test).
     Sweep,
+    /// Sweep now and take everything due, fresh work included (this instance just took over
+    /// mailboxes whose events it had left to another).
+    SweepAll,
     /// Self-sent: a sweep ended (how many events and deliveries it handed out).
     Swept(Result<(usize, usize), StoreError>),
     /// Run retention now.
@@ -62,6 +65,8 @@ pub struct Sweeper {
 #[derive(Default)]
 pub struct SweeperState {
     sweeping: bool,
+    /// The next sweep takes everything due (the first one, and after a take-over).
+    take_all: bool,
     sweeps: u64,
     last_events: usize,
     last_deliveries: usize,
@@ -100,9 +105,26 @@ async fn sweep(deps: &Deps, first: bool) -> Result<(usize, usize), StoreError> {
     let due_events = events::due(&deps.work, now, due_before, SWEEP_LIMIT).await?;
     let due_deliveries = deliveries::due(&deps.work, now, due_before, SWEEP_LIMIT).await?;
     let counts = (due_events.len(), due_deliveries.len());
-    processor::route(deps, due_events);
+    // Events of mailboxes another instance holds are that instance's to sweep.
+    processor::route(
+        deps,
+        due_events
+            .into_iter()
+            .filter(|e| {
+                deps.mailboxes
+                    .holds(e.credential_id.as_deref().unwrap_or(""))
+            })
+            .map(|e| (e.id, e.subscription_id)),
+    );
     delivery::route(deps, due_deliveries);
     Ok(counts)
+}
+
+/// Asks for a sweep that takes everything due now.
+pub fn sweep_all(deps: &Deps) {
+    if let Some(s) = deps.health.actor::<SweeperMsg>(NAME) {
+        let _ = s.send_message(SweeperMsg::SweepAll);
+    }
 }
 
 /// Deletes, in small batches, what retention no longer keeps.
@@ -131,7 +153,10 @@ impl Actor for Sweeper {
         _: ActorRef<SweeperMsg>,
         _: (),
     ) -> Result<SweeperState, ActorProcessingErr> {
-        Ok(SweeperState::default())
+        Ok(SweeperState {
+            take_all: true,
+            ..SweeperState::default()
+        })
     }
 
     async fn post_start(
@@ -177,11 +202,12 @@ impl Actor for Sweeper {
         st: &mut SweeperState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
+            SweeperMsg::SweepAll if st.sweeping => st.take_all = true,
             SweeperMsg::Sweep if st.sweeping => {}
-            SweeperMsg::Sweep => {
+            SweeperMsg::Sweep | SweeperMsg::SweepAll => {
                 st.sweeping = true;
                 let deps = self.deps.clone();
-                let first = st.sweeps == 0;
+                let first = std::mem::take(&mut st.take_all);
                 spawn_reply(
                     &myself,
                     async move { sweep(&deps, first).await },
@@ -196,8 +222,11 @@ impl Actor for Sweeper {
                         st.last_events = e;
                         st.last_deliveries = d;
                     }
-                    // The store is down: the next tick tries again; /readyz says why.
-                    Err(e) => tracing::warn!(error = %e, "sweep of due work failed"),
+                    // The store is down: the next tick tries again, whole; /readyz says why.
+                    Err(e) => {
+                        st.take_all = true;
+                        tracing::warn!(error = %e, "sweep of due work failed");
+                    }
                 }
                 self.show(st);
             }

@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! root                    supervisor
+//! ├── cluster             core: heartbeats, which mailboxes this instance holds
 //! ├── receiver            core
 //! ├── processors          pool supervisor (core) → processor:0..N
 //! ├── delivery            pool supervisor → delivery:0..M
@@ -17,9 +18,11 @@ use std::time::Duration;
 use ractor::{ActorRef, SpawnErr};
 use tokio::task::JoinHandle;
 
+use crate::cluster::{self, Cluster};
 use crate::credential;
 use crate::delivery::{self, Delivery};
 use crate::deps::Deps;
+use crate::health::ActorState;
 use crate::processor::{self, Processor};
 use crate::receiver::{self, Receiver, ReceiverMsg};
 use crate::renewal::{self, Renewal, RenewalMsg};
@@ -136,6 +139,14 @@ pub async fn spawn_tree(deps: Deps, on_fatal: FatalHook) -> Result<Tree, SpawnEr
     let receiver = Receiver::new(deps.clone());
     let receiver_stats = receiver.stats.clone();
     let children = vec![
+        // First: its first heartbeat takes the mailboxes the others' work may touch.
+        ChildSpec::new(
+            cluster::NAME,
+            "cluster",
+            Cluster { deps: deps.clone() },
+            || (),
+        )
+        .core(),
         ChildSpec::new(receiver::NAME, "receiver", receiver, || ()).core(),
         processors.core(),
         deliveries,
@@ -154,6 +165,7 @@ pub async fn spawn_tree(deps: Deps, on_fatal: FatalHook) -> Result<Tree, SpawnEr
         ),
         credentials,
     ];
+    let names: Vec<String> = children.iter().map(|c| c.name.clone()).collect();
     // Registered up front, in this order, so /status lists them so and the pools' live info
     // is attached before they start.
     for spec in &children {
@@ -180,6 +192,18 @@ pub async fn spawn_tree(deps: Deps, on_fatal: FatalHook) -> Result<Tree, SpawnEr
         on_fatal: Some(on_fatal),
     })
     .await?;
+    // The root starts its children after it has started itself: wait for them, so that the
+    // tree runs (and the HTTP layer finds every actor) when this returns. A child that cannot
+    // start is retried by the root with backoff; after 30 s the caller goes on and `/status`
+    // says which one is down.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while tokio::time::Instant::now() < deadline
+        && !names
+            .iter()
+            .all(|n| deps.health.state(n) == Some(ActorState::Running))
+    {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     Ok(Tree { root, handle })
 }
 
@@ -202,6 +226,25 @@ pub async fn start_credential(deps: &Deps, row: CredentialRow) -> Result<(), Tre
         Ok(other) => Err(TreeError::Call(format!("{other:?}"))),
         Err(e) => Err(TreeError::Call(e.to_string())),
     }
+}
+
+/// Starts an actor for every stored credential that has none here (notices from other
+/// instances may have been missed). Runs in the background.
+pub fn sync_credentials(deps: &Deps) {
+    let deps = deps.clone();
+    tokio::spawn(async move {
+        match crate::store::credentials::list(&deps.store).await {
+            Ok(rows) => {
+                for row in rows {
+                    let id = row.id.clone();
+                    if let Err(e) = start_credential(&deps, row).await {
+                        tracing::warn!(credential = %id, error = %e, "starting a credential's actor");
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "reading the credentials"),
+        }
+    });
 }
 
 /// Stops the actor of a credential that was deleted.

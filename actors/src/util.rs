@@ -29,8 +29,9 @@ where
 
 /// Runs `work` on a task of `me`'s. A panic in it becomes `me`'s failure, as if `handle` had
 /// returned an error: its supervisor restarts it and `/status` shows why. Every task an actor
-/// spawns goes through here, so that no panic is lost in a task nobody awaits.
-pub fn spawn_guarded<M, F>(me: &ActorRef<M>, work: F)
+/// spawns goes through here, so that no panic is lost in a task nobody awaits. A task that
+/// does not end by itself when `me` stops is to be aborted with the handle.
+pub fn spawn_guarded<M, F>(me: &ActorRef<M>, work: F) -> tokio::task::JoinHandle<()>
 where
     M: Message + From<Crash>,
     F: Future<Output = ()> + Send + 'static,
@@ -42,7 +43,7 @@ where
             tracing::error!(actor = ?me.get_name(), "{why}");
             let _ = me.send_message(M::from(Crash(why)));
         }
-    });
+    })
 }
 
 /// The message a panic was raised with, when it is text.

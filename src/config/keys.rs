@@ -139,6 +139,16 @@ pub(super) const KEYS: &[Key] = &[
         kind: Kind::Int,
     },
     Key {
+        key: "heartbeat_interval_ms",
+        env: &["RELAY365_HEARTBEAT_INTERVAL_MS"],
+        kind: Kind::Int,
+    },
+    Key {
+        key: "instance_timeout_ms",
+        env: &["RELAY365_INSTANCE_TIMEOUT_MS"],
+        kind: Kind::Int,
+    },
+    Key {
         key: "commit_timeout_ms",
         env: &["RELAY365_COMMIT_TIMEOUT_MS"],
         kind: Kind::Int,

@@ -172,6 +172,8 @@ impl Config {
             ("retention_days", self.retention_days, 1),
             ("lease_seconds", self.lease_seconds, 2),
             ("sweep_interval_ms", self.sweep_interval_ms, 10),
+            ("heartbeat_interval_ms", self.heartbeat_interval_ms, 10),
+            ("instance_timeout_ms", self.instance_timeout_ms, 30),
             ("commit_timeout_ms", self.commit_timeout_ms, 1),
             ("max_connections", self.max_connections as u64, 1),
             ("public_max_requests", self.public_max_requests as u64, 1),

@@ -78,6 +78,8 @@ pub struct Config {
     pub retention_days: u64,
     pub lease_seconds: u64,
     pub sweep_interval_ms: u64,
+    pub heartbeat_interval_ms: u64,
+    pub instance_timeout_ms: u64,
     pub commit_timeout_ms: u64,
     pub max_connections: usize,
     pub public_max_requests: usize,
@@ -198,6 +200,11 @@ impl Config {
             commit_timeout: Duration::from_millis(self.commit_timeout_ms),
             lease: Duration::from_secs(self.lease_seconds),
             sweep_interval: Duration::from_millis(self.sweep_interval_ms),
+            heartbeat: Duration::from_millis(self.heartbeat_interval_ms),
+            instance_timeout: Duration::from_millis(
+                self.instance_timeout_ms.max(self.heartbeat_interval_ms * 3),
+            ),
+            address: self.listen.to_string(),
             retention: Duration::from_secs(self.retention_days.saturating_mul(86_400)),
             restart: RestartPolicy {
                 max_restarts: self.max_restarts,

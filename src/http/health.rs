@@ -56,9 +56,10 @@ async fn readyz(State(state): State<AppState>) -> Response {
     }
 }
 
-/// The actor tree, rendered from the health registry (never waits on an actor).
+/// The actor tree, rendered from the health registry, and the instances sharing the store,
+/// as the last heartbeat saw them (never waits on an actor or the store).
 async fn status(State(state): State<AppState>) -> impl IntoResponse {
-    Json(state.deps.health.report())
+    Json(relay365_actors::cluster::status(&state.deps))
 }
 
 /// Prometheus text.

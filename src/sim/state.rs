@@ -248,6 +248,10 @@ pub struct RequestRecord {
     pub status: u16,
     /// Graph's `error.code` (or the token endpoint's `error`) when it failed.
     pub error_code: Option<String>,
+    /// The caller's `User-Agent` (Graph's own logs keep it too; Microsoft asks callers to
+    /// name themselves in it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_agent: Option<String>,
     /// Monotonic start and end, for ordering checks in tests.
     #[serde(skip)]
     pub started: Instant,

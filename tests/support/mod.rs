@@ -3,6 +3,7 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 pub mod api;
+pub mod balancer;
 pub mod child;
 pub mod sink;
 

@@ -5,6 +5,7 @@
 //! and a started actor; deleting one removes its subscriptions at Graph (best effort), its
 //! rows and its actor, and tells the receiver. The handler only parses, calls and maps.
 
+use crate::cluster;
 use crate::deps::Deps;
 use crate::store::credentials::{self, CredentialRow};
 use crate::store::StoreError;
@@ -65,6 +66,8 @@ pub async fn create(deps: &Deps, new: NewCredential) -> Result<CredentialRow, Ma
     )
     .await?;
     tree::start_credential(deps, row.clone()).await?;
+    cluster::rebalance(deps);
+    cluster::changes::credential_changed(deps, &id);
     tracing::info!(credential = %id, kind = source.kind(), "credential created");
     Ok(row)
 }
@@ -83,6 +86,7 @@ pub async fn delete(deps: &Deps, id: &str) -> Result<(), ManageError> {
         tracing::warn!(credential = %id, error = %e, "stopping the credential actor");
     }
     tree::subscriptions_changed(deps);
+    cluster::changes::credential_changed(deps, id);
     tracing::info!(credential = %id, "credential deleted");
     Ok(())
 }

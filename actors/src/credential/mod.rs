@@ -78,23 +78,42 @@ impl std::fmt::Debug for GraphSession {
 }
 
 impl GraphSession {
-    /// Runs one Graph request under the mailbox's limits (≤ 4 in flight, Retry-After,
-    /// backoff). A 401 forces one token refresh and one retry.
+    /// Runs one request on the mailbox's data under its limits (≤ 4 in flight, Retry-After,
+    /// backoff; refused with [`GraphError::NotHeld`] while another instance holds the
+    /// mailbox). A 401 forces one token refresh and one retry.
     pub async fn call<T, F, Fut>(&self, f: F) -> Result<T, CredentialError>
+    where
+        F: Fn(GraphClient, String) -> Fut,
+        Fut: std::future::Future<Output = Result<T, GraphError>>,
+    {
+        self.send(false, f).await
+    }
+
+    /// Like [`GraphSession::call`], for requests on the app's subscriptions rather than the
+    /// mailbox's data: any instance may send them, whichever holds the mailbox.
+    pub async fn call_app<T, F, Fut>(&self, f: F) -> Result<T, CredentialError>
+    where
+        F: Fn(GraphClient, String) -> Fut,
+        Fut: std::future::Future<Output = Result<T, GraphError>>,
+    {
+        self.send(true, f).await
+    }
+
+    async fn send<T, F, Fut>(&self, app: bool, f: F) -> Result<T, CredentialError>
     where
         F: Fn(GraphClient, String) -> Fut,
         Fut: std::future::Future<Output = Result<T, GraphError>>,
     {
         let first = self
             .limiter
-            .run(|| f(self.client.clone(), self.token.clone()))
+            .run_as(app, || f(self.client.clone(), self.token.clone()))
             .await;
         match first {
             Err(GraphError::Unauthorized { .. }) => {
                 let fresh = refreshed_session(&self.actor, &self.token).await?;
                 Ok(fresh
                     .limiter
-                    .run(|| f(fresh.client.clone(), fresh.token.clone()))
+                    .run_as(app, || f(fresh.client.clone(), fresh.token.clone()))
                     .await?)
             }
             other => Ok(other?),
@@ -282,7 +301,10 @@ impl Actor for Credential {
             cache: TokenCache::new(),
             waiters: Vec::new(),
             fetching: false,
-            limiter: MailboxLimiter::new(LimiterConfig::default()),
+            limiter: MailboxLimiter::gated(
+                LimiterConfig::default(),
+                self.deps.mailboxes.gate(&self.id),
+            ),
             client: self.deps.graph.clone(),
             degraded: false,
             preloaded: row,
@@ -413,12 +435,24 @@ impl Actor for Credential {
     }
 }
 
-/// A Graph session for the credential, from its actor.
+/// A Graph session for the credential, from its actor. A credential this instance has no
+/// actor for at all may have been created through another instance a moment ago: it is
+/// looked up in the store and its actor started (the notice from that instance may still be
+/// on its way).
 pub async fn session(deps: &Deps, credential_id: &str) -> Result<GraphSession, CredentialError> {
-    let actor: ActorRef<CredentialMsg> = deps
-        .health
-        .actor(&actor_name(credential_id))
-        .ok_or_else(|| CredentialError::Unavailable(credential_id.to_string()))?;
+    let name = actor_name(credential_id);
+    let unavailable = || CredentialError::Unavailable(credential_id.to_string());
+    if deps.health.state(&name).is_none() {
+        match credentials::get(&deps.store, credential_id).await {
+            Ok(Some(row)) => {
+                if let Err(e) = crate::tree::start_credential(deps, row).await {
+                    tracing::warn!(credential = credential_id, error = %e, "starting a credential's actor");
+                }
+            }
+            Ok(None) | Err(_) => return Err(unavailable()),
+        }
+    }
+    let actor: ActorRef<CredentialMsg> = deps.health.actor(&name).ok_or_else(unavailable)?;
     ask(&actor, CredentialMsg::Session, credential_id).await
 }
 

@@ -46,6 +46,10 @@ pub enum GraphError {
     /// A success answer that could not be read, or a link that does not point at Graph.
     #[error("graph: invalid response: {0}")]
     InvalidResponse(String),
+    /// Not sent: another instance sharing the database holds this mailbox now (see
+    /// [`crate::graph::Gate`]). The work belongs to that instance; nothing failed.
+    #[error("not sent: another instance holds this mailbox now")]
+    NotHeld,
 }
 
 impl GraphError {
@@ -64,7 +68,7 @@ impl GraphError {
             Self::Unauthorized { .. } => Some(401),
             Self::Transient { status, .. } => *status,
             Self::Other { status, .. } => Some(*status),
-            Self::InvalidResponse(_) => None,
+            Self::InvalidResponse(_) | Self::NotHeld => None,
         }
     }
 

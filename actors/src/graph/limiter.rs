@@ -6,6 +6,7 @@
 //! seen by one request holds back all of them: immediate retries count against the limit.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -44,6 +45,65 @@ impl Default for LimiterConfig {
     }
 }
 
+/// Whether this process may send requests for a mailbox now, and how many it has in flight.
+///
+/// Several instances sharing a database split the mailboxes between them, so that Outlook's
+/// per-mailbox limit holds across processes: only the instance holding a mailbox sends its
+/// requests. Giving a mailbox up is two steps: [`Gate::close`] (no request starts after it),
+/// then, once [`Gate::in_flight`] reads 0, the claim in the store is released. A request
+/// counts itself in before it looks at the gate, so a zero read after closing means no
+/// request runs now or will.
+#[derive(Debug)]
+pub struct Gate {
+    open: AtomicBool,
+    in_flight: AtomicUsize,
+}
+
+impl Gate {
+    /// A gate, open or closed.
+    pub fn new(open: bool) -> Self {
+        Self {
+            open: AtomicBool::new(open),
+            in_flight: AtomicUsize::new(0),
+        }
+    }
+
+    /// Lets requests through again.
+    pub fn open(&self) {
+        self.open.store(true, Ordering::SeqCst);
+    }
+
+    /// Refuses requests from now on (those in flight run to their end).
+    pub fn close(&self) {
+        self.open.store(false, Ordering::SeqCst);
+    }
+
+    /// Whether requests may pass.
+    pub fn is_open(&self) -> bool {
+        self.open.load(Ordering::SeqCst)
+    }
+
+    /// Requests that passed and have not ended.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::SeqCst)
+    }
+
+    fn enter(&self) -> Option<Passage<'_>> {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        let passage = Passage(self);
+        self.is_open().then_some(passage)
+    }
+}
+
+/// One request through a [`Gate`]; counted out when dropped.
+struct Passage<'a>(&'a Gate);
+
+impl Drop for Passage<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// The limiter of one mailbox. Cheap to clone; clones share permits and throttle state.
 #[derive(Debug, Clone)]
 pub struct MailboxLimiter {
@@ -54,6 +114,8 @@ pub struct MailboxLimiter {
 struct Inner {
     config: LimiterConfig,
     permits: Semaphore,
+    /// Whether this instance holds the mailbox (always, when it runs alone).
+    gate: Arc<Gate>,
     /// Until when every request of this mailbox waits (set by a 429/503 `Retry-After`).
     throttled_until: Mutex<Option<Instant>>,
 }
@@ -67,11 +129,17 @@ impl Default for MailboxLimiter {
 impl MailboxLimiter {
     /// A limiter with the given tuning (`max_in_flight` of at least 1).
     pub fn new(config: LimiterConfig) -> Self {
+        Self::gated(config, Arc::new(Gate::new(true)))
+    }
+
+    /// A limiter whose requests pass `gate` (see [`Gate`]).
+    pub fn gated(config: LimiterConfig, gate: Arc<Gate>) -> Self {
         let permits = Semaphore::new(config.max_in_flight.max(1));
         Self {
             inner: Arc::new(Inner {
                 config,
                 permits,
+                gate,
                 throttled_until: Mutex::new(None),
             }),
         }
@@ -127,7 +195,26 @@ impl MailboxLimiter {
     /// `max_attempts`. Any other error (401 included: the caller refreshes its token and
     /// calls again) is returned at once. The permit is released while waiting between
     /// attempts, so a sleeping retry does not count as in flight.
-    pub async fn run<T, F, Fut>(&self, mut call: F) -> Result<T, GraphError>
+    pub async fn run<T, F, Fut>(&self, call: F) -> Result<T, GraphError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, GraphError>>,
+    {
+        self.run_as(false, call).await
+    }
+
+    /// Like [`MailboxLimiter::run`], for requests that are not the mailbox's (subscriptions
+    /// are the app's): they do not pass the gate, so any instance may send them.
+    pub async fn run_app<T, F, Fut>(&self, call: F) -> Result<T, GraphError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, GraphError>>,
+    {
+        self.run_as(true, call).await
+    }
+
+    /// [`MailboxLimiter::run_app`] when `app`, else [`MailboxLimiter::run`].
+    pub async fn run_as<T, F, Fut>(&self, app: bool, mut call: F) -> Result<T, GraphError>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, GraphError>>,
@@ -149,6 +236,10 @@ impl MailboxLimiter {
                         })?;
                 // A throttle may have begun while this call waited for its permit.
                 self.wait_throttle().await;
+                let _passage = match (!app).then(|| self.inner.gate.enter()) {
+                    Some(None) => return Err(GraphError::NotHeld),
+                    passage => passage,
+                };
                 call().await
             };
             let err = match result {

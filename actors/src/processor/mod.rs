@@ -20,9 +20,10 @@ use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
+use crate::cluster;
 use crate::deps::Deps;
 use crate::keyed::KeyedQueue;
-use crate::renewal::{self, RenewalMsg};
+use crate::renewal;
 use crate::store::events::Inserted;
 use crate::supervision::Crash;
 use crate::util::{spawn_guarded, spawn_reply};
@@ -161,15 +162,32 @@ impl Actor for Processor {
 
 /// Hands events the store just accepted to the actors that act on them: change events to
 /// their subscription's processor, lifecycle events to renewal.
+///
+/// Events whose mailbox another instance holds go to that instance instead (through the
+/// store's notifications, [`cluster::hand_over`]): only the holder sends requests on a mailbox.
 pub fn dispatch(deps: &Deps, inserted: Vec<Inserted>) {
+    let (here, elsewhere): (Vec<Inserted>, Vec<Inserted>) = inserted.into_iter().partition(|e| {
+        deps.mailboxes
+            .holds(e.credential_id.as_deref().unwrap_or(""))
+    });
+    if !elsewhere.is_empty() {
+        cluster::hand_over(
+            deps,
+            elsewhere
+                .into_iter()
+                .map(|e| cluster::Handed {
+                    lifecycle: e.kind == "lifecycle",
+                    id: e.id,
+                    subscription_id: e.subscription_id,
+                    credential_id: e.credential_id.unwrap_or_default(),
+                })
+                .collect(),
+        );
+    }
     let (lifecycle, changes): (Vec<Inserted>, Vec<Inserted>) =
-        inserted.into_iter().partition(|e| e.kind == "lifecycle");
+        here.into_iter().partition(|e| e.kind == "lifecycle");
     if !lifecycle.is_empty() {
-        if let Some(r) = deps.health.actor::<RenewalMsg>(renewal::NAME) {
-            let _ = r.send_message(RenewalMsg::Lifecycle(
-                lifecycle.into_iter().map(|e| e.id).collect(),
-            ));
-        }
+        renewal::lifecycle(deps, lifecycle.into_iter().map(|e| e.id).collect());
     }
     route(deps, changes.into_iter().map(|e| (e.id, e.subscription_id)));
 }

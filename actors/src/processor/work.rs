@@ -45,6 +45,9 @@ enum Outcome {
     },
     /// Another processor holds the event, or it needs nothing.
     Nothing,
+    /// Another instance holds the event's mailbox: back to the store, due now, attempt not
+    /// counted, for that instance to take.
+    Elsewhere,
 }
 
 /// Processes event `id` once. Returns when it is due again, if it is to be retried.
@@ -65,6 +68,12 @@ pub async fn process(deps: &Deps, id: &str) -> Option<Duration> {
             return Some(deps.settings.retry_base);
         }
     };
+    if !deps
+        .mailboxes
+        .holds(row.credential_id.as_deref().unwrap_or(""))
+    {
+        return settle(deps, &row, Outcome::Elsewhere).await;
+    }
     let started = Instant::now();
     // Within the lease, so that no other processor can take the event while this one still
     // works on it.
@@ -101,6 +110,11 @@ async fn settle(deps: &Deps, row: &EventRow, outcome: Outcome) -> Option<Duratio
                 Ok(None)
             }
             Outcome::Nothing => Ok(None),
+            Outcome::Elsewhere => {
+                let why = "another instance holds this mailbox now";
+                events::retry_later(&deps.work, &row.id, owner, now_ms(), why, true).await?;
+                Ok(None)
+            }
             Outcome::Retry {
                 error,
                 refund,
@@ -315,6 +329,7 @@ async fn classify(deps: &Deps, row: &EventRow, err: CredentialError) -> Outcome 
             );
             fail(deps, row, &why).await
         }
+        CredentialError::Graph(GraphError::NotHeld) => Outcome::Elsewhere,
         CredentialError::Graph(e) => fail(deps, row, &e.to_string()).await,
         CredentialError::Token(e @ (TokenError::Transient(_) | TokenError::InvalidResponse(_))) => {
             transient(

@@ -123,6 +123,16 @@ pub fn unschedule(deps: &Deps, id: &str) {
     send(deps, RenewalMsg::Unschedule(id.to_string()));
 }
 
+/// Rebuilds the schedule from the store (many subscriptions changed hands or were deleted).
+pub fn reload(deps: &Deps) {
+    send(deps, RenewalMsg::Reload);
+}
+
+/// Lifecycle events the store just accepted (acted on once their subscription's turn comes).
+pub fn lifecycle(deps: &Deps, event_ids: Vec<String>) {
+    send(deps, RenewalMsg::Lifecycle(event_ids));
+}
+
 /// A subscription was just created at Graph: take its delta baseline.
 pub fn created(deps: &Deps, id: &str) {
     let wants = Wants {
@@ -361,6 +371,18 @@ impl Renewal {
             let Some(wants) = st.queued.remove(&id) else {
                 continue;
             };
+            let cred = st.schedule.credential(&id).map_or("", |c| c.as_ref());
+            if !self.deps.mailboxes.holds(cred) {
+                // Another instance holds the mailbox and does this work; should this one
+                // take the mailbox over, it reloads the schedule and the pending lifecycle
+                // events (so these must not count as seen).
+                for e in &wants.lifecycle {
+                    st.lifecycle_seen.remove(e);
+                }
+                st.schedule.unschedule(&id);
+                st.parked.remove(&id);
+                continue;
+            }
             st.running.insert(id.clone());
             let deps = self.deps.clone();
             spawn_reply(
@@ -551,6 +573,7 @@ impl Actor for Renewal {
                 Self::set_tenants(st, &creds);
                 let now = now_ms();
                 let mut schedule = Schedule::default();
+                let mut baselines = Vec::new();
                 for r in rows {
                     let Some(at) = r.next_renewal_at else {
                         continue; // being created by the API right now
@@ -563,8 +586,19 @@ impl Actor for Renewal {
                     if let Some(at) = self.backstop_at(now, true) {
                         schedule.schedule(&r.id, &cred, Job::Resync, at);
                     }
+                    if r.needs_baseline {
+                        // Lost to a crash, or left to an instance that held the mailbox then.
+                        baselines.push(r.id);
+                    }
                 }
                 st.schedule = schedule;
+                for id in baselines {
+                    let wants = Wants {
+                        baseline: true,
+                        ..Default::default()
+                    };
+                    Self::enqueue(st, Arc::from(id), wants);
+                }
                 self.load_lifecycle(&myself);
             }
             RenewalMsg::Loaded(Err(e)) => return Err(format!("loading subscriptions: {e}").into()),

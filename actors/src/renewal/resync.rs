@@ -61,7 +61,15 @@ pub fn folder_of(resource: &str) -> String {
 }
 
 /// Takes the baseline of a new subscription: the current delta link, no events.
+/// Nothing is done when a baseline is stored already (it was asked for twice: at creation and
+/// by a reload that ran before it ended).
 pub async fn baseline(deps: &Deps, row: &SubscriptionRow) -> Result<Round, SubscriptionError> {
+    if delta::get(&deps.store, &row.id, &folder_of(&row.resource))
+        .await?
+        .is_some()
+    {
+        return Ok(Round::default());
+    }
     round(deps, row, Mode::Baseline).await
 }
 

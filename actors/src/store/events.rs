@@ -62,6 +62,7 @@ pub struct NewEvent {
 pub struct Inserted {
     pub id: String,
     pub subscription_id: Option<String>,
+    pub credential_id: Option<String>,
     pub kind: String,
 }
 
@@ -155,7 +156,7 @@ async fn insert_pg<'c>(
          from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], \
                      $6::text[], $7::text[], $8::text[], $9::int8[]) \
               as t(id, k, kind, sub, cred, ct, rid, raw, at) \
-         on conflict (idempotency_digest) do nothing returning id, subscription_id, kind",
+         on conflict (idempotency_digest) do nothing returning id, subscription_id, credential_id, kind",
     )
     .bind(col(|e| &e.id))
     .bind(
@@ -226,7 +227,7 @@ fn insert_sqlite_rows<'q>(chunk: &'q [Row<'q>]) -> QueryBuilder<'q, sqlx::Sqlite
             .push_bind(e.received_at)
             .push_bind(e.received_at);
     });
-    qb.push(" on conflict (idempotency_digest) do nothing returning id, subscription_id, kind");
+    qb.push(" on conflict (idempotency_digest) do nothing returning id, subscription_id, credential_id, kind");
     qb
 }
 
@@ -361,15 +362,21 @@ pub async fn due(
     now: i64,
     due_before: i64,
     limit: i64,
-) -> Result<Vec<(String, Option<String>)>, StoreError> {
-    Ok(
-        with_pool!(store, p => sqlx::query_as::<_, (String, Option<String>)>(
-        "select id, subscription_id from events where kind <> 'lifecycle' and \
+) -> Result<Vec<Due>, StoreError> {
+    Ok(with_pool!(store, p => sqlx::query_as::<_, Due>(
+        "select id, subscription_id, credential_id from events where kind <> 'lifecycle' and \
          ((status = 'pending' and next_attempt_at <= $2) \
           or (status = 'processing' and lease_until < $1)) \
          order by next_attempt_at limit $3")
-        .bind(now).bind(due_before).bind(limit).fetch_all(p).await?),
-    )
+        .bind(now).bind(due_before).bind(limit).fetch_all(p).await?))
+}
+
+/// A change event that is due, with what routes it.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct Due {
+    pub id: String,
+    pub subscription_id: Option<String>,
+    pub credential_id: Option<String>,
 }
 
 /// The lease a processor holds on the events it claimed.

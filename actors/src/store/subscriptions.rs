@@ -176,13 +176,16 @@ pub struct ScheduleRow {
     #[sqlx(try_from = "String")]
     pub status: SubscriptionStatus,
     pub next_renewal_at: Option<i64>,
+    /// No delta round was ever completed for it: its baseline is still to be taken.
+    pub needs_baseline: bool,
 }
 
 /// Every subscription the renewal actor schedules (all but `removed`).
 pub async fn list_schedule(store: &Store) -> Result<Vec<ScheduleRow>, StoreError> {
     Ok(with_pool!(store, p => sqlx::query_as::<_, ScheduleRow>(
-        "select id, credential_id, status, next_renewal_at from subscriptions \
-         where status <> 'removed'")
+        "select s.id, s.credential_id, s.status, s.next_renewal_at, \
+         not exists (select 1 from delta_state d where d.subscription_id = s.id) as needs_baseline \
+         from subscriptions s where s.status <> 'removed'")
         .fetch_all(p).await?))
 }
 

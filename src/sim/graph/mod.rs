@@ -198,6 +198,10 @@ pub(crate) async fn entry(
         mailbox,
         status: resp.status().as_u16(),
         error_code: code,
+        user_agent: headers
+            .get(axum::http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
         started: started.0,
         ended: Instant::now(),
         started_at: started.1,
