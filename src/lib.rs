@@ -21,27 +21,24 @@ pub mod demo;
 pub mod error;
 pub mod http;
 pub mod sim;
+pub mod startup;
 pub mod status;
 pub mod telemetry;
 
 pub use config::Config;
+pub use startup::StartError;
 
-/// Opens the configured store and applies its migrations.
-pub async fn open_store(cfg: &Config) -> anyhow::Result<Store> {
+/// Opens the configured store and applies its migrations; a failure says what to check.
+pub async fn open_store(cfg: &Config) -> Result<Store, StartError> {
     let opts = StoreOptions {
         sqlite_synchronous: cfg.sqlite_synchronous,
         max_connections: cfg.db_max_connections,
     };
+    let failed = |e| StartError::store(&cfg.database_url, &e);
     let store = Store::connect(&cfg.database_url, &opts)
         .await
-        .with_context(|| {
-            format!(
-                "opening {} (is the database running, and are DATABASE_URL's host, port, user and \
-                 password right?)",
-                config::redact_url(&cfg.database_url)
-            )
-        })?;
-    store.migrate().await.context("applying migrations")?;
+        .map_err(failed)?;
+    store.migrate().await.map_err(failed)?;
     Ok(store)
 }
 
