@@ -7,7 +7,35 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// The body of every error answer (SPEC §3).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+/// What went wrong: a stable code to branch on and a message for a person.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// snake_case, e.g. `bad_request`, `not_found`, `graph_rejected`.
+    #[schema(example = "not_found")]
+    pub code: String,
+    pub message: String,
+}
+
+impl ErrorBody {
+    /// An error body with this code and message.
+    pub fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            error: ErrorDetail {
+                code: code.into(),
+                message: message.into(),
+            },
+        }
+    }
+}
 
 /// An error answered to an HTTP caller.
 #[derive(Debug, thiserror::Error)]
@@ -97,11 +125,7 @@ impl IntoResponse for ApiError {
             }
             other => other.to_string(),
         };
-        (
-            status,
-            Json(json!({"error": {"code": code, "message": message}})),
-        )
-            .into_response()
+        (status, Json(ErrorBody::new(code, message))).into_response()
     }
 }
 

@@ -22,40 +22,25 @@ pub mod demo;
 pub mod error;
 pub mod http;
 pub mod sim;
+pub mod startup;
 pub mod status;
 pub mod telemetry;
 
 pub use config::Config;
+pub use startup::StartError;
 
-/// Opens the configured store and applies its migrations.
-pub async fn open_store(cfg: &Config) -> anyhow::Result<Store> {
+/// Opens the configured store and applies its migrations; a failure says what to check.
+pub async fn open_store(cfg: &Config) -> Result<Store, StartError> {
     let opts = StoreOptions {
         sqlite_synchronous: cfg.sqlite_synchronous,
         max_connections: cfg.db_max_connections,
     };
+    let failed = |e| StartError::store(&cfg.database_url, &e);
     let store = Store::connect(&cfg.database_url, &opts)
         .await
-        .with_context(|| {
-            format!(
-                "opening {} (is the database running, and are DATABASE_URL's host, port, user and \
-                 password right?)",
-                config::redact_url(&cfg.database_url)
-            )
-        })?;
-    store.migrate().await.context("applying migrations")?;
+        .map_err(failed)?;
+    store.migrate().await.map_err(failed)?;
     Ok(store)
-}
-
-/// Another `serve` runs on the same SQLite file (SQLite is one instance's store; several
-/// instances share a PostgreSQL database instead).
-#[derive(Debug, thiserror::Error)]
-#[error(
-    "another relay365 is already serving {path} (lock file {lock}); stop it first, or run several \
-     instances on PostgreSQL (DATABASE_URL=postgres://…), which they can share"
-)]
-pub struct AlreadyServing {
-    pub path: String,
-    pub lock: String,
 }
 
 /// Holds the lock file beside a SQLite database for as long as it lives (the operating system
@@ -89,10 +74,11 @@ pub fn lock_single_instance(database_url: &str) -> anyhow::Result<Option<std::fs
         .with_context(|| format!("opening the lock file {}", lock.display()))?;
     match file.try_lock() {
         Ok(()) => Ok(Some(file)),
-        Err(std::fs::TryLockError::WouldBlock) => Err(AlreadyServing {
-            path: db.display().to_string(),
-            lock: lock.display().to_string(),
-        }
+        // SQLite is one instance's store; several instances share a PostgreSQL database.
+        Err(std::fs::TryLockError::WouldBlock) => Err(startup::StartError::already_serving(
+            &db.display().to_string(),
+            &lock.display().to_string(),
+        )
         .into()),
         Err(std::fs::TryLockError::Error(e)) => {
             Err(e).with_context(|| format!("locking {}", lock.display()))

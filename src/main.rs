@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-use relay365::{config::ConfigError, telemetry, App, Config};
+use relay365::{telemetry, App, Config, StartError};
 
 #[derive(Parser)]
 #[command(
@@ -82,7 +82,7 @@ fn main() -> ExitCode {
     }
     let cfg = match Config::load(cli.config.as_deref()) {
         Ok(c) => c,
-        Err(e) => return config_error(&e),
+        Err(e) => return failed(&StartError::config(&e)),
     };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
@@ -101,9 +101,10 @@ fn main() -> ExitCode {
     })
 }
 
-fn config_error(e: &ConfigError) -> ExitCode {
-    eprintln!("error: {e}");
-    ExitCode::from(2)
+/// A start-up failure: its one line, and its exit code.
+fn failed(e: &StartError) -> ExitCode {
+    eprintln!("{e}");
+    e.exit_code()
 }
 
 fn init_logs(cfg: &Config) {
@@ -112,7 +113,7 @@ fn init_logs(cfg: &Config) {
 
 async fn serve(cfg: Config) -> ExitCode {
     if let Err(e) = cfg.check_api_key_rule() {
-        return config_error(&e);
+        return failed(&StartError::config(&e));
     }
     init_logs(&cfg);
     if cfg.api_key.is_none() {
@@ -123,22 +124,12 @@ async fn serve(cfg: Config) -> ExitCode {
     let addr = cfg.listen;
     let listener = match tokio::net::TcpListener::bind(addr).await {
         Ok(l) => l,
-        Err(e) => {
-            tracing::error!(%addr, error = %e, "cannot bind");
-            return ExitCode::from(1);
-        }
+        Err(e) => return failed(&StartError::bind(addr, &e)),
     };
     tracing::info!(config = ?cfg, "starting relay365 {}", env!("CARGO_PKG_VERSION"));
     let app = match App::start(cfg, listener).await {
         Ok(app) => app,
-        Err(e) if e.is::<relay365::AlreadyServing>() => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
-        Err(e) => {
-            tracing::error!(error = format!("{e:#}"), "start-up failed");
-            return ExitCode::from(1);
-        }
+        Err(e) => return failed(&StartError::other(&e)),
     };
     tracing::info!(url = %app.url(), "relay365 is ready");
     match app.run_until(shutdown_signal()).await {
@@ -167,10 +158,7 @@ async fn migrate(cfg: Config) -> ExitCode {
             );
             ExitCode::SUCCESS
         }
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::from(1)
-        }
+        Err(e) => failed(&e),
     }
 }
 

@@ -1,5 +1,5 @@
-//! The `relay365` binary as a user runs it: exit codes, configuration errors, migrations,
-//! JSON logs, and no secret in any log line.
+//! The `relay365` binary as a user runs it: exit codes, start-up errors (one line each, with
+//! the cause and the fix), migrations, JSON logs, and no secret in any log line.
 #![allow(clippy::unwrap_used)]
 
 mod support;
@@ -27,6 +27,22 @@ fn relay365() -> Command {
     c
 }
 
+/// Runs `cmd` to its end, which must be a start-up failure with `code`; answers its one
+/// `error:` line, after checking that it is the only line that says something went wrong.
+fn start_failure(cmd: &mut Command, code: i32) -> String {
+    let out = cmd.output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(code), "{err}");
+    let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error: ")).collect();
+    assert_eq!(errors.len(), 1, "one error line: {err}");
+    assert!(
+        !err.contains("ERROR"),
+        "no error log line besides it: {err}"
+    );
+    assert!(out.stdout.is_empty());
+    errors[0].to_string()
+}
+
 #[test]
 fn a_bad_value_exits_2_naming_the_key() {
     let dir = tempfile::tempdir().unwrap();
@@ -38,41 +54,114 @@ fn a_bad_value_exits_2_naming_the_key() {
         ("RELAY365_SQLITE_SYNCHRONOUS", "off", "sqlite_synchronous"),
     ];
     for (var, value, key) in cases {
-        let out = relay365()
-            .current_dir(dir.path())
-            .arg("serve")
-            .env(var, value)
-            .output()
-            .unwrap();
-        assert_eq!(out.status.code(), Some(2), "{var}={value}");
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            err.contains(&format!("`{key}`")) && err.contains(var),
-            "{var}: {err}"
+        let line = start_failure(
+            relay365()
+                .current_dir(dir.path())
+                .arg("serve")
+                .env(var, value),
+            2,
         );
+        assert!(
+            line.contains(&format!("`{key}`")) && line.contains(var),
+            "{var}: {line}"
+        );
+        assert!(line.contains("correct it where it is set"), "{line}");
     }
     let file = dir.path().join("bad.toml");
     std::fs::write(&file, "workerz = 3\n").unwrap();
-    let out = relay365()
-        .current_dir(dir.path())
-        .args(["--config", file.to_str().unwrap(), "serve"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("workerz"));
+    let line = start_failure(
+        relay365()
+            .current_dir(dir.path())
+            .args(["--config", file.to_str().unwrap(), "serve"]),
+        2,
+    );
+    assert!(line.contains("workerz") && line.contains("remove it from the --config file"));
+    assert!(!dir.path().join("data").exists(), "nothing was created");
 }
 
 #[test]
 fn no_api_key_on_a_public_address_refuses_to_start() {
     let dir = tempfile::tempdir().unwrap();
-    let out = relay365()
+    let line = start_failure(
+        relay365()
+            .current_dir(dir.path())
+            .env("RELAY365_LISTEN", "0.0.0.0:0"),
+        2,
+    );
+    assert!(
+        line.contains("`api_key`") && line.contains("0.0.0.0:0"),
+        "{line}"
+    );
+    assert!(
+        line.contains("set RELAY365_API_KEY") && line.contains("loopback address"),
+        "{line}"
+    );
+    assert!(!dir.path().join("data").exists(), "nothing was created");
+}
+
+#[test]
+fn a_port_that_is_taken_says_so_and_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let line = start_failure(
+        relay365()
+            .current_dir(dir.path())
+            .env("RELAY365_LISTEN", &addr),
+        1,
+    );
+    assert!(
+        line.contains(&addr) && line.contains("RELAY365_LISTEN"),
+        "{line}"
+    );
+    assert!(line.contains("in use"), "the cause: {line}");
+    assert!(
+        line.contains("set RELAY365_LISTEN to a free port"),
+        "the fix: {line}"
+    );
+    drop(taken);
+}
+
+#[test]
+fn a_database_migrated_by_a_newer_relay365_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let migrate = relay365()
         .current_dir(dir.path())
-        .env("RELAY365_LISTEN", "0.0.0.0:0")
+        .arg("migrate")
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("api_key"));
-    assert!(!dir.path().join("data").exists(), "nothing was created");
+    assert!(migrate.status.success());
+    // A migration this binary does not have, as a newer relay365 would have left it.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let url = format!("sqlite://{}", dir.path().join("data/relay365.db").display());
+        let store = relay365_actors::store::Store::connect(&url, &Default::default())
+            .await
+            .unwrap();
+        let relay365_actors::store::Store::Sqlite(pool) = &store else {
+            unreachable!("a SQLite URL")
+        };
+        sqlx::query(
+            "insert into _sqlx_migrations (version, description, success, checksum, execution_time) \
+             values (20990101000000, 'from the future', true, x'00', 1)",
+        )
+        .execute(pool)
+        .await
+        .unwrap();
+        store.close().await;
+    });
+    for cmd in ["serve", "migrate"] {
+        let line = start_failure(
+            relay365()
+                .current_dir(dir.path())
+                .arg(cmd)
+                .env("RELAY365_LISTEN", "127.0.0.1:0"),
+            1,
+        );
+        assert!(line.contains("migration 20990101000000"), "{cmd}: {line}");
+        assert!(line.contains("a newer relay365"), "{cmd}: {line}");
+        assert!(line.contains("run that newer relay365"), "{cmd}: {line}");
+    }
 }
 
 #[test]
@@ -107,14 +196,22 @@ fn a_password_in_the_database_url_never_reaches_the_output() {
                 .current_dir(dir.path())
                 .arg(cmd)
                 .env("DATABASE_URL", url)
+                .env("RELAY365_LISTEN", "127.0.0.1:0")
                 .output()
                 .unwrap();
-            assert!(!out.status.success(), "{cmd} with an unreachable database");
+            assert_eq!(
+                out.status.code(),
+                Some(1),
+                "{cmd} with an unreachable database"
+            );
             let text = format!(
                 "{}{}",
                 String::from_utf8_lossy(&out.stdout),
                 String::from_utf8_lossy(&out.stderr)
             );
+            // One line: the cause, then what to check.
+            let errors: Vec<&str> = text.lines().filter(|l| l.starts_with("error: ")).collect();
+            assert_eq!(errors.len(), 1, "{cmd}: {text}");
             assert!(!text.contains("s3cret-pw"), "{cmd}: {text}");
             assert!(
                 text.contains("127.0.0.1:9"),

@@ -630,3 +630,61 @@ async fn every_error_answer_is_the_json_error() {
     }
     app.stop().await.unwrap();
 }
+
+/// PostgreSQL's text holds no NUL character: one in a URL or a JSON string (found by fuzzing
+/// the API on PostgreSQL) is bad input, answered 400 on both stores, never a 500 or a 503.
+#[tokio::test]
+async fn a_nul_character_is_bad_input_on_both_stores() {
+    for db in TestDb::all().await {
+        let app = spawn_app(test_config(&db.url, &[])).await;
+        let base = app.url();
+        let http = reqwest::Client::new();
+        for path in [
+            "/api/credentials/%00",
+            "/api/ms365/subscriptions/%00",
+            "/api/events/%00",
+            "/api/events?before=x%00",
+        ] {
+            let res = http.get(format!("{base}{path}")).send().await.unwrap();
+            assert_eq!(res.status(), 400, "{} GET {path}", db.label);
+            let body: Value = res.json().await.unwrap();
+            assert_eq!(body["error"]["code"], "bad_request", "{path}");
+        }
+        for (path, body) in [
+            (
+                "/api/credentials",
+                r#"{"name": "a\u0000b", "token_source": {"kind": "static", "access_token": "x"}}"#,
+            ),
+            ("/api/targets", r#"{"url": "http://a.example/\u0000"}"#),
+            ("/api/ms365/subscriptions", r#"{"credential_id": "\u0000"}"#),
+            (
+                "/api/ms365/webhook",
+                r#"{"value": [{"subscriptionId": "\u0000", "clientState": "x", "changeType": "created", "resource": "r"}]}"#,
+            ),
+        ] {
+            let res = http
+                .post(format!("{base}{path}"))
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), 400, "{} POST {path}", db.label);
+            let answer: Value = res.json().await.unwrap();
+            assert!(
+                answer["error"]["message"].as_str().unwrap().contains("NUL"),
+                "{path}: {answer}"
+            );
+        }
+        // Nothing of it was stored.
+        let (_, list) = support::api::call(
+            reqwest::Method::GET,
+            format!("{base}/api/credentials"),
+            None,
+        )
+        .await;
+        assert_eq!(list["credentials"], json!([]));
+        app.stop().await.unwrap();
+        db.cleanup().await;
+    }
+}

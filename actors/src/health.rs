@@ -16,7 +16,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 /// The life-cycle state of an actor, as `/status` names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ActorState {
     Starting,
@@ -27,7 +27,7 @@ pub enum ActorState {
 }
 
 /// Why and when an actor last failed.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Failure {
     pub at: DateTime<Utc>,
     pub reason: String,
@@ -51,7 +51,7 @@ struct Node {
 }
 
 /// One actor in the rendered tree.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct StatusNode {
     pub name: String,
     pub kind: &'static str,
@@ -59,13 +59,16 @@ pub struct StatusNode {
     pub restarts: u64,
     pub started_at: Option<DateTime<Utc>>,
     pub last_failure: Option<Failure>,
+    /// What the actor itself reports (queue depth, counters, next renewal, …).
+    #[schema(value_type = Object)]
     pub info: Value,
     #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(no_recursion)]
     pub children: Vec<StatusNode>,
 }
 
 /// The whole of `/status`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct StatusReport {
     pub status: &'static str,
     pub version: &'static str,

@@ -14,11 +14,10 @@ impl Config {
     /// Loads the defaults, then `file` if given, then the process environment.
     pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
         let text = match file {
-            Some(p) => Some(std::fs::read_to_string(p).map_err(|e| ConfigError {
-                key: "--config".into(),
-                env: String::new(),
-                message: format!("cannot read {}: {e}", p.display()),
-            })?),
+            Some(p) => Some(
+                std::fs::read_to_string(p)
+                    .map_err(|e| ConfigError::file(format!("cannot read {}: {e}", p.display())))?,
+            ),
             None => None,
         };
         Self::from_sources(text.as_deref(), |name| std::env::var(name).ok())
@@ -33,10 +32,8 @@ impl Config {
             .parse()
             .map_err(|e| ConfigError::new("default.toml", format!("{e}")))?;
         if let Some(text) = file {
-            let overlay: toml::Table = text.parse().map_err(|e: toml::de::Error| ConfigError {
-                key: "--config".into(),
-                env: String::new(),
-                message: format!("not valid TOML: {}", e.message()),
+            let overlay: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+                ConfigError::file(format!("not valid TOML: {}", e.message()))
             })?;
             for (k, v) in overlay {
                 if !KEYS.iter().any(|d| d.key == k) {

@@ -18,13 +18,15 @@ use keys::KEYS;
 /// The built-in defaults.
 pub const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
 
-/// A bad configuration value. Its text names the key and its environment name.
+/// A bad configuration value. Its text names the key and its environment name; [`Self::fix`]
+/// says what to do.
 #[derive(Debug, thiserror::Error)]
 #[error("configuration key `{key}`{env}: {message}")]
 pub struct ConfigError {
     pub key: String,
     env: String,
     pub message: String,
+    fix: Option<String>,
 }
 
 impl ConfigError {
@@ -38,6 +40,40 @@ impl ConfigError {
             key: key.to_string(),
             env,
             message: message.into(),
+            fix: None,
+        }
+    }
+
+    /// An error of the `--config` file itself (unreadable, not TOML).
+    fn file(message: String) -> Self {
+        Self {
+            key: "--config".into(),
+            env: String::new(),
+            message,
+            fix: Some("correct the file given with --config, or leave --config out".into()),
+        }
+    }
+
+    fn with_fix(mut self, fix: impl Into<String>) -> Self {
+        self.fix = Some(fix.into());
+        self
+    }
+
+    /// What to do about it.
+    pub fn fix(&self) -> String {
+        match &self.fix {
+            Some(fix) => fix.clone(),
+            // Not a key of ours: only a --config file can hold it.
+            None if self.env.is_empty() => {
+                "remove it from the --config file or correct its name (config/default.toml \
+                 lists every key)"
+                    .into()
+            }
+            None => format!(
+                "correct it where it is set, in the environment or the --config file \
+                 (config/default.toml documents `{}`)",
+                self.key
+            ),
         }
     }
 }
@@ -156,6 +192,10 @@ impl Config {
             return Err(ConfigError::new(
                 "api_key",
                 format!("must be set when listening on the non-loopback address {addr}"),
+            )
+            .with_fix(
+                "set RELAY365_API_KEY to a long random string (`openssl rand -hex 32`), or \
+                 listen on a loopback address (RELAY365_LISTEN=127.0.0.1:8000) behind a proxy",
             ));
         }
         Ok(())

@@ -3,61 +3,119 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
+use chrono::{DateTime, Utc};
 use relay365_actors::credential::{self, ManageError, NewCredential};
 use relay365_actors::store::credentials::{self, CredentialRow};
 use relay365_actors::store::{to_time, StoreError};
 use relay365_actors::token::TokenSource;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::json::ApiJson;
 use super::AppState;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorBody};
 
 /// The credential routes.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/credentials", get(list).post(create))
-        .route("/api/credentials/{id}", get(show).delete(remove))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(show, remove))
 }
 
-#[derive(Deserialize)]
+/// `POST /api/credentials`.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CreateBody {
+pub struct CreateCredential {
+    /// The credential's id (generated if absent); with `auth_service`, the id the token-vending
+    /// service knows it by.
+    #[schema(format = Uuid)]
     id: Option<String>,
+    /// 1 to 200 characters.
     name: String,
+    /// The user id or UPN used in `/users/{mailbox}/…`; without it Graph paths use `/me`.
     mailbox: Option<String>,
+    #[schema(value_type = TokenSource)]
     token_source: Value,
 }
 
 /// A credential as the API shows it: no secrets, only what identifies the token source.
-pub fn view(row: &CredentialRow) -> Value {
-    let source: Value = serde_json::from_str(&row.token_source).unwrap_or(Value::Null);
-    let mut shown = serde_json::Map::new();
-    shown.insert("kind".into(), json!(row.token_kind));
-    for public in ["tenant_id", "client_id"] {
-        if let Some(v) = source.get(public) {
-            shown.insert(public.into(), v.clone());
-        }
-    }
-    json!({
-        "id": row.id,
-        "name": row.name,
-        "mailbox": row.mailbox,
-        "token_source": shown,
-        "status": row.status,
-        "last_error": row.last_error,
-        "created_at": to_time(row.created_at),
-        "updated_at": to_time(row.updated_at),
-    })
+/// (Fields in alphabetical order, the order they have always had on the wire.)
+#[derive(Serialize, ToSchema)]
+pub struct Credential {
+    pub created_at: DateTime<Utc>,
+    #[schema(format = Uuid)]
+    pub id: String,
+    pub last_error: Option<String>,
+    pub mailbox: Option<String>,
+    pub name: String,
+    /// `active`, or `degraded` while its tokens fail.
+    #[schema(example = "active")]
+    pub status: String,
+    pub token_source: ShownTokenSource,
+    pub updated_at: DateTime<Utc>,
 }
 
+/// The public part of a token source.
+#[derive(Serialize, ToSchema)]
+pub struct ShownTokenSource {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// `auth_service`, `client_credentials`, `refresh_token` or `static`.
+    #[schema(example = "client_credentials")]
+    pub kind: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tenant_id: Option<String>,
+}
+
+/// `{"credentials": [...]}`.
+#[derive(Serialize, ToSchema)]
+pub struct CredentialList {
+    pub credentials: Vec<Credential>,
+}
+
+/// A credential as the API shows it.
+pub fn view(row: &CredentialRow) -> Credential {
+    let source: Value = serde_json::from_str(&row.token_source).unwrap_or(Value::Null);
+    let public = |field: &str| {
+        source
+            .get(field)
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
+    Credential {
+        created_at: to_time(row.created_at),
+        id: row.id.clone(),
+        last_error: row.last_error.clone(),
+        mailbox: row.mailbox.clone(),
+        name: row.name.clone(),
+        status: row.status.clone(),
+        token_source: ShownTokenSource {
+            client_id: public("client_id"),
+            kind: row.token_kind.clone(),
+            tenant_id: public("tenant_id"),
+        },
+        updated_at: to_time(row.updated_at),
+    }
+}
+
+/// Creates a credential and starts its actor.
+#[utoipa::path(post, path = "/api/credentials", tag = "credentials",
+    request_body = CreateCredential,
+    responses(
+        (status = 201, description = "Created (no secrets in the answer)", body = Credential),
+        (status = 400, description = "A field is missing or invalid", body = ErrorBody),
+        (status = 409, description = "A credential with this id exists", body = ErrorBody),
+        (status = 413, description = "Over 1 MiB", body = ErrorBody),
+        (status = 415, description = "Not application/json", body = ErrorBody),
+    ))]
 async fn create(
     State(state): State<AppState>,
-    ApiJson(body): ApiJson<CreateBody>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+    ApiJson(body): ApiJson<CreateCredential>,
+) -> ApiResult<(StatusCode, Json<Credential>)> {
     let name = body.name.trim();
     if name.is_empty() || name.len() > 200 {
         return Err(ApiError::bad_request("name must be 1 to 200 characters"));
@@ -92,16 +150,29 @@ async fn create(
     Ok((StatusCode::CREATED, Json(view(&row))))
 }
 
-async fn list(State(state): State<AppState>) -> ApiResult<Json<Value>> {
+/// Every credential.
+#[utoipa::path(get, path = "/api/credentials", tag = "credentials",
+    responses((status = 200, description = "Every credential", body = CredentialList)))]
+async fn list(State(state): State<AppState>) -> ApiResult<Json<CredentialList>> {
     let rows = credentials::list(&state.deps.store)
         .await
         .map_err(internal)?;
-    Ok(Json(
-        json!({"credentials": rows.iter().map(view).collect::<Vec<_>>()}),
-    ))
+    Ok(Json(CredentialList {
+        credentials: rows.iter().map(view).collect(),
+    }))
 }
 
-async fn show(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+/// One credential.
+#[utoipa::path(get, path = "/api/credentials/{id}", tag = "credentials",
+    params(("id" = String, Path, description = "The credential's id")),
+    responses(
+        (status = 200, description = "The credential", body = Credential),
+        (status = 404, description = "No such credential", body = ErrorBody),
+    ))]
+async fn show(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Credential>> {
     let row = credentials::get(&state.deps.store, &id)
         .await
         .map_err(internal)?
@@ -110,6 +181,12 @@ async fn show(State(state): State<AppState>, Path(id): Path<String>) -> ApiResul
 }
 
 /// Deletes the credential: its subscriptions at Graph (best effort), its rows, its actor.
+#[utoipa::path(delete, path = "/api/credentials/{id}", tag = "credentials",
+    params(("id" = String, Path, description = "The credential's id")),
+    responses(
+        (status = 204, description = "Deleted, its actor stopped"),
+        (status = 404, description = "No such credential", body = ErrorBody),
+    ))]
 async fn remove(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<StatusCode> {
     credential::delete(&state.deps, &id)
         .await

@@ -3,29 +3,28 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::post;
-use axum::Router;
 use relay365_actors::tree::{self, TreeError};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::AppState;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorBody};
 
 /// The debug routes, or none when they are disabled (then they answer 404 like any unknown
-/// route).
-pub fn router(enabled: bool) -> Router<AppState> {
+/// route, and `/openapi.json` does not list them).
+pub fn router(enabled: bool) -> OpenApiRouter<AppState> {
     if !enabled {
-        return Router::new();
+        return OpenApiRouter::new();
     }
-    Router::new()
-        .route("/api/debug/actors/{name}/fail", post(fail_actor))
-        .route(
-            "/api/debug/receiver/panic-next-commit",
-            post(panic_next_commit),
-        )
+    OpenApiRouter::new()
+        .routes(routes!(fail_actor))
+        .routes(routes!(panic_next_commit))
 }
 
 /// Arms a panic in the receiver's next commit task: the receiver must fail and be restarted
 /// (a panic in a task is its actor's failure), and the commit's requests answer 503.
+#[utoipa::path(post, path = "/api/debug/receiver/panic-next-commit", tag = "debug",
+    responses((status = 202, description = "Armed")))]
 async fn panic_next_commit(State(state): State<AppState>) -> StatusCode {
     state
         .deps
@@ -37,6 +36,14 @@ async fn panic_next_commit(State(state): State<AppState>) -> StatusCode {
 }
 
 /// Makes the named actor fail as if it had crashed; its supervisor takes it from there.
+#[utoipa::path(post, path = "/api/debug/actors/{name}/fail", tag = "debug",
+    params(("name" = String, Path, description = "The actor's name as in /status")),
+    responses(
+        (status = 202, description = "Failed; its supervisor restarts it"),
+        (status = 400, description = "The root cannot be failed on purpose", body = ErrorBody),
+        (status = 404, description = "No actor of that name", body = ErrorBody),
+        (status = 409, description = "It is not running", body = ErrorBody),
+    ))]
 async fn fail_actor(
     State(state): State<AppState>,
     Path(name): Path<String>,

@@ -4,39 +4,91 @@
 
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use relay365_actors::delivery;
 use relay365_actors::store::deliveries::{self, DeliveryFilter, DeliveryRow};
 use relay365_actors::store::now_ms;
 use relay365_actors::store::status::DeliveryStatus;
-use serde_json::{json, Value};
+use serde::Serialize;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::events::{time, DEFAULT_LIMIT, MAX_LIMIT};
 use super::AppState;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorBody};
 
 /// The deliveries routes (behind the API key).
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/deliveries", get(list))
-        .route("/api/deliveries/{id}/retry", post(retry))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(retry))
+}
+
+/// A delivery as the API shows it. Fields in alphabetical order, the order they have always
+/// had on the wire.
+#[derive(Serialize, ToSchema)]
+pub struct Delivery {
+    pub attempts: i64,
+    #[schema(format = DateTime)]
+    pub created_at: String,
+    #[schema(format = DateTime)]
+    pub delivered_at: Option<String>,
+    #[schema(format = Uuid)]
+    pub event_id: String,
+    #[schema(format = Uuid)]
+    pub id: String,
+    /// The first 1 KB of the last failed answer, or why there was none.
+    pub last_error: Option<String>,
+    pub last_status_code: Option<i64>,
+    /// When it is tried next (pending only).
+    #[schema(format = DateTime)]
+    pub next_attempt_at: Option<String>,
+    pub status: DeliveryStatus,
+    #[schema(format = Uuid)]
+    pub target_id: String,
+}
+
+/// `{"deliveries": [...]}`, newest first.
+#[derive(Serialize, ToSchema)]
+pub struct DeliveryList {
+    pub deliveries: Vec<Delivery>,
+}
+
+/// The filters of `GET /api/deliveries` (each may be empty: no filter).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // Read by hand from the raw query, so that every bad value is a clear 400.
+pub struct DeliveryQuery {
+    #[param(schema_with = delivery_status_filter)]
+    status: Option<String>,
+    /// A target's id.
+    target_id: Option<String>,
+    /// An event's id.
+    event_id: Option<String>,
+    /// 1 to 500, default 50.
+    #[param(schema_with = super::openapi::limit_filter)]
+    limit: Option<String>,
+}
+
+fn delivery_status_filter() -> utoipa::openapi::schema::Object {
+    super::openapi::word_filter(DeliveryStatus::ALL.iter().map(|s| s.as_str()))
 }
 
 /// A delivery as the API shows it.
-pub fn delivery_json(d: &DeliveryRow) -> Value {
-    json!({
-        "id": d.id,
-        "event_id": d.event_id,
-        "target_id": d.target_id,
-        "status": d.status,
-        "attempts": d.attempts,
-        "next_attempt_at": (d.status == DeliveryStatus::Pending).then(|| time(d.next_attempt_at)),
-        "last_status_code": d.last_status_code,
-        "last_error": d.last_error,
-        "created_at": time(d.created_at),
-        "delivered_at": d.delivered_at.map(time),
-    })
+pub fn view(d: &DeliveryRow) -> Delivery {
+    Delivery {
+        attempts: d.attempts,
+        created_at: time(d.created_at),
+        delivered_at: d.delivered_at.map(time),
+        event_id: d.event_id.clone(),
+        id: d.id.clone(),
+        last_error: d.last_error.clone(),
+        last_status_code: d.last_status_code,
+        next_attempt_at: (d.status == DeliveryStatus::Pending).then(|| time(d.next_attempt_at)),
+        status: d.status,
+        target_id: d.target_id.clone(),
+    }
 }
 
 fn uuid_param(name: &str, v: &str) -> Result<String, ApiError> {
@@ -45,7 +97,16 @@ fn uuid_param(name: &str, v: &str) -> Result<String, ApiError> {
         .map_err(|_| ApiError::bad_request(format!("{name} must be a UUID")))
 }
 
-async fn list(State(state): State<AppState>, RawQuery(query): RawQuery) -> ApiResult<Json<Value>> {
+/// Deliveries, newest first.
+#[utoipa::path(get, path = "/api/deliveries", tag = "deliveries", params(DeliveryQuery),
+    responses(
+        (status = 200, description = "Deliveries, newest first", body = DeliveryList),
+        (status = 400, description = "A filter is invalid", body = ErrorBody),
+    ))]
+async fn list(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+) -> ApiResult<Json<DeliveryList>> {
     let mut filter = DeliveryFilter {
         limit: DEFAULT_LIMIT,
         ..Default::default()
@@ -79,15 +140,23 @@ async fn list(State(state): State<AppState>, RawQuery(query): RawQuery) -> ApiRe
     let rows = deliveries::list(&state.deps.store, &filter)
         .await
         .map_err(|e| ApiError::Internal(e.into()))?;
-    Ok(Json(
-        json!({"deliveries": rows.iter().map(delivery_json).collect::<Vec<_>>()}),
-    ))
+    Ok(Json(DeliveryList {
+        deliveries: rows.iter().map(view).collect(),
+    }))
 }
 
+/// Sends a failed delivery again, its attempts counted from zero.
+#[utoipa::path(post, path = "/api/deliveries/{id}/retry", tag = "deliveries",
+    params(("id" = String, Path, description = "The delivery's id")),
+    responses(
+        (status = 202, description = "Pending again", body = Delivery),
+        (status = 404, description = "No such delivery", body = ErrorBody),
+        (status = 409, description = "Not failed: only a failed delivery can be retried", body = ErrorBody),
+    ))]
 async fn retry(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<Delivery>)> {
     let store = &state.deps.store;
     let target = deliveries::retry(store, &id, now_ms())
         .await
@@ -109,5 +178,5 @@ async fn retry(
         .await
         .map_err(|e| ApiError::Internal(e.into()))?
         .ok_or_else(|| ApiError::NotFound(format!("no delivery {id}")))?;
-    Ok((StatusCode::ACCEPTED, Json(delivery_json(&row))))
+    Ok((StatusCode::ACCEPTED, Json(view(&row))))
 }

@@ -7,6 +7,8 @@
 //!   is answered 503 at once. Memory follows what arrived, never what clients announce, and
 //!   a real notification (a few KB) costs a few KB of the budget, so the request limit can be
 //!   generous without the memory bound growing with it.
+//! - [`refuse_nul`]: a `%00` in the path or the query is a 400, before any handler: decoded, it
+//!   is a NUL character, which PostgreSQL's text cannot hold (it would fail there as a 500).
 //! - [`json_errors`]: every error answer is SPEC's JSON error, also the ones axum makes itself
 //!   (a method a route does not take, a path segment that does not parse).
 //! - [`check_api_key`]: the bearer key, compared in constant time and length; without a key
@@ -23,13 +25,12 @@ use axum::http::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HOST};
 use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tokio::sync::Semaphore;
 
 use super::AppState;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 
 /// The public routes' limits, shared by their requests.
 pub struct PublicLimit {
@@ -104,6 +105,21 @@ pub async fn limit_public(State(state): State<AppState>, req: Request, next: Nex
     }
 }
 
+/// A 400 for a NUL (`%00`) anywhere in the path or the query.
+pub async fn refuse_nul(req: Request, next: Next) -> Response {
+    let uri = req.uri();
+    let raw = uri.path_and_query().map_or("", |pq| pq.as_str());
+    let nul = raw
+        .as_bytes()
+        .windows(3)
+        .any(|w| w[0] == b'%' && w[1] == b'0' && w[2] == b'0');
+    if nul {
+        return ApiError::bad_request("the URL must not contain a NUL character (%00)")
+            .into_response();
+    }
+    next.run(req).await
+}
+
 /// Turns an error answer that is not JSON (axum's own rejections) into SPEC's JSON error,
 /// keeping its status and headers (`Allow` on a 405).
 pub async fn json_errors(req: Request, next: Next) -> Response {
@@ -134,7 +150,7 @@ pub async fn json_errors(req: Request, next: Next) -> Response {
         _ => reason.to_string(),
     };
     let code = reason.to_ascii_lowercase().replace([' ', '-'], "_");
-    let body = json!({"error": {"code": code, "message": message}}).to_string();
+    let body = serde_json::to_string(&ErrorBody::new(code, message)).unwrap_or_default();
     parts.headers.remove(CONTENT_LENGTH);
     parts
         .headers

@@ -9,18 +9,22 @@
 
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use chrono::SecondsFormat;
 use relay365_actors::processor;
 use relay365_actors::store::deliveries::{self, DeliveryFilter};
 use relay365_actors::store::events::{self, EventFilter, EventRow};
 use relay365_actors::store::status::EventStatus;
 use relay365_actors::store::{now_ms, to_time};
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
+use super::deliveries::Delivery;
 use super::AppState;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorBody};
 
 /// Default page size.
 pub const DEFAULT_LIMIT: i64 = 50;
@@ -28,11 +32,11 @@ pub const DEFAULT_LIMIT: i64 = 50;
 pub const MAX_LIMIT: i64 = 500;
 
 /// The events routes (behind the API key).
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/events", get(list))
-        .route("/api/events/{id}", get(show))
-        .route("/api/events/{id}/replay", post(replay))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(show))
+        .routes(routes!(replay))
 }
 
 pub(super) fn time(ms: i64) -> String {
@@ -44,31 +48,109 @@ fn json_text(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_string()))
 }
 
-/// An event as the API shows it.
-pub fn event_json(e: &EventRow) -> Value {
-    json!({
-        "id": e.id,
-        "kind": e.kind,
-        "subscription_id": e.subscription_id,
-        "credential_id": e.credential_id,
-        "change_type": e.change_type,
-        "resource_id": e.resource_id,
-        "status": e.status,
-        "attempts": e.attempts,
-        "next_attempt_at": time(e.next_attempt_at),
-        "last_error": e.last_error,
-        "received_at": time(e.received_at),
-        "processed_at": e.processed_at.map(time),
-        "raw_notification": json_text(&e.raw),
-        "payload": e.payload.as_deref().map(json_text),
-    })
+/// An event as the API shows it. Fields in alphabetical order, the order they have always had
+/// on the wire.
+#[derive(Serialize, ToSchema)]
+pub struct Event {
+    pub attempts: i64,
+    /// The notification's change type, or the lifecycle event's name.
+    pub change_type: String,
+    pub credential_id: Option<String>,
+    /// Its deliveries: only in `GET /api/events/{id}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deliveries: Option<Vec<Delivery>>,
+    #[schema(format = Uuid)]
+    pub id: String,
+    /// `change` or `lifecycle`.
+    pub kind: String,
+    pub last_error: Option<String>,
+    #[schema(format = DateTime)]
+    pub next_attempt_at: String,
+    /// What was (or will be) delivered (SPEC §4); null until processed.
+    #[schema(value_type = Option<Object>)]
+    pub payload: Option<Value>,
+    #[schema(format = DateTime)]
+    pub processed_at: Option<String>,
+    /// The item Graph sent, `clientState` shown as `"***"`.
+    #[schema(value_type = Object)]
+    pub raw_notification: Value,
+    #[schema(format = DateTime)]
+    pub received_at: String,
+    pub resource_id: Option<String>,
+    pub status: EventStatus,
+    pub subscription_id: Option<String>,
+}
+
+/// `{"events": [...]}`, newest first.
+#[derive(Serialize, ToSchema)]
+pub struct EventList {
+    pub events: Vec<Event>,
+}
+
+/// The answer to a replay.
+#[derive(Serialize, ToSchema)]
+pub struct Replayed {
+    #[schema(format = Uuid)]
+    pub id: String,
+    /// `pending`: it is processed and delivered again.
+    pub status: EventStatus,
+}
+
+/// The filters of `GET /api/events` (each may be empty: no filter).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // Read by hand from the raw query, so that every bad value is a clear 400.
+pub struct EventQuery {
+    #[param(schema_with = event_status_filter)]
+    status: Option<String>,
+    /// A credential's id.
+    credential_id: Option<String>,
+    /// 1 to 500, default 50.
+    #[param(schema_with = super::openapi::limit_filter)]
+    limit: Option<String>,
+    /// An event id (the last one of the previous page) or an RFC 3339 time.
+    before: Option<String>,
+}
+
+fn event_status_filter() -> utoipa::openapi::schema::Object {
+    super::openapi::word_filter(EventStatus::ALL.iter().map(|s| s.as_str()))
+}
+
+/// An event as the API shows it (without its deliveries).
+pub fn event_view(e: &EventRow) -> Event {
+    Event {
+        attempts: e.attempts,
+        change_type: e.change_type.clone(),
+        credential_id: e.credential_id.clone(),
+        deliveries: None,
+        id: e.id.clone(),
+        kind: e.kind.clone(),
+        last_error: e.last_error.clone(),
+        next_attempt_at: time(e.next_attempt_at),
+        payload: e.payload.as_deref().map(json_text),
+        processed_at: e.processed_at.map(time),
+        raw_notification: json_text(&e.raw),
+        received_at: time(e.received_at),
+        resource_id: e.resource_id.clone(),
+        status: e.status,
+        subscription_id: e.subscription_id.clone(),
+    }
 }
 
 fn bad(message: impl Into<String>) -> ApiError {
     ApiError::bad_request(message)
 }
 
-async fn list(State(state): State<AppState>, RawQuery(query): RawQuery) -> ApiResult<Json<Value>> {
+/// Events, newest first.
+#[utoipa::path(get, path = "/api/events", tag = "events", params(EventQuery),
+    responses(
+        (status = 200, description = "Events, newest first", body = EventList),
+        (status = 400, description = "A filter is invalid", body = ErrorBody),
+    ))]
+async fn list(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+) -> ApiResult<Json<EventList>> {
     let mut filter = EventFilter {
         limit: DEFAULT_LIMIT,
         ..Default::default()
@@ -117,12 +199,19 @@ async fn list(State(state): State<AppState>, RawQuery(query): RawQuery) -> ApiRe
     let rows = events::list(&state.deps.store, &filter)
         .await
         .map_err(|e| ApiError::Internal(e.into()))?;
-    Ok(Json(
-        json!({"events": rows.iter().map(event_json).collect::<Vec<_>>()}),
-    ))
+    Ok(Json(EventList {
+        events: rows.iter().map(event_view).collect(),
+    }))
 }
 
-async fn show(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+/// One event, with its raw notification, payload, attempts, last error and deliveries.
+#[utoipa::path(get, path = "/api/events/{id}", tag = "events",
+    params(("id" = String, Path, description = "The event's id")),
+    responses(
+        (status = 200, description = "The event and its deliveries", body = Event),
+        (status = 404, description = "No such event", body = ErrorBody),
+    ))]
+async fn show(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Event>> {
     let event = events::get(&state.deps.store, &id)
         .await
         .map_err(|e| ApiError::Internal(e.into()))?
@@ -137,15 +226,24 @@ async fn show(State(state): State<AppState>, Path(id): Path<String>) -> ApiResul
     )
     .await
     .map_err(|e| ApiError::Internal(e.into()))?;
-    let mut body = event_json(&event);
-    body["deliveries"] = Value::Array(list.iter().map(super::deliveries::delivery_json).collect());
+    let mut body = event_view(&event);
+    body.deliveries = Some(list.iter().map(super::deliveries::view).collect());
     Ok(Json(body))
 }
 
+/// Processes and delivers the event again (the same `webhook-id`).
+#[utoipa::path(post, path = "/api/events/{id}/replay", tag = "events",
+    params(("id" = String, Path, description = "The event's id")),
+    responses(
+        (status = 202, description = "Pending again", body = Replayed),
+        (status = 400, description = "A lifecycle event (never delivered)", body = ErrorBody),
+        (status = 404, description = "No such event", body = ErrorBody),
+        (status = 409, description = "Being processed right now", body = ErrorBody),
+    ))]
 async fn replay(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<Replayed>)> {
     let store = &state.deps.store;
     let event = events::get(store, &id)
         .await
@@ -170,6 +268,9 @@ async fn replay(
     );
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({"id": event.id, "status": EventStatus::Pending})),
+        Json(Replayed {
+            id: event.id,
+            status: EventStatus::Pending,
+        }),
     ))
 }

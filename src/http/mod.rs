@@ -4,6 +4,9 @@
 //! - public (Graph calls these; no auth in front): `/api/ms365/webhook`, `/api/ms365/lifecycle`;
 //! - health: `/healthz`, `/readyz` open; `/status`, `/metrics` behind the API key;
 //! - management (`/api/…`) behind the API key; `/api/debug/…` only when enabled.
+//!
+//! Every route is added through utoipa-axum's `routes!`, which puts the handler in the router
+//! and its description in `/openapi.json` in one step ([`openapi`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -13,10 +16,11 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::Method;
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::Router;
+use axum::{Extension, Router};
 use metrics::{Counter, Histogram};
 use metrics_exporter_prometheus::PrometheusHandle;
 use relay365_actors::Deps;
+use utoipa_axum::router::OpenApiRouter;
 
 use crate::config::Config;
 use crate::error::ApiError;
@@ -28,6 +32,7 @@ pub mod edge;
 pub mod events;
 pub mod health;
 pub mod json;
+pub mod openapi;
 pub mod primitives;
 pub mod serve;
 pub mod subscriptions;
@@ -79,7 +84,22 @@ impl std::ops::Deref for AppState {
 
 /// The whole router.
 pub fn router(state: AppState) -> Router {
-    let protected = Router::new()
+    let (router, api) = routes(&state).split_for_parts();
+    router
+        .fallback(|| async { ApiError::NotFound("no such route".into()) })
+        .layer(Extension(openapi::Served::new(&api)))
+        .layer(middleware::from_fn(edge::refuse_nul))
+        .layer(middleware::from_fn(edge::json_errors))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            track_requests,
+        ))
+        .with_state(state)
+}
+
+/// Every route with its description, in the three groups and their guards.
+pub fn routes(state: &AppState) -> OpenApiRouter<AppState> {
+    let mut protected = OpenApiRouter::new()
         .merge(health::protected_router())
         .merge(credentials::router())
         .merge(subscriptions::router())
@@ -87,26 +107,21 @@ pub fn router(state: AppState) -> Router {
         .merge(events::router())
         .merge(targets::router())
         .merge(deliveries::router())
-        .merge(debug::router(state.cfg.debug_endpoints))
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            edge::check_api_key,
-        ));
+        .merge(debug::router(state.cfg.debug_endpoints));
+    openapi::behind_api_key(protected.get_openapi_mut());
+    let protected = protected.route_layer(middleware::from_fn_with_state(
+        state.clone(),
+        edge::check_api_key,
+    ));
     let public = webhook::router().route_layer(middleware::from_fn_with_state(
         state.clone(),
         edge::limit_public,
     ));
-    Router::new()
+    OpenApiRouter::with_openapi(openapi::base())
         .merge(health::open_router())
+        .merge(openapi::router())
         .merge(public)
         .merge(protected)
-        .fallback(|| async { ApiError::NotFound("no such route".into()) })
-        .layer(middleware::from_fn(edge::json_errors))
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            track_requests,
-        ))
-        .with_state(state)
 }
 
 /// Counts requests and their latency by route, method and status.

@@ -9,15 +9,19 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
-use axum::routing::post;
-use axum::{Json, Router};
+use axum::Json;
 use relay365_actors::primitives::{
     self, Classification, DocumentInput, EmailInput, ExtractError, Extracted, Parsed,
     PrimitiveError,
 };
+use serde::Deserialize;
 use serde_json::Value;
+use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Schema, Type};
+use utoipa::ToSchema;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
+use utoipa_axum::routes;
 
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorBody};
 
 /// The largest mail `email/parse` and `email/classify` take (a Graph message with a big HTML
 /// body, inline images excluded).
@@ -28,23 +32,116 @@ pub const EMAIL_BODY_LIMIT: usize = 10 * 1024 * 1024;
 pub const EXTRACT_BODY_LIMIT: usize = 35 * 1024 * 1024;
 
 /// The primitives' routes.
-pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
-    Router::new()
-        .route(
-            "/api/primitives/email/parse",
-            post(parse_email).layer(DefaultBodyLimit::max(EMAIL_BODY_LIMIT)),
-        )
-        .route(
-            "/api/primitives/email/classify",
-            post(classify_email).layer(DefaultBodyLimit::max(EMAIL_BODY_LIMIT)),
-        )
-        .route(
-            "/api/primitives/document/extract",
-            post(extract_document).layer(DefaultBodyLimit::max(EXTRACT_BODY_LIMIT)),
-        )
+pub fn router<S: Clone + Send + Sync + 'static>() -> OpenApiRouter<S> {
+    OpenApiRouter::new()
+        .routes(routes!(parse_email).layer(DefaultBodyLimit::max(EMAIL_BODY_LIMIT)))
+        .routes(routes!(classify_email).layer(DefaultBodyLimit::max(EMAIL_BODY_LIMIT)))
+        .routes(routes!(extract_document).layer(DefaultBodyLimit::max(EXTRACT_BODY_LIMIT)))
 }
 
-/// `POST /api/primitives/email/parse`: a Graph message or `{"subject","body","body_type"}`.
+/// A mail for `email/parse` and `email/classify`: the short form, or a Graph message as Graph
+/// returns it. (A description of the body: the handlers read it as JSON themselves, so that
+/// either form is told apart and a wrong one answers a clear 400.)
+#[derive(Deserialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum EmailRequest {
+    Short(ShortEmail),
+    Graph(GraphMessage),
+}
+
+/// `{"subject", "body", "body_type", "from"?}`.
+#[derive(Deserialize, ToSchema)]
+#[allow(dead_code)]
+pub struct ShortEmail {
+    subject: Option<String>,
+    body: String,
+    /// `html` or `text` (default `text`).
+    #[schema(example = "html")]
+    body_type: Option<String>,
+    #[schema(schema_with = sender)]
+    from: Option<Value>,
+}
+
+/// A Graph message (more members are allowed and read where they matter:
+/// `internetMessageHeaders`, `importance`, `@odata.type`).
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code)]
+pub struct GraphMessage {
+    subject: Option<String>,
+    body: GraphBody,
+    #[schema(schema_with = sender)]
+    from: Option<Value>,
+}
+
+/// `from`: an address, or Graph's `{"emailAddress": {"name", "address"}}` (or its inner
+/// object, `address` or `email`), or null.
+fn sender() -> Schema {
+    Schema::OneOf(
+        OneOfBuilder::new()
+            .item(ObjectBuilder::new().schema_type(Type::String))
+            .item(ObjectBuilder::new().schema_type(Type::Object))
+            .item(ObjectBuilder::new().schema_type(Type::Null))
+            .description(Some(
+                "An address, or Graph's `{\"emailAddress\": {\"name\", \"address\"}}`",
+            ))
+            .build(),
+    )
+}
+
+/// Graph's `body`.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code)]
+pub struct GraphBody {
+    /// `html` or `text`.
+    content_type: Option<String>,
+    content: Option<String>,
+}
+
+/// A document for `document/extract`: base64 with its type, or a Graph fileAttachment.
+#[derive(Deserialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum DocumentRequest {
+    Base64(Base64Document),
+    FileAttachment(FileAttachment),
+}
+
+/// `{"content_type", "content_base64", "name"?}`.
+#[derive(Deserialize, ToSchema)]
+#[allow(dead_code)]
+pub struct Base64Document {
+    /// PDF, DOCX, HTML or plain text; sniffed from the bytes when empty.
+    #[schema(example = "application/pdf")]
+    content_type: Option<String>,
+    content_base64: String,
+    name: Option<String>,
+}
+
+/// A Graph `#microsoft.graph.fileAttachment`.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code)]
+pub struct FileAttachment {
+    #[serde(rename = "@odata.type")]
+    #[schema(example = "#microsoft.graph.fileAttachment")]
+    odata_type: Option<String>,
+    name: Option<String>,
+    content_type: Option<String>,
+    content_bytes: String,
+}
+
+/// Parses a mail: plain text, the reply and the quoted part, signature, links, emails, phones,
+/// dates, amounts.
+#[utoipa::path(post, path = "/api/primitives/email/parse", tag = "primitives",
+    request_body = EmailRequest,
+    responses(
+        (status = 200, description = "The parsed mail", body = Parsed),
+        (status = 400, description = "Not JSON, or not a mail", body = ErrorBody),
+        (status = 413, description = "Over 10 MiB", body = ErrorBody),
+    ))]
 async fn parse_email(body: Result<Bytes, BytesRejection>) -> ApiResult<Json<Parsed>> {
     let body = read_body(body)?;
     blocking(move || {
@@ -54,7 +151,15 @@ async fn parse_email(body: Result<Bytes, BytesRejection>) -> ApiResult<Json<Pars
     .await
 }
 
-/// `POST /api/primitives/email/classify`: same input as parse.
+/// Classifies a mail: intent, urgency, auto-reply, newsletter, language, with the signals that
+/// explain each decision.
+#[utoipa::path(post, path = "/api/primitives/email/classify", tag = "primitives",
+    request_body = EmailRequest,
+    responses(
+        (status = 200, description = "The classification", body = Classification),
+        (status = 400, description = "Not JSON, or not a mail", body = ErrorBody),
+        (status = 413, description = "Over 10 MiB", body = ErrorBody),
+    ))]
 async fn classify_email(body: Result<Bytes, BytesRejection>) -> ApiResult<Json<Classification>> {
     let body = read_body(body)?;
     blocking(move || {
@@ -64,8 +169,15 @@ async fn classify_email(body: Result<Bytes, BytesRejection>) -> ApiResult<Json<C
     .await
 }
 
-/// `POST /api/primitives/document/extract`: `{"content_type","content_base64"}` or a Graph
-/// fileAttachment.
+/// The text of a PDF, DOCX, HTML or plain-text document.
+#[utoipa::path(post, path = "/api/primitives/document/extract", tag = "primitives",
+    request_body = DocumentRequest,
+    responses(
+        (status = 200, description = "The document's text", body = Extracted),
+        (status = 400, description = "Not JSON, or not a document", body = ErrorBody),
+        (status = 413, description = "Over 25 MiB", body = ErrorBody),
+        (status = 422, description = "Broken or unsupported (`broken_document`, `unsupported_document`, …)", body = ErrorBody),
+    ))]
 async fn extract_document(body: Result<Bytes, BytesRejection>) -> ApiResult<Json<Extracted>> {
     let body = read_body(body)?;
     let document =
@@ -137,7 +249,8 @@ mod tests {
             .header(header::CONTENT_TYPE, "application/json")
             .body(body.into())
             .expect("request");
-        let response = router::<()>().oneshot(request).await.expect("infallible");
+        let (router, _) = router::<()>().split_for_parts();
+        let response = router.oneshot(request).await.expect("infallible");
         let status = response.status();
         let bytes = response
             .into_body()

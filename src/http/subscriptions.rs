@@ -4,59 +4,102 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{get, patch};
-use axum::{Json, Router};
+use axum::Json;
+use chrono::{DateTime, Utc};
 use relay365_actors::credential::CredentialError;
 use relay365_actors::graph::GraphError;
+use relay365_actors::store::status::SubscriptionStatus;
 use relay365_actors::store::subscriptions::{self, SubscriptionRow};
 use relay365_actors::store::to_time;
 use relay365_actors::subscription::{self, CreateRequest, SubscriptionError};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::json::ApiJson;
 use super::AppState;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorBody};
 
 /// The subscription routes.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/ms365/subscriptions", get(list_all).post(create))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_all, create))
         // GET takes a credential id, DELETE a subscription id (the seed's paths).
-        .route(
-            "/api/ms365/subscriptions/{id}",
-            get(list_for_credential).delete(remove),
-        )
-        .route("/api/ms365/subscriptions/{id}/renew", patch(renew))
+        .routes(routes!(list_for_credential, remove))
+        .routes(routes!(renew))
 }
 
-/// A subscription as the API shows it (never its clientState).
-pub fn view(row: &SubscriptionRow) -> Value {
-    json!({
-        "id": row.id,
-        "credential_id": row.credential_id,
-        "external_subscription_id": row.external_id,
-        "resource_path": row.resource,
-        "notification_url": row.notification_url,
-        "change_types": row.change_types.split(',').filter(|s| !s.is_empty()).collect::<Vec<_>>(),
-        "status": row.status,
-        "last_error": row.last_error,
-        "expires_at": row.expires_at.map(to_time),
-        "next_renewal_at": row.next_renewal_at.map(to_time),
-        "created_at": to_time(row.created_at),
-        "last_notification_at": row.last_notification_at.map(to_time),
-        "last_renewed_at": row.last_renewed_at.map(to_time),
-    })
+/// A subscription as the API shows it (never its clientState). Fields in alphabetical order,
+/// the order they have always had on the wire.
+#[derive(Serialize, ToSchema)]
+pub struct Subscription {
+    /// `created`, `updated`, `deleted`.
+    pub change_types: Vec<String>,
+    pub created_at: DateTime<Utc>,
+    #[schema(format = Uuid)]
+    pub credential_id: String,
+    /// What Graph granted; null until Graph has it.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Graph's id (changes when the subscription is recreated at Graph; `id` does not).
+    pub external_subscription_id: Option<String>,
+    #[schema(format = Uuid)]
+    pub id: String,
+    pub last_error: Option<String>,
+    pub last_notification_at: Option<DateTime<Utc>>,
+    pub last_renewed_at: Option<DateTime<Utc>>,
+    pub next_renewal_at: Option<DateTime<Utc>>,
+    pub notification_url: String,
+    pub resource_path: String,
+    pub status: SubscriptionStatus,
 }
 
-#[derive(Deserialize)]
+/// `{"subscriptions": [...]}`.
+#[derive(Serialize, ToSchema)]
+pub struct SubscriptionList {
+    pub subscriptions: Vec<Subscription>,
+}
+
+/// A subscription as the API shows it.
+pub fn view(row: &SubscriptionRow) -> Subscription {
+    Subscription {
+        change_types: row
+            .change_types
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect(),
+        created_at: to_time(row.created_at),
+        credential_id: row.credential_id.clone(),
+        expires_at: row.expires_at.map(to_time),
+        external_subscription_id: row.external_id.clone(),
+        id: row.id.clone(),
+        last_error: row.last_error.clone(),
+        last_notification_at: row.last_notification_at.map(to_time),
+        last_renewed_at: row.last_renewed_at.map(to_time),
+        next_renewal_at: row.next_renewal_at.map(to_time),
+        notification_url: row.notification_url.clone(),
+        resource_path: row.resource.clone(),
+        status: row.status,
+    }
+}
+
+/// `POST /api/ms365/subscriptions`.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CreateBody {
+pub struct CreateSubscription {
+    #[schema(format = Uuid)]
     credential_id: String,
+    /// Default `me/mailFolders('inbox')/messages`, or `users/{mailbox}/…` for a credential
+    /// with a mailbox.
     resource: Option<String>,
+    /// Default `["created"]`.
     change_types: Option<Vec<String>>,
+    /// Clamped to the resource's maximum (10,080 for Outlook messages); give this or
+    /// `expiration_hours`, not both.
     expiration_minutes: Option<i64>,
     expiration_hours: Option<i64>,
+    /// Default `{RELAY365_PUBLIC_URL}/api/ms365/webhook`.
     notification_url: Option<String>,
 }
 
@@ -71,10 +114,23 @@ fn minutes(m: Option<i64>, h: Option<i64>) -> ApiResult<Option<i64>> {
     }
 }
 
+/// Creates a subscription at Graph (Graph's validation call comes while this request waits).
+#[utoipa::path(post, path = "/api/ms365/subscriptions", tag = "subscriptions",
+    request_body = CreateSubscription,
+    responses(
+        (status = 201, description = "Created at Graph (or adopted after a 409)", body = Subscription),
+        (status = 400, description = "A field is missing or invalid", body = ErrorBody),
+        (status = 404, description = "No such credential", body = ErrorBody),
+        (status = 413, description = "Over 1 MiB", body = ErrorBody),
+        (status = 415, description = "Not application/json", body = ErrorBody),
+        (status = 422, description = "Graph refused it (`graph_rejected`, e.g. a failed validation)", body = ErrorBody),
+        (status = 502, description = "The token source or Graph failed", body = ErrorBody),
+        (status = 503, description = "The credential's actor is not running", body = ErrorBody),
+    ))]
 async fn create(
     State(state): State<AppState>,
-    ApiJson(body): ApiJson<CreateBody>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+    ApiJson(body): ApiJson<CreateSubscription>,
+) -> ApiResult<(StatusCode, Json<Subscription>)> {
     let req = CreateRequest {
         credential_id: body.credential_id,
         resource: body.resource,
@@ -88,41 +144,61 @@ async fn create(
     Ok((StatusCode::CREATED, Json(view(&row))))
 }
 
-async fn list_all(State(state): State<AppState>) -> ApiResult<Json<Value>> {
+/// Every subscription.
+#[utoipa::path(get, path = "/api/ms365/subscriptions", tag = "subscriptions",
+    responses((status = 200, description = "Every subscription", body = SubscriptionList)))]
+async fn list_all(State(state): State<AppState>) -> ApiResult<Json<SubscriptionList>> {
     list(&state, None).await
 }
 
+/// The subscriptions of one credential.
+#[utoipa::path(get, path = "/api/ms365/subscriptions/{id}", tag = "subscriptions",
+    params(("id" = String, Path, description = "A credential's id")),
+    responses((status = 200, description = "The credential's subscriptions (none for an unknown id)", body = SubscriptionList)))]
 async fn list_for_credential(
     State(state): State<AppState>,
     Path(credential_id): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<SubscriptionList>> {
     list(&state, Some(&credential_id)).await
 }
 
-async fn list(state: &AppState, credential_id: Option<&str>) -> ApiResult<Json<Value>> {
+async fn list(state: &AppState, credential_id: Option<&str>) -> ApiResult<Json<SubscriptionList>> {
     let rows = subscriptions::list(&state.deps.store, credential_id)
         .await
         .map_err(|e| ApiError::Internal(e.into()))?;
-    Ok(Json(
-        json!({"subscriptions": rows.iter().map(view).collect::<Vec<_>>()}),
-    ))
+    Ok(Json(SubscriptionList {
+        subscriptions: rows.iter().map(view).collect(),
+    }))
 }
 
-#[derive(Deserialize, Default)]
+/// `PATCH /api/ms365/subscriptions/{id}/renew` (the body is optional).
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct RenewBody {
+pub struct RenewSubscription {
     expiration_minutes: Option<i64>,
     expiration_hours: Option<i64>,
 }
 
+/// Renews a subscription now (a subscription Graph lost is created again).
+#[utoipa::path(patch, path = "/api/ms365/subscriptions/{id}/renew", tag = "subscriptions",
+    params(("id" = String, Path, description = "The subscription's id")),
+    request_body(content = Option<RenewSubscription>, description = "Empty: the longest lifetime Graph allows"),
+    responses(
+        (status = 200, description = "Renewed", body = Subscription),
+        (status = 400, description = "A field is invalid", body = ErrorBody),
+        (status = 404, description = "No such subscription", body = ErrorBody),
+        (status = 422, description = "Graph refused it", body = ErrorBody),
+        (status = 502, description = "The token source or Graph failed", body = ErrorBody),
+        (status = 503, description = "The credential's actor is not running", body = ErrorBody),
+    ))]
 async fn renew(
     State(state): State<AppState>,
     Path(id): Path<String>,
     body: axum::body::Bytes,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Subscription>> {
     // The body is optional: an empty one renews for the maximum lifetime.
-    let body: RenewBody = if body.iter().all(u8::is_ascii_whitespace) {
-        RenewBody::default()
+    let body: RenewSubscription = if body.iter().all(u8::is_ascii_whitespace) {
+        RenewSubscription::default()
     } else {
         serde_json::from_slice(&body)
             .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?
@@ -137,6 +213,15 @@ async fn renew(
     Ok(Json(view(&row)))
 }
 
+/// Deletes a subscription, at Graph too (a 404 at Graph is fine).
+#[utoipa::path(delete, path = "/api/ms365/subscriptions/{id}", tag = "subscriptions",
+    params(("id" = String, Path, description = "The subscription's id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "No such subscription", body = ErrorBody),
+        (status = 502, description = "The token source or Graph failed", body = ErrorBody),
+        (status = 503, description = "The credential's actor is not running", body = ErrorBody),
+    ))]
 async fn remove(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<StatusCode> {
     subscription::delete(&state.deps, &id)
         .await

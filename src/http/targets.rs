@@ -6,16 +6,18 @@ use std::collections::BTreeMap;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{delete, get};
-use axum::{Json, Router};
+use axum::Json;
+use chrono::{DateTime, Utc};
 use relay365_actors::store::targets::{self, TargetRow};
 use relay365_actors::store::{credentials, new_id, now_ms, to_time};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::json::ApiJson;
 use super::AppState;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorBody};
 
 /// The event types a target may filter on.
 pub const EVENT_TYPES: [&str; 3] = ["message.created", "message.updated", "message.deleted"];
@@ -31,39 +33,70 @@ const RESERVED_HEADERS: [&str; 6] = [
 ];
 
 /// The target routes (behind the API key).
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/targets", get(list).post(create))
-        .route("/api/targets/{id}", delete(remove))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(remove))
 }
 
-#[derive(Deserialize)]
+/// `POST /api/targets`.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CreateBody {
+pub struct CreateTarget {
+    /// An absolute http(s) URL.
     url: String,
+    /// `whsec_` + base64 of 24 to 64 bytes; generated if absent.
     secret: Option<String>,
+    /// Sent on every delivery (e.g. for n8n's Header Auth); not `webhook-*`, `content-type`,
+    /// `content-length` or `host`.
     #[serde(default)]
     headers: BTreeMap<String, String>,
+    /// Only this credential's events.
+    #[schema(format = Uuid)]
     credential_id: Option<String>,
+    /// Only these: `message.created`, `message.updated`, `message.deleted`.
     event_types: Option<Vec<String>>,
 }
 
+/// A target as the API shows it. Fields in alphabetical order, the order they have always had
+/// on the wire.
+#[derive(Serialize, ToSchema)]
+pub struct Target {
+    pub created_at: DateTime<Utc>,
+    pub credential_id: Option<String>,
+    pub event_types: Option<Vec<String>>,
+    /// Header values are shown as `"***"`, except in the answer that created the target.
+    pub headers: BTreeMap<String, String>,
+    #[schema(format = Uuid)]
+    pub id: String,
+    /// The signing secret: only in the answer that created the target.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+    pub url: String,
+}
+
+/// `{"targets": [...]}`.
+#[derive(Serialize, ToSchema)]
+pub struct TargetList {
+    pub targets: Vec<Target>,
+}
+
 /// A target as the API shows it after it was created: no secret, header values masked.
-pub fn view(t: &TargetRow) -> Value {
-    let headers: BTreeMap<String, &str> = t
-        .header_map()
-        .unwrap_or_default()
-        .into_keys()
-        .map(|k| (k, "***"))
-        .collect();
-    json!({
-        "id": t.id,
-        "url": t.url,
-        "headers": headers,
-        "credential_id": t.credential_id,
-        "event_types": t.event_type_list().ok().flatten(),
-        "created_at": to_time(t.created_at),
-    })
+pub fn view(t: &TargetRow) -> Target {
+    Target {
+        created_at: to_time(t.created_at),
+        credential_id: t.credential_id.clone(),
+        event_types: t.event_type_list().ok().flatten(),
+        headers: t
+            .header_map()
+            .unwrap_or_default()
+            .into_keys()
+            .map(|k| (k, "***".to_string()))
+            .collect(),
+        id: t.id.clone(),
+        secret: None,
+        url: t.url.clone(),
+    }
 }
 
 fn bad(m: impl Into<String>) -> ApiError {
@@ -101,10 +134,19 @@ fn check_headers(headers: &BTreeMap<String, String>) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Creates a delivery target; the answer holds its signing secret, once.
+#[utoipa::path(post, path = "/api/targets", tag = "targets",
+    request_body = CreateTarget,
+    responses(
+        (status = 201, description = "Created, with its signing secret (only here)", body = Target),
+        (status = 400, description = "A field is invalid", body = ErrorBody),
+        (status = 413, description = "Over 1 MiB", body = ErrorBody),
+        (status = 415, description = "Not application/json", body = ErrorBody),
+    ))]
 async fn create(
     State(state): State<AppState>,
-    ApiJson(body): ApiJson<CreateBody>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+    ApiJson(body): ApiJson<CreateTarget>,
+) -> ApiResult<(StatusCode, Json<Target>)> {
     check_url(&body.url).map_err(bad)?;
     let secret = match body.secret {
         Some(s) => {
@@ -151,20 +193,30 @@ async fn create(
     state.deps.targets.invalidate();
     let mut shown = view(&row);
     // Only here: the secret and the header values as given.
-    shown["secret"] = json!(row.secret);
-    shown["headers"] = json!(row.header_map().unwrap_or_default());
+    shown.headers = row.header_map().unwrap_or_default();
+    shown.secret = Some(row.secret);
     Ok((StatusCode::CREATED, Json(shown)))
 }
 
-async fn list(State(state): State<AppState>) -> ApiResult<Json<Value>> {
+/// Every target (no secrets, header values masked).
+#[utoipa::path(get, path = "/api/targets", tag = "targets",
+    responses((status = 200, description = "Every target", body = TargetList)))]
+async fn list(State(state): State<AppState>) -> ApiResult<Json<TargetList>> {
     let rows = targets::list(&state.deps.store)
         .await
         .map_err(|e| ApiError::Internal(e.into()))?;
-    Ok(Json(
-        json!({"targets": rows.iter().map(view).collect::<Vec<_>>()}),
-    ))
+    Ok(Json(TargetList {
+        targets: rows.iter().map(view).collect(),
+    }))
 }
 
+/// Deletes a target.
+#[utoipa::path(delete, path = "/api/targets/{id}", tag = "targets",
+    params(("id" = String, Path, description = "The target's id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "No such target", body = ErrorBody),
+    ))]
 async fn remove(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<StatusCode> {
     if targets::delete(&state.deps.store, &id)
         .await

@@ -11,13 +11,16 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use axum::Router;
 use futures::StreamExt;
 use relay365_actors::receiver::{self, IngestError};
+use serde::Deserialize;
+use serde_json::Value;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::AppState;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorBody};
 
 /// Largest notification body taken (SPEC §3.1); larger bodies answer 413.
 pub const MAX_BODY: usize = 1024 * 1024;
@@ -32,10 +35,64 @@ const PARSE_INLINE: usize = 64 * 1024;
 const FIRST_RESERVE: usize = 16 * 1024;
 
 /// The two public routes.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/ms365/webhook", post(notify).get(notify))
-        .route("/api/ms365/lifecycle", post(notify).get(notify))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(webhook))
+        .routes(routes!(lifecycle))
+}
+
+/// A notification collection as Graph POSTs it. (A description of the body: the receiver
+/// reads it in one pass of its own, `relay365_actors::receiver::parse_collection`.)
+#[derive(Deserialize, ToSchema)]
+#[allow(dead_code)]
+pub struct NotificationCollection {
+    /// Change items (`subscriptionId`, `clientState`, `changeType`, `resource`,
+    /// `resourceData`, …) or lifecycle items (`lifecycleEvent`); at most 1,000.
+    #[schema(value_type = Vec<Object>)]
+    value: Vec<Value>,
+}
+
+/// Change notifications; also Graph's validation call.
+#[utoipa::path(method(post, get), path = "/api/ms365/webhook", tag = "graph",
+    params(("validationToken" = Option<String>, Query,
+        description = "Graph's validation call: answered with the token, before anything else")),
+    request_body(content = Option<NotificationCollection>,
+        description = "Required, but for a validation call (which may have any body)"),
+    responses(
+        (status = 200, description = "Validation: the decoded token", body = String,
+         content_type = "text/plain; charset=utf-8",
+         headers(("X-Content-Type-Options" = String, description = "nosniff"))),
+        (status = 202, description = "Every authentic item is stored (items that fail the clientState check are dropped, silently)"),
+        (status = 400, description = "Not a notification collection (or a GET without validationToken)", body = ErrorBody),
+        (status = 408, description = "The request took too long", body = ErrorBody),
+        (status = 413, description = "Over 1 MiB", body = ErrorBody),
+        (status = 415, description = "Not application/json", body = ErrorBody),
+        (status = 503, description = "Not stored within 2 s, or too much at once: retry (nothing was written)", body = ErrorBody),
+    ))]
+async fn webhook(state: State<AppState>, req: Request) -> Response {
+    notify(state, req).await
+}
+
+/// Lifecycle notifications; also Graph's validation call. Takes change items too: an item's
+/// `lifecycleEvent` says what it is, not the URL it came to.
+#[utoipa::path(method(post, get), path = "/api/ms365/lifecycle", tag = "graph",
+    params(("validationToken" = Option<String>, Query,
+        description = "Graph's validation call: answered with the token, before anything else")),
+    request_body(content = Option<NotificationCollection>,
+        description = "Required, but for a validation call (which may have any body)"),
+    responses(
+        (status = 200, description = "Validation: the decoded token", body = String,
+         content_type = "text/plain; charset=utf-8",
+         headers(("X-Content-Type-Options" = String, description = "nosniff"))),
+        (status = 202, description = "Every authentic item is stored"),
+        (status = 400, description = "Not a notification collection (or a GET without validationToken)", body = ErrorBody),
+        (status = 408, description = "The request took too long", body = ErrorBody),
+        (status = 413, description = "Over 1 MiB", body = ErrorBody),
+        (status = 415, description = "Not application/json", body = ErrorBody),
+        (status = 503, description = "Not stored within 2 s, or too much at once: retry (nothing was written)", body = ErrorBody),
+    ))]
+async fn lifecycle(state: State<AppState>, req: Request) -> Response {
+    notify(state, req).await
 }
 
 /// The `validationToken` query parameter, decoded as Graph encodes it (form encoding:
@@ -139,6 +196,13 @@ async fn notifications(state: &AppState, req: Request) -> ApiResult<()> {
     }
     let mut share = state.public_limit.buffer();
     let bytes = read_body(&parts.headers, body, &mut share).await?;
+    // Graph never sends one; stored or looked up, it would fail in PostgreSQL.
+    if super::json::has_nul(&bytes) {
+        return Err(ApiError::BadRequest {
+            code: "bad_notification",
+            message: super::json::NUL_REFUSED.into(),
+        });
+    }
     let parsed = if bytes.len() <= PARSE_INLINE {
         receiver::parse_collection(&bytes)
     } else {

@@ -91,7 +91,7 @@ pub fn rebalance(deps: &Deps) {
 }
 
 /// One instance, as `/status` lists it.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct InstanceView {
     pub id: String,
     pub address: Option<String>,

@@ -150,7 +150,7 @@ fn media_type(content_type: &str) -> String {
 }
 
 /// The result of `document/extract` (SPEC §3.3).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Extracted {
     /// The media type as given (without parameters), or the detected one when the given one was
     /// empty or `application/octet-stream`.

@@ -27,7 +27,7 @@ pub const TOKEN_TIMEOUT: Duration = Duration::from_secs(30);
 const STATIC_TOKEN_LIFETIME: chrono::Duration = chrono::Duration::days(365);
 
 /// How a credential gets its access tokens; JSON-tagged by `kind` as in SPEC §3.3.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum TokenSource {
     /// Token vending: the credential's own id is sent to `AUTH_SERVICE_URL`.

@@ -21,7 +21,7 @@ pub use language::warm_up;
 use urgency::urgency;
 
 /// What the sender wants.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Intent {
     Request,
@@ -54,7 +54,7 @@ impl Intent {
 }
 
 /// How soon the mail wants an answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Urgency {
     Low,
@@ -77,7 +77,7 @@ impl Urgency {
 ///
 /// `effect` is one of `is_auto_reply`, `is_newsletter`, `intent:<intent>`,
 /// `urgency:<urgency>` or `language:<code>`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Signal {
     pub rule: String,
     pub effect: String,
@@ -99,7 +99,7 @@ impl Signal {
 }
 
 /// The result of `email/classify` (SPEC §3.3).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Classification {
     pub intent: Intent,
     pub urgency: Urgency,

@@ -26,7 +26,7 @@ use quote::split;
 use runs::runs;
 
 /// The result of `email/parse` (SPEC §3.3), serialized exactly as delivered.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Parsed {
     /// The whole body as plain text.
     pub text: String,
@@ -80,7 +80,7 @@ impl Parsed {
 }
 
 /// A money amount found in the text.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Amount {
     /// The amount as a number (`1234.5` for "1.234,50 €").
     pub value: f64,
