@@ -246,6 +246,7 @@ pub fn reload_all(deps: &Deps) {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]

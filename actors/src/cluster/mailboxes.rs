@@ -184,6 +184,7 @@ fn score(credential_id: &str, instance: &str) -> u64 {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     fn ids(n: usize, prefix: &str) -> Vec<String> {
