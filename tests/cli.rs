@@ -224,6 +224,48 @@ fn a_password_in_the_database_url_never_reaches_the_output() {
     }
 }
 
+/// A PostgreSQL that answers but refuses the login (here: a role it does not have) is named,
+/// with what to check, in one line; the same for a database that does not exist.
+#[test]
+fn a_database_that_refuses_the_login_says_so_and_exits_1() {
+    let Ok(base) = std::env::var("TEST_DATABASE_URL") else {
+        eprintln!("TEST_DATABASE_URL is not set: skipped");
+        return;
+    };
+    let host = base
+        .split_once('@')
+        .map(|(_, rest)| rest.split('/').next().unwrap_or(rest).to_string())
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    for (url, says) in [
+        (
+            format!("postgres://relay365_no_such_role@{host}/test"),
+            "relay365_no_such_role",
+        ),
+        (
+            format!("postgres://postgres@{host}/relay365_no_such_db"),
+            "relay365_no_such_db",
+        ),
+    ] {
+        let line = start_failure(
+            relay365()
+                .current_dir(dir.path())
+                .arg("serve")
+                .env("DATABASE_URL", &url)
+                .env("RELAY365_LISTEN", "127.0.0.1:0"),
+            1,
+        );
+        assert!(
+            line.contains("does not exist") && line.contains(says),
+            "{line}"
+        );
+        assert!(
+            line.contains("DATABASE_URL"),
+            "the fix names the setting: {line}"
+        );
+    }
+}
+
 #[test]
 fn help_on_every_command() {
     for args in [
