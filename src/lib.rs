@@ -21,12 +21,13 @@ pub mod config;
 pub mod demo;
 pub mod error;
 pub mod http;
-pub mod sim;
 pub mod startup;
 pub mod status;
 pub mod telemetry;
 
 pub use config::Config;
+/// The Graph simulator, a crate of its own (`sim/`) so that it cannot import the actors.
+pub use relay365_sim as sim;
 pub use startup::StartError;
 
 /// Opens the configured store and applies its migrations; a failure says what to check.

@@ -7,10 +7,10 @@ use base64::Engine as _;
 use serde_json::{json, Map, Value};
 
 use super::{fail, graph_time, ok, query_param, Reply};
-use crate::sim::state::SimMessage;
-use crate::sim::Sim;
+use crate::state::SimMessage;
+use crate::Sim;
 
-fn recipient(a: &crate::sim::state::SimAddress) -> Value {
+fn recipient(a: &crate::state::SimAddress) -> Value {
     json!({"emailAddress": {"name": a.name, "address": a.address}})
 }
 

@@ -8,7 +8,8 @@
 //! `/_sim/…` (see `docs/simulator.md`) drives the same [`Sim`] methods over HTTP.
 //!
 //! It stands outside the service it tests: its Graph shapes come from the fixtures in
-//! `reference/graph-fixtures/`, never from `relay365_actors::graph`.
+//! `reference/graph-fixtures/`, never from `relay365_actors::graph`. That wall is Cargo's to
+//! keep: this is a crate of its own, and `relay365-actors` is not among its dependencies.
 
 mod auth;
 mod control;

@@ -13,8 +13,8 @@ use super::{
     fail, graph_time, invalid, invalid_fail, ok, query_param, quoted_folder, resolve_mailbox, Fail,
     Reply, Who,
 };
-use crate::sim::state::{Principal, SimSubscription};
-use crate::sim::Sim;
+use crate::state::{Principal, SimSubscription};
+use crate::Sim;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -166,7 +166,7 @@ pub(super) async fn create_subscription(sim: &Sim, principal: &Principal, body: 
     };
     let mut wanted: Vec<&str> = types.clone();
     wanted.sort_unstable();
-    let duplicate_of = |st: &crate::sim::state::State| {
+    let duplicate_of = |st: &crate::state::State| {
         st.subscriptions.values().find_map(|s| {
             let mut have: Vec<&str> = s.change_type.split(',').map(str::trim).collect();
             have.sort_unstable();
@@ -338,7 +338,7 @@ pub(super) fn list_subscriptions(sim: &Sim, uri: &Uri) -> Reply {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sim::SimConfig;
+    use crate::SimConfig;
 
     #[test]
     fn resources_parse_in_every_folder_spelling_and_others_are_refused() {

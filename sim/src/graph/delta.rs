@@ -10,8 +10,8 @@ use serde_json::{json, Value};
 
 use super::messages::{item_not_found, message_json, parse_select};
 use super::{fail, ok, query_param, Reply};
-use crate::sim::state::SimMessage;
-use crate::sim::Sim;
+use crate::state::SimMessage;
+use crate::Sim;
 
 /// What a delta token remembers; query options of the first request travel inside it.
 #[derive(Serialize, Deserialize)]
