@@ -2,7 +2,7 @@
 //!
 //! Every route is added through utoipa-axum's `routes!`, which puts the handler in the router
 //! and its `#[utoipa::path]` description in the document in one step, so the router cannot
-//! take a route the document lacks, nor the other way round (`tests/openapi.rs` also checks
+//! take a route the document lacks, nor the other way round (`tests/it/openapi.rs` also checks
 //! both against SPEC §3). What is the same for a whole group of routes is added here from the
 //! group itself rather than written on every handler: the bearer key (with its 401 and 403)
 //! on every route behind `edge::check_api_key`, and the 400 that any route with a path

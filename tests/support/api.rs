@@ -2,7 +2,7 @@
 //! client for the service's API.
 
 use relay365::sim::{SimConfig, SimHandle, Simulator};
-use serde_json::Value;
+use serde_json::{json, Value};
 
 /// The simulator with `cfg`, on a free loopback port, sending each notification once (no
 /// retries, so a test sees exactly what it caused).
@@ -45,4 +45,33 @@ pub async fn get_any(base: &str, path: &str) -> Value {
     call(reqwest::Method::GET, format!("{base}{path}"), None)
         .await
         .1
+}
+
+/// A credential for `mailbox` with the simulator's app registration, created through
+/// `cred_via`, and a subscription to its inbox created through `sub_via` (another instance,
+/// or the same base URL); answers (credential id, subscription id).
+pub async fn mailbox(
+    cred_via: &str,
+    sub_via: &str,
+    sim: &SimHandle,
+    mailbox: &str,
+    change_types: &[&str],
+) -> (String, String) {
+    let c = sim.sim().config();
+    let (s, cred) = post(
+        cred_via,
+        "/api/credentials",
+        json!({"name": mailbox, "mailbox": mailbox, "token_source": {"kind": "client_credentials", "tenant_id": c.tenant, "client_id": c.client_id, "client_secret": c.client_secret}}),
+    )
+    .await;
+    assert_eq!(s, 201, "{cred}");
+    let cred = cred["id"].as_str().unwrap().to_string();
+    let (s, sub) = post(
+        sub_via,
+        "/api/ms365/subscriptions",
+        json!({"credential_id": cred, "change_types": change_types}),
+    )
+    .await;
+    assert_eq!(s, 201, "{sub}");
+    (cred, sub["id"].as_str().unwrap().to_string())
 }

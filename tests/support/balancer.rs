@@ -44,11 +44,22 @@ impl Balancer {
         }
     }
 
+    /// Sends every new connection to `url` (`http://host:port`) alone: a restarted service
+    /// behind a proxy that stays put.
+    pub fn set(&self, url: &str) {
+        *self.backends.lock().unwrap() = vec![url_addr(url)];
+    }
+
     /// Sends connections to `url` (`http://host:port`) too.
     pub fn add(&self, url: &str) {
-        let addr = url.trim_start_matches("http://").trim_end_matches('/');
-        self.backends.lock().unwrap().push(addr.to_string());
+        self.backends.lock().unwrap().push(url_addr(url));
     }
+}
+
+fn url_addr(url: &str) -> String {
+    url.trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string()
 }
 
 impl Drop for Balancer {

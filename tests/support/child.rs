@@ -3,10 +3,43 @@
 //! the child binds it again. Its stderr is read as it comes, so the pipe never fills.
 
 use std::io::{BufRead, BufReader};
-use std::process::Child;
+use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::Duration;
+
+/// The `relay365` binary with a clean slate: the developer's own settings do not leak in.
+pub fn relay365() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_relay365"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("RELAY365_")
+            || [
+                "DATABASE_URL",
+                "RUST_LOG",
+                "SERVICE_SECRET",
+                "AUTH_SERVICE_URL",
+                "API_WEBHOOK_URL",
+            ]
+            .contains(&k.as_str())
+        {
+            c.env_remove(k);
+        }
+    }
+    c
+}
+
+/// `relay365 serve` (the default command) in `dir` on `db_url`, on port 0, logging to a piped
+/// stderr at `info` for the binary (so that [`wait_ready`] can read its address).
+pub fn serve(dir: &std::path::Path, db_url: &str) -> Command {
+    let mut c = relay365();
+    c.current_dir(dir)
+        .env("DATABASE_URL", db_url)
+        .env("RELAY365_LISTEN", "127.0.0.1:0")
+        .env("RUST_LOG", "warn,relay365=info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    c
+}
 
 /// A started child's base URL and its log so far (all of it once the child has ended).
 pub struct Logs {

@@ -1,6 +1,27 @@
 //! Shared helpers of the integration tests: a fresh database per test on each backend, a test
 //! configuration, and the service started in-process on a free port.
-#![allow(dead_code, clippy::unwrap_used)]
+
+/// Runs the body once on each backend of [`TestDb::all`], each with a database of its own, and
+/// fails afterwards if any of them failed: a panic on SQLite no longer hides the PostgreSQL
+/// result of the same test (both are printed, with the backend named). The database goes when
+/// its run ends, also by a panic: the SQLite folder with the value, the PostgreSQL schema by
+/// [`Leftover::remove`]. `return` in the body ends that backend's run.
+macro_rules! on_every_store {
+    (|$db:ident| $body:block) => {{
+        let mut failed: Vec<&'static str> = Vec::new();
+        for $db in $crate::support::TestDb::all().await {
+            let (label, leftover) = ($db.label, $db.leftover());
+            let run =
+                ::futures::FutureExt::catch_unwind(::std::panic::AssertUnwindSafe(async { $body }));
+            if run.await.is_err() {
+                eprintln!("-- the run on {label} failed (its panic is above)");
+                failed.push(label);
+            }
+            leftover.remove().await;
+        }
+        assert!(failed.is_empty(), "failed on {failed:?}");
+    }};
+}
 
 pub mod api;
 pub mod balancer;
@@ -85,7 +106,21 @@ impl TestDb {
 
     /// Drops the PostgreSQL schema (the SQLite folder goes with the value).
     pub async fn cleanup(self) {
-        if let Some((base, schema)) = &self.pg_schema {
+        self.leftover().remove().await;
+    }
+
+    /// What [`TestDb::cleanup`] removes, to be removed after a run that may have panicked.
+    pub fn leftover(&self) -> Leftover {
+        Leftover(self.pg_schema.clone())
+    }
+}
+
+/// A PostgreSQL schema of a test, dropped by [`Leftover::remove`] (if it is still there).
+pub struct Leftover(Option<(String, String)>);
+
+impl Leftover {
+    pub async fn remove(self) {
+        if let Some((base, schema)) = &self.0 {
             if let Ok(Store::Postgres(pool)) = Store::connect(
                 base,
                 &StoreOptions {
@@ -95,7 +130,7 @@ impl TestDb {
             )
             .await
             {
-                let _ = sqlx::query(&format!("drop schema {schema} cascade"))
+                let _ = sqlx::query(&format!("drop schema if exists {schema} cascade"))
                     .execute(&pool)
                     .await;
                 pool.close().await;

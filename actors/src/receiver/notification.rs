@@ -3,7 +3,7 @@
 //!
 //! Kept apart from the actor because it faces the internet unauthenticated: every input is
 //! hostile until the receiver has checked its `subscriptionId` and `clientState`, so what is
-//! here must stay linear in the body and never panic (fuzzed in `tests/receiver.rs`).
+//! here must stay linear in the body and never panic (fuzzed in `tests/it/receiver.rs`).
 
 use std::borrow::Cow;
 use std::collections::HashMap;

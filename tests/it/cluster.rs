@@ -6,12 +6,10 @@
 //! and each mailbox's Graph requests come from one instance at a time; `/status` lists the
 //! instances; a stopped or killed instance's mailboxes and leases are taken over and nothing
 //! that was answered 202 is lost.
-#![allow(clippy::unwrap_used)]
-
-mod support;
+use crate::support;
 
 use std::collections::{HashMap, HashSet};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use relay365::sim::{NewMail, SimConfig, SimHandle};
@@ -59,23 +57,9 @@ fn graph_env(sim: &SimHandle) -> Vec<(&'static str, String)> {
 /// A credential for `mailbox` created through `via`, and a subscription to its inbox created
 /// through `sub_via`; answers the credential id.
 async fn connect(via: &str, sub_via: &str, sim: &SimHandle, mailbox: &str) -> String {
-    let c = sim.sim().config();
-    let (s, cred) = post(
-        via,
-        "/api/credentials",
-        json!({"name": mailbox, "mailbox": mailbox, "token_source": {"kind": "client_credentials", "tenant_id": c.tenant, "client_id": c.client_id, "client_secret": c.client_secret}}),
-    )
-    .await;
-    assert_eq!(s, 201, "{cred}");
-    let cred = cred["id"].as_str().unwrap().to_string();
-    let (s, sub) = post(
-        sub_via,
-        "/api/ms365/subscriptions",
-        json!({"credential_id": cred, "change_types": ["created"]}),
-    )
-    .await;
-    assert_eq!(s, 201, "{sub}");
-    cred
+    support::api::mailbox(via, sub_via, sim, mailbox, &["created"])
+        .await
+        .0
 }
 
 fn mail(subject: String, to: &str) -> NewMail {
@@ -275,21 +259,11 @@ async fn instances_share_the_mailboxes_and_accept_each_others_notifications() {
 
 /// One `relay365 serve` process on `db_url` behind `public`.
 fn spawn_serve(db_url: &str, public: &str, sim: &SimHandle, dir: &std::path::Path) -> Child {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_relay365"));
-    for (k, _) in std::env::vars() {
-        if k.starts_with("RELAY365_") || ["DATABASE_URL", "RUST_LOG"].contains(&k.as_str()) {
-            c.env_remove(k);
-        }
-    }
-    c.current_dir(dir)
-        .env("DATABASE_URL", db_url)
-        .env("RELAY365_LISTEN", "127.0.0.1:0")
-        .env("RELAY365_PUBLIC_URL", public)
+    let mut c = support::child::serve(dir, db_url);
+    c.env("RELAY365_PUBLIC_URL", public)
         .env("RELAY365_WORKERS", "4")
         .env("RELAY365_DB_MAX_CONNECTIONS", "6")
-        .env("RUST_LOG", "info,relay365_actors=warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
+        .env("RUST_LOG", "info,relay365_actors=warn");
     for (k, v) in FAST {
         c.env(k, v);
     }
@@ -531,20 +505,7 @@ async fn a_second_serve_on_one_sqlite_file_refuses_to_start() {
     let db = TestDb::sqlite().await;
     let first = support::spawn_app(test_config(&db.url, &[])).await;
     let dir = tempfile::tempdir().unwrap();
-    let mut c = Command::new(env!("CARGO_BIN_EXE_relay365"));
-    for (k, _) in std::env::vars() {
-        if k.starts_with("RELAY365_") || k == "DATABASE_URL" {
-            c.env_remove(k);
-        }
-    }
-    let mut child = c
-        .current_dir(dir.path())
-        .env("DATABASE_URL", &db.url)
-        .env("RELAY365_LISTEN", "127.0.0.1:0")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = support::child::serve(dir.path(), &db.url).spawn().unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {

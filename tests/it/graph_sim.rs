@@ -2,8 +2,6 @@
 //! HTTP on loopback. Timing checks are ordering facts only ("the retry came after
 //! Retry-After"), never performance.
 
-#![allow(clippy::unwrap_used)]
-
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -2,9 +2,7 @@
 //! the parser, connections that never finish, uploads that stall, floods of made-up
 //! subscription ids beside genuine notifications, token services that redirect or lie about
 //! lifetimes, a panic inside an actor's task, and the answers and texts that must not leak.
-#![allow(clippy::unwrap_used)]
-
-mod support;
+use crate::support;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -248,7 +246,7 @@ async fn bodies_in_progress_are_held_to_the_memory_budget_not_to_what_they_annou
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lookup_flood_never_turns_a_genuine_notification_into_a_lost_202() {
-    for db in TestDb::all().await {
+    on_every_store!(|db| {
         let store = db.store().await;
         let credential_id = seed_credential(&store).await;
         let app = spawn_app(test_config(&db.url, &[])).await;
@@ -315,7 +313,7 @@ async fn a_lookup_flood_never_turns_a_genuine_notification_into_a_lost_202() {
         app.stop().await.unwrap();
         store.close().await;
         db.cleanup().await;
-    }
+    });
 }
 
 /// A token endpoint of our own: `answer` decides what every token request gets.
@@ -635,7 +633,7 @@ async fn every_error_answer_is_the_json_error() {
 /// the API on PostgreSQL) is bad input, answered 400 on both stores, never a 500 or a 503.
 #[tokio::test]
 async fn a_nul_character_is_bad_input_on_both_stores() {
-    for db in TestDb::all().await {
+    on_every_store!(|db| {
         let app = spawn_app(test_config(&db.url, &[])).await;
         let base = app.url();
         let http = reqwest::Client::new();
@@ -686,5 +684,5 @@ async fn a_nul_character_is_bad_input_on_both_stores() {
         assert_eq!(list["credentials"], json!([]));
         app.stop().await.unwrap();
         db.cleanup().await;
-    }
+    });
 }

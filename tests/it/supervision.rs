@@ -1,9 +1,7 @@
 //! The supervision tree, watched through `/status`: every kind of actor fails and comes back,
 //! a credential that storms is parked without taking the service down, and a core actor that
 //! storms stops the service with an error.
-#![allow(clippy::unwrap_used)]
-
-mod support;
+use crate::support;
 
 use std::time::Duration;
 
@@ -154,7 +152,7 @@ async fn the_tree_is_whole_at_start() {
 
 #[tokio::test]
 async fn every_kind_of_actor_fails_and_is_restarted() {
-    for db in TestDb::all().await {
+    on_every_store!(|db| {
         let store = db.store().await;
         let cred = seed_credential(&store).await;
         store.close().await;
@@ -233,7 +231,7 @@ async fn every_kind_of_actor_fails_and_is_restarted() {
         assert!(!metrics.contains("BREW"));
         app.stop().await.unwrap();
         db.cleanup().await;
-    }
+    });
 }
 
 #[tokio::test]

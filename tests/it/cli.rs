@@ -1,31 +1,11 @@
 //! The `relay365` binary as a user runs it: exit codes, start-up errors (one line each, with
 //! the cause and the fix), migrations, JSON logs, and no secret in any log line.
-#![allow(clippy::unwrap_used)]
-
-mod support;
+use crate::support;
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-fn relay365() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_relay365"));
-    // Start from a clean slate: the developer's own settings must not leak in.
-    for (k, _) in std::env::vars() {
-        if k.starts_with("RELAY365_")
-            || [
-                "DATABASE_URL",
-                "RUST_LOG",
-                "SERVICE_SECRET",
-                "AUTH_SERVICE_URL",
-                "API_WEBHOOK_URL",
-            ]
-            .contains(&k.as_str())
-        {
-            c.env_remove(k);
-        }
-    }
-    c
-}
+use support::child::relay365;
 
 /// Runs `cmd` to its end, which must be a start-up failure with `code`; answers its one
 /// `error:` line, after checking that it is the only line that says something went wrong.

@@ -4,9 +4,7 @@
 //! notifications come back through delta, once each; an expired delta token recovers without
 //! re-delivering old mail; the renewal actor survives a crash; a broken credential shows its
 //! subscriptions in `error` and they recover with it. Every wait is on observable state.
-#![allow(clippy::unwrap_used)]
-
-mod support;
+use crate::support;
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -147,7 +145,7 @@ async fn lifecycle_done(base: &str, n: usize) -> bool {
 #[tokio::test]
 async fn a_lifetime_of_seconds_is_renewed_again_and_again_and_never_lapses_at_graph() {
     let sim = short_lived().await;
-    for db in TestDb::all().await {
+    on_every_store!(|db| {
         sim.sim().reset();
         let app = app(&sim, &db, &[]).await;
         let base = app.url();
@@ -197,13 +195,13 @@ async fn a_lifetime_of_seconds_is_renewed_again_and_again_and_never_lapses_at_gr
         );
         app.stop().await.unwrap();
         db.cleanup().await;
-    }
+    });
 }
 
 #[tokio::test]
 async fn a_404_on_renewal_recreates_it_and_mail_flows_through_the_new_one() {
     let sim = short_lived().await;
-    for db in TestDb::all().await {
+    on_every_store!(|db| {
         sim.sim().reset();
         let app = app(&sim, &db, &[]).await;
         let base = app.url();
@@ -242,13 +240,13 @@ async fn a_404_on_renewal_recreates_it_and_mail_flows_through_the_new_one() {
         );
         app.stop().await.unwrap();
         db.cleanup().await;
-    }
+    });
 }
 
 #[tokio::test]
 async fn lifecycle_events_renew_recreate_and_resync_and_forged_ones_do_nothing() {
     let sim = sim_with(SimConfig::default()).await;
-    for db in TestDb::all().await {
+    on_every_store!(|db| {
         sim.sim().reset();
         let app = app(&sim, &db, &[]).await;
         let base = app.url();
@@ -317,7 +315,7 @@ async fn lifecycle_events_renew_recreate_and_resync_and_forged_ones_do_nothing()
         );
         app.stop().await.unwrap();
         db.cleanup().await;
-    }
+    });
 }
 
 #[tokio::test]
@@ -327,7 +325,7 @@ async fn twelve_dropped_mails_arrive_through_missed_once_each_over_several_pages
         ..SimConfig::default()
     })
     .await;
-    for db in TestDb::all().await {
+    on_every_store!(|db| {
         sim.sim().reset();
         let sink = Sink::start().await;
         let app = app(&sim, &db, &[]).await;
@@ -370,13 +368,13 @@ async fn twelve_dropped_mails_arrive_through_missed_once_each_over_several_pages
         assert_eq!(events(&base, "resync").await.len(), 12);
         app.stop().await.unwrap();
         db.cleanup().await;
-    }
+    });
 }
 
 #[tokio::test]
 async fn an_expired_delta_token_recovers_a_dropped_mail_without_redelivering_old_ones() {
     let sim = sim_with(SimConfig::default()).await;
-    for db in TestDb::all().await {
+    on_every_store!(|db| {
         sim.sim().reset();
         let app = app(&sim, &db, &[]).await;
         let base = app.url();
@@ -408,7 +406,7 @@ async fn an_expired_delta_token_recovers_a_dropped_mail_without_redelivering_old
         assert_eq!(got, want, "{}: old mail not delivered again", db.label);
         app.stop().await.unwrap();
         db.cleanup().await;
-    }
+    });
 }
 
 #[tokio::test]
@@ -476,7 +474,7 @@ async fn the_renewal_actor_made_to_fail_is_restarted_and_renewals_go_on() {
 #[tokio::test]
 async fn a_credential_whose_token_source_breaks_shows_error_and_recovers_with_it() {
     let sim = short_lived().await;
-    for db in TestDb::all().await {
+    on_every_store!(|db| {
         sim.sim().reset();
         let app = app(&sim, &db, &[]).await;
         let base = app.url();
@@ -530,5 +528,5 @@ async fn a_credential_whose_token_source_breaks_shows_error_and_recovers_with_it
         assert!(eventually(10, || async { mail_events(&base).await.contains(&ids[0]) }).await);
         app.stop().await.unwrap();
         db.cleanup().await;
-    }
+    });
 }

@@ -1,14 +1,10 @@
 //! The store's behaviour, the same on SQLite and on PostgreSQL.
-#![allow(clippy::unwrap_used)]
-
-mod support;
 
 use relay365_actors::store::events::{self, EventFilter, NewEvent};
 use relay365_actors::store::status::EventStatus;
 use relay365_actors::store::subscriptions::{self, NewSubscription};
 use relay365_actors::store::{credentials, new_id, Store, StoreError};
 use serde_json::json;
-use support::TestDb;
 
 async fn credential(store: &Store) -> String {
     let id = new_id();
@@ -41,18 +37,18 @@ fn event(key: &str, sub: &str, at: i64) -> NewEvent {
 
 #[tokio::test]
 async fn migrations_apply_twice_without_harm() {
-    for db in TestDb::all().await {
+    on_every_store!(|db| {
         let store = db.store().await;
         store.migrate().await.unwrap();
         store.ping().await.unwrap();
         store.close().await;
         db.cleanup().await;
-    }
+    });
 }
 
 #[tokio::test]
 async fn credentials_round_trip() {
-    for db in TestDb::all().await {
+    on_every_store!(|db| {
         let store = db.store().await;
         let id = credential(&store).await;
         let got = credentials::get(&store, &id).await.unwrap().unwrap();
@@ -85,12 +81,12 @@ async fn credentials_round_trip() {
         assert!(credentials::get(&store, &id).await.unwrap().is_none());
         store.close().await;
         db.cleanup().await;
-    }
+    });
 }
 
 #[tokio::test]
 async fn subscriptions_round_trip_and_cascade() {
-    for db in TestDb::all().await {
+    on_every_store!(|db| {
         let store = db.store().await;
         let cred = credential(&store).await;
         let id = new_id();
@@ -191,12 +187,12 @@ async fn subscriptions_round_trip_and_cascade() {
         );
         store.close().await;
         db.cleanup().await;
-    }
+    });
 }
 
 #[tokio::test]
 async fn event_inserts_are_idempotent() {
-    for db in TestDb::all().await {
+    on_every_store!(|db| {
         let store = db.store().await;
         let batch = vec![
             event("s:created:1:e1", "s", 1000),
@@ -248,12 +244,12 @@ async fn event_inserts_are_idempotent() {
         );
         store.close().await;
         db.cleanup().await;
-    }
+    });
 }
 
 #[tokio::test]
 async fn the_receivers_writer_inserts_alike_and_reconnects_after_a_lost_connection() {
-    for db in TestDb::all().await {
+    on_every_store!(|db| {
         let store = db.store().await;
         let mut writer = events::Writer::new(&store);
         let batch = vec![
@@ -313,12 +309,12 @@ async fn the_receivers_writer_inserts_alike_and_reconnects_after_a_lost_connecti
         assert_eq!(n, expected, "{}", db.label);
         store.close().await;
         db.cleanup().await;
-    }
+    });
 }
 
 #[tokio::test]
 async fn events_list_newest_first_with_filters_and_cursor() {
-    for db in TestDb::all().await {
+    on_every_store!(|db| {
         let store = db.store().await;
         let mut batch: Vec<NewEvent> = (0..5)
             .map(|i| event(&format!("k{i}"), "s", 1000 + i))
@@ -407,7 +403,7 @@ async fn events_list_newest_first_with_filters_and_cursor() {
         assert!(none.is_empty());
         store.close().await;
         db.cleanup().await;
-    }
+    });
 }
 
 #[tokio::test]
@@ -418,7 +414,7 @@ async fn claims_take_due_events_once_and_expired_leases_again() {
         now,
         ms: 1000,
     };
-    for db in TestDb::all().await {
+    on_every_store!(|db| {
         let store = db.store().await;
         let batch: Vec<NewEvent> = (0..3).map(|i| event(&format!("c{i}"), "s", 1000)).collect();
         events::insert_batch(&store, &batch).await.unwrap();
@@ -521,7 +517,7 @@ async fn claims_take_due_events_once_and_expired_leases_again() {
         assert!(counts.contains(&("completed".to_string(), 1)));
         store.close().await;
         db.cleanup().await;
-    }
+    });
 }
 
 /// Retention: completed and skipped events received before the cut-off go, with their
@@ -532,7 +528,7 @@ async fn retention_deletes_old_finished_events_and_keeps_what_is_owed() {
     use relay365_actors::store::deliveries::{self, Attempt};
     use relay365_actors::store::events::{Lease, NewDelivery};
     use relay365_actors::store::targets::{self, TargetRow};
-    for db in TestDb::all().await {
+    on_every_store!(|db| {
         let store = db.store().await;
         let target = TargetRow {
             id: new_id(),
@@ -669,7 +665,7 @@ async fn retention_deletes_old_finished_events_and_keeps_what_is_owed() {
         assert_eq!(dl[0].event_id, ids[2]);
         store.close().await;
         db.cleanup().await;
-    }
+    });
 }
 
 /// Migration 0002 on a database that already holds events: they stay, and on PostgreSQL their
@@ -679,7 +675,7 @@ async fn retention_deletes_old_finished_events_and_keeps_what_is_owed() {
 #[tokio::test]
 async fn migration_0002_keeps_stored_events_and_their_keys() {
     use relay365_actors::store::Backend;
-    for db in TestDb::all().await {
+    on_every_store!(|db| {
         let store = Store::connect(&db.url, &Default::default()).await.unwrap();
         let dir = match store.backend() {
             Backend::Postgres => "migrations/postgres",
@@ -735,5 +731,5 @@ async fn migration_0002_keeps_stored_events_and_their_keys() {
         }
         store.close().await;
         db.cleanup().await;
-    }
+    });
 }

@@ -1,9 +1,7 @@
 //! Subscriptions through the API against the Graph simulator: created with the validation
 //! handshake to both URLs while the request is in flight, listed, renewed (and recreated
 //! when Graph lost them), adopted on 409, deleted; the receiver knows each at once.
-#![allow(clippy::unwrap_used)]
-
-mod support;
+use crate::support;
 
 use chrono::{DateTime, Utc};
 use relay365::sim::{NewMail, NotificationKind, SimHandle};
@@ -47,7 +45,7 @@ fn minutes_from_now(v: &Value) -> i64 {
 #[tokio::test]
 async fn created_listed_renewed_and_deleted_against_the_simulator() {
     let sim = sim().await;
-    for db in TestDb::all().await {
+    on_every_store!(|db| {
         sim.sim().reset();
         let app = app_with(&sim, &db).await;
         let base = app.url();
@@ -220,7 +218,7 @@ async fn created_listed_renewed_and_deleted_against_the_simulator() {
         assert_eq!(s, 404);
         app.stop().await.unwrap();
         db.cleanup().await;
-    }
+    });
 }
 
 #[tokio::test]

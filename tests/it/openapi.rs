@@ -1,9 +1,7 @@
 //! `GET /openapi.json` against SPEC §3 and against the router that serves it: every route of
 //! the SPEC is described, nothing else is, every described operation reaches a handler, and
 //! a described path takes no method the description does not list.
-#![allow(clippy::unwrap_used)]
-
-mod support;
+use crate::support;
 
 use std::collections::BTreeSet;
 

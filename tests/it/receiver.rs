@@ -1,12 +1,10 @@
 //! The notification receiver (SPEC §3.1) and the events API (SPEC §3.3), on both stores, with
 //! Graph's own payloads (`tests/fixtures/graph/`): validation, authenticity, idempotency,
 //! durable-before-202, bad input, 503 when the store stalls, and a SIGKILL of the real binary.
-#![allow(clippy::unwrap_used)]
-
-mod support;
+use crate::support;
 
 use std::collections::HashSet;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -173,7 +171,7 @@ async fn validation_echoes_the_decoded_token_on_both_routes() {
 
 #[tokio::test]
 async fn notifications_are_stored_once_with_the_client_state_masked() {
-    for db in TestDb::all().await {
+    on_every_store!(|db| {
         let (app, store, sub) = start(&db, &[]).await;
         let base = app.url();
         let basic = for_sub(fixture("change-notification-message-created.json"), &sub);
@@ -254,12 +252,12 @@ async fn notifications_are_stored_once_with_the_client_state_masked() {
         app.stop().await.unwrap();
         store.close().await;
         db.cleanup().await;
-    }
+    });
 }
 
 #[tokio::test]
 async fn a_batch_keeps_only_the_authentic_items_and_says_nothing_about_the_rest() {
-    for db in TestDb::all().await {
+    on_every_store!(|db| {
         let (app, store, sub) = start(&db, &[]).await;
         let base = app.url();
         let good = change(&sub, "m-1")["value"][0].clone();
@@ -312,14 +310,14 @@ async fn a_batch_keeps_only_the_authentic_items_and_says_nothing_about_the_rest(
         app.stop().await.unwrap();
         store.close().await;
         db.cleanup().await;
-    }
+    });
 }
 
 #[tokio::test]
 async fn a_subscription_stored_after_start_is_found_not_dropped() {
     // As when another instance sharing the database created it, or the subscriptions API
     // stored it a moment before Graph's first notification.
-    for db in TestDb::all().await {
+    on_every_store!(|db| {
         let (app, store, _) = start(&db, &[]).await;
         let base = app.url();
         let later = seed(&store).await;
@@ -345,12 +343,12 @@ async fn a_subscription_stored_after_start_is_found_not_dropped() {
         app.stop().await.unwrap();
         store.close().await;
         db.cleanup().await;
-    }
+    });
 }
 
 #[tokio::test]
 async fn lifecycle_items_are_stored_as_events() {
-    for db in TestDb::all().await {
+    on_every_store!(|db| {
         let (app, store, sub) = start(&db, &[]).await;
         let base = app.url();
         let names = ["missed", "reauthorizationRequired", "subscriptionRemoved"];
@@ -382,12 +380,12 @@ async fn lifecycle_items_are_stored_as_events() {
         app.stop().await.unwrap();
         store.close().await;
         db.cleanup().await;
-    }
+    });
 }
 
 #[tokio::test]
 async fn bad_input_is_refused_with_a_json_error_and_changes_nothing() {
-    for db in TestDb::all().await {
+    on_every_store!(|db| {
         let (app, store, sub) = start(&db, &[]).await;
         let base = app.url();
         let url = format!("{base}/api/ms365/webhook");
@@ -477,12 +475,12 @@ async fn bad_input_is_refused_with_a_json_error_and_changes_nothing() {
         app.stop().await.unwrap();
         store.close().await;
         db.cleanup().await;
-    }
+    });
 }
 
 #[tokio::test]
 async fn the_events_api_lists_filters_pages_and_shows() {
-    for db in TestDb::all().await {
+    on_every_store!(|db| {
         let (app, store, sub) = start(&db, &[]).await;
         let base = app.url();
         for i in 0..5 {
@@ -605,7 +603,7 @@ async fn the_events_api_lists_filters_pages_and_shows() {
         app.stop().await.unwrap();
         store.close().await;
         db.cleanup().await;
-    }
+    });
 }
 
 /// The events table's write lock, held from another connection until released.
@@ -646,7 +644,7 @@ async fn lock_events(store: &Store) -> Lock {
 
 #[tokio::test]
 async fn a_stalled_store_answers_503_and_recovers() {
-    for db in TestDb::all().await {
+    on_every_store!(|db| {
         let (app, store, sub) = start(&db, &[("RELAY365_COMMIT_TIMEOUT_MS", "300")]).await;
         let base = app.url();
         let lock = lock_events(&store).await;
@@ -668,7 +666,7 @@ async fn a_stalled_store_answers_503_and_recovers() {
         app.stop().await.unwrap();
         store.close().await;
         db.cleanup().await;
-    }
+    });
 }
 
 #[tokio::test]
@@ -778,18 +776,7 @@ proptest! {
 /// The real binary on a port of its own choosing; answers it with its base URL, read from its
 /// ready log line (no free port picked, dropped and bound again).
 fn relay365(dir: &std::path::Path, db_url: &str) -> (Child, support::child::Logs) {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_relay365"));
-    for (k, _) in std::env::vars() {
-        if k.starts_with("RELAY365_") || ["DATABASE_URL", "RUST_LOG"].contains(&k.as_str()) {
-            c.env_remove(k);
-        }
-    }
-    c.current_dir(dir)
-        .env("DATABASE_URL", db_url)
-        .env("RELAY365_LISTEN", "127.0.0.1:0")
-        .env("RUST_LOG", "warn,relay365=info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
+    let mut c = support::child::serve(dir, db_url);
     let mut child = c.spawn().unwrap();
     let logs = support::child::wait_ready(&mut child);
     (child, logs)
@@ -809,7 +796,7 @@ async fn wait_ready(base: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_202_survives_a_sigkill() {
-    for db in TestDb::all().await {
+    on_every_store!(|db| {
         let store = db.store().await;
         let sub = seed(&store).await;
         let dir = tempfile::tempdir().unwrap();
@@ -887,5 +874,5 @@ async fn every_202_survives_a_sigkill() {
         again.wait().unwrap();
         store.close().await;
         db.cleanup().await;
-    }
+    });
 }

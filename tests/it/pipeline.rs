@@ -4,21 +4,20 @@
 //! exactly the configured attempts; throttling is honoured without holding up other
 //! mailboxes; gone, deleted and attachment-carrying mail; filters; replay; and a SIGKILL under
 //! load loses nothing that got a 202.
-#![allow(clippy::unwrap_used)]
+use crate::support;
 
-mod support;
-
-#[path = "../actors/tests/fixtures/primitives/documents.rs"]
+#[path = "../../actors/tests/fixtures/primitives/documents.rs"]
 mod documents;
 
 use std::collections::{HashMap, HashSet};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use relay365::sim::{AttachmentInput, NewMail, SimHandle};
 use relay365::App;
 use serde_json::{json, Value};
 use support::api::{call, post, sim};
+use support::balancer::Balancer;
 use support::sink::Sink;
 use support::{eventually, find_actor, spawn_public_app, TestDb};
 
@@ -55,23 +54,7 @@ async fn mailbox(
     mailbox: &str,
     change_types: &[&str],
 ) -> (String, String) {
-    let c = sim.sim().config();
-    let (s, cred) = post(
-        base,
-        "/api/credentials",
-        json!({"name": mailbox, "mailbox": mailbox, "token_source": {"kind": "client_credentials", "tenant_id": c.tenant, "client_id": c.client_id, "client_secret": c.client_secret}}),
-    )
-    .await;
-    assert_eq!(s, 201, "{cred}");
-    let cred = cred["id"].as_str().unwrap().to_string();
-    let (s, sub) = post(
-        base,
-        "/api/ms365/subscriptions",
-        json!({"credential_id": cred, "change_types": change_types}),
-    )
-    .await;
-    assert_eq!(s, 201, "{sub}");
-    (cred, sub["id"].as_str().unwrap().to_string())
+    support::api::mailbox(base, base, sim, mailbox, change_types).await
 }
 
 async fn target(base: &str, body: Value) -> Value {
@@ -121,7 +104,7 @@ fn events_of(v: &Value) -> &Vec<Value> {
 #[tokio::test]
 async fn mail_is_delivered_once_signed_and_shaped_per_spec() {
     let sim = sim().await;
-    for db in TestDb::all().await {
+    on_every_store!(|db| {
         sim.sim().reset();
         let sink = Sink::start().await;
         let app = app(&sim, &db, &[]).await;
@@ -256,13 +239,13 @@ async fn mail_is_delivered_once_signed_and_shaped_per_spec() {
         }
         app.stop().await.unwrap();
         db.cleanup().await;
-    }
+    });
 }
 
 #[tokio::test]
 async fn failing_targets_are_retried_with_the_same_id_then_failed_then_retried_by_hand() {
     let sim = sim().await;
-    for db in TestDb::all().await {
+    on_every_store!(|db| {
         sim.sim().reset();
         let sink = Sink::start().await;
         let app = app(&sim, &db, &[("RELAY365_DELIVERY_MAX_ATTEMPTS", "4")]).await;
@@ -328,13 +311,13 @@ async fn failing_targets_are_retried_with_the_same_id_then_failed_then_retried_b
         assert_eq!(s, 404);
         app.stop().await.unwrap();
         db.cleanup().await;
-    }
+    });
 }
 
 #[tokio::test]
 async fn throttling_is_honoured_and_does_not_hold_up_another_mailbox() {
     let sim = sim().await;
-    for db in TestDb::all().await {
+    on_every_store!(|db| {
         sim.sim().reset();
         let sink = Sink::start().await;
         let app = app(&sim, &db, &[]).await;
@@ -388,13 +371,13 @@ async fn throttling_is_honoured_and_does_not_hold_up_another_mailbox() {
         assert_eq!(reqs.last().unwrap().status, 200);
         app.stop().await.unwrap();
         db.cleanup().await;
-    }
+    });
 }
 
 #[tokio::test]
 async fn gone_deleted_and_attachment_mail() {
     let sim = sim().await;
-    for db in TestDb::all().await {
+    on_every_store!(|db| {
         sim.sim().reset();
         let sink = Sink::start().await;
         let app = app(&sim, &db, &[]).await;
@@ -476,13 +459,13 @@ async fn gone_deleted_and_attachment_mail() {
         assert_eq!(sink.received().len(), 2, "nothing delivered for it");
         app.stop().await.unwrap();
         db.cleanup().await;
-    }
+    });
 }
 
 #[tokio::test]
 async fn filters_choose_targets_and_replay_delivers_again_with_the_same_id() {
     let sim = sim().await;
-    for db in TestDb::all().await {
+    on_every_store!(|db| {
         sim.sim().reset();
         let sink = Sink::start().await;
         let app = app(&sim, &db, &[]).await;
@@ -543,13 +526,13 @@ async fn filters_choose_targets_and_replay_delivers_again_with_the_same_id() {
         assert_eq!(s, 404);
         app.stop().await.unwrap();
         db.cleanup().await;
-    }
+    });
 }
 
 #[tokio::test]
 async fn targets_are_checked_and_the_default_target_is_created_once() {
     let sim = sim().await;
-    for db in TestDb::all().await {
+    on_every_store!(|db| {
         let n8n = "http://127.0.0.1:5678/webhook/relay365";
         let app = app(&sim, &db, &[("RELAY365_N8N_WEBHOOK_URL", n8n)]).await;
         let base = app.url();
@@ -592,7 +575,7 @@ async fn targets_are_checked_and_the_default_target_is_created_once() {
         assert_eq!(r.status(), 204);
         app.stop().await.unwrap();
         db.cleanup().await;
-    }
+    });
 }
 
 async fn app_again(sim: &SimHandle, db: &TestDb, n8n: &str) -> App {
@@ -603,25 +586,25 @@ async fn app_again(sim: &SimHandle, db: &TestDb, n8n: &str) -> App {
 // SIGKILL of the real binary under load: every notification that got a 202 is delivered.
 // ---------------------------------------------------------------------------------------------
 
-fn relay365(dir: &std::path::Path, db_url: &str, port: u16, sim: &SimHandle) -> Child {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_relay365"));
-    for (k, _) in std::env::vars() {
-        if k.starts_with("RELAY365_") || ["DATABASE_URL", "RUST_LOG"].contains(&k.as_str()) {
-            c.env_remove(k);
-        }
-    }
-    c.current_dir(dir)
-        .env("DATABASE_URL", db_url)
-        .env("RELAY365_LISTEN", format!("127.0.0.1:{port}"))
-        .env("RELAY365_PUBLIC_URL", format!("http://127.0.0.1:{port}"))
-        .env("RELAY365_LEASE_SECONDS", "3")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+/// The real binary on a port of its own choosing, behind `public` (a [`Balancer`] that stays
+/// put across restarts, as a reverse proxy would, so that Graph's notification URL outlives
+/// the process); answers it with its own base URL, read from its ready log line.
+fn relay365(
+    dir: &std::path::Path,
+    db_url: &str,
+    public: &Balancer,
+    sim: &SimHandle,
+) -> (Child, String) {
+    let mut c = support::child::serve(dir, db_url);
+    c.env("RELAY365_PUBLIC_URL", &public.url)
+        .env("RELAY365_LEASE_SECONDS", "3");
     for (k, v) in sim_env(sim) {
         c.env(k, v);
     }
-    c.spawn().unwrap()
+    let mut child = c.spawn().unwrap();
+    let url = support::child::wait_ready(&mut child).url;
+    public.set(&url);
+    (child, url)
 }
 
 async fn wait_ready(base: &str) {
@@ -639,17 +622,12 @@ async fn wait_ready(base: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sigkill_under_load_loses_no_accepted_notification() {
     let sim = sim().await;
-    for db in TestDb::all().await {
+    on_every_store!(|db| {
         sim.sim().reset();
         let sink = Sink::start().await;
         let dir = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let base = format!("http://127.0.0.1:{port}");
-        let mut child = relay365(dir.path(), &db.url, port, &sim);
+        let public = Balancer::start().await;
+        let (mut child, base) = relay365(dir.path(), &db.url, &public, &sim);
         wait_ready(&base).await;
         mailbox(&base, &sim, ALICE, &["created"]).await;
         mailbox(&base, &sim, BOB, &["created"]).await;
@@ -675,7 +653,7 @@ async fn a_sigkill_under_load_loses_no_accepted_notification() {
         child.kill().unwrap(); // SIGKILL, with events and deliveries in flight
         child.wait().unwrap();
         let killed_at = Instant::now();
-        let mut again = relay365(dir.path(), &db.url, port, &sim);
+        let (mut again, base) = relay365(dir.path(), &db.url, &public, &sim);
         wait_ready(&base).await;
         let restarted_at = Instant::now();
         let accepted = sender.await.unwrap();
@@ -734,5 +712,5 @@ async fn a_sigkill_under_load_loses_no_accepted_notification() {
         again.kill().unwrap();
         again.wait().unwrap();
         db.cleanup().await;
-    }
+    });
 }

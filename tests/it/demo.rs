@@ -1,7 +1,5 @@
 //! `relay365 demo` (SPEC §1) as a person runs it: the real binary, no setup, exits 0 with a
 //! summary saying every mail was delivered with a valid signature, and prints no secret.
-#![allow(clippy::unwrap_used)]
-
 use std::process::Command;
 
 #[test]

@@ -2,8 +2,6 @@
 //! setting `config/default.toml` documents (and no other), every `RELAY365_…` name in the
 //! README and docs/ is one of them, and every local link of the README and docs/ leads to a
 //! file that exists.
-#![allow(clippy::unwrap_used)]
-
 use std::collections::BTreeSet;
 use std::path::Path;
 

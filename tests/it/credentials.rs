@@ -2,9 +2,7 @@
 //! source, token reuse, refresh on 401, rotated refresh tokens stored, Retry-After honoured,
 //! never more than 4 requests in flight per mailbox, and a credential that cannot get a
 //! token showing it in /status without crash-looping.
-#![allow(clippy::unwrap_used)]
-
-mod support;
+use crate::support;
 
 use std::time::Duration;
 
@@ -93,7 +91,7 @@ async fn get_message(app: &App, cred: &str, id: &str) -> Result<String, Credenti
 #[tokio::test]
 async fn create_list_get_delete_without_ever_returning_a_secret() {
     let sim = sim().await;
-    for db in TestDb::all().await {
+    on_every_store!(|db| {
         let app = app_with(&sim, &db).await;
         let base = app.url();
         let secret = sim.sim().config().client_secret.clone();
@@ -168,7 +166,7 @@ async fn create_list_get_delete_without_ever_returning_a_secret() {
         );
         app.stop().await.unwrap();
         db.cleanup().await;
-    }
+    });
 }
 
 #[tokio::test]

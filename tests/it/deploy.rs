@@ -3,8 +3,6 @@
 //! that `config/default.toml` documents (each key's environment names head its comment). No
 //! YAML parser is a dependency, so the compose file is checked line by line: two-space
 //! indentation, `key: value` or `- item`, no tabs, and the structure we rely on.
-#![allow(clippy::unwrap_used)]
-
 use std::collections::{BTreeMap, BTreeSet};
 
 fn read(path: &str) -> String {

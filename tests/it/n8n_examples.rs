@@ -3,8 +3,6 @@
 //! types and connections docs/n8n.md says it has. The signature check of the Code node is run
 //! with Node.js (when `node` is on PATH) against deliveries signed by the `standardwebhooks`
 //! crate: a valid one passes, a tampered or stale one does not.
-#![allow(clippy::unwrap_used)]
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
 
