@@ -16,6 +16,7 @@ use tokio::time::Instant;
 use super::notify::SimError;
 use super::state::{
     mailbox_key, ActiveFault, FaultKind, FaultSpec, Mailbox, MessageUpdate, NewMail, RequestRecord,
+    SeedSubscription, SubscriptionCounts,
 };
 use super::Sim;
 
@@ -40,6 +41,35 @@ impl Sim {
             .get(&mailbox_key(mailbox))
             .copied()
             .unwrap_or(0)
+    }
+
+    /// The most subscription writes (create, renew, delete) for one mailbox's subscriptions
+    /// in any 20 s: what Graph's throttling counts per app and tenant (the simulator has one
+    /// tenant; a benchmark that gives each mailbox a tenant of its own reads it per mailbox).
+    pub fn max_subscription_writes(&self, mailbox: &str) -> usize {
+        self.state()
+            .max_writes
+            .get(&mailbox_key(mailbox))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Live, renewed and expired subscriptions, counted without copying them.
+    pub fn subscription_counts(&self) -> SubscriptionCounts {
+        let mut st = self.state();
+        st.sweep(Utc::now());
+        let live = st.subscriptions.len();
+        let (renewed, renewals) = st
+            .subscriptions
+            .values()
+            .filter(|s| s.renew_count > 0)
+            .fold((0, 0), |(n, r), s| (n + 1, r + u64::from(s.renew_count)));
+        SubscriptionCounts {
+            live,
+            renewed,
+            renewals,
+            expired: st.expired,
+        }
     }
 
     /// Adds a fault; returns its id.
@@ -155,7 +185,7 @@ pub(crate) fn router() -> Router<Sim> {
             patch(update_message).delete(delete_message),
         )
         .route("/mailboxes/{mailbox}/delta/reset", post(reset_delta))
-        .route("/subscriptions", get(subscriptions))
+        .route("/subscriptions", get(subscriptions).post(adopt))
         .route("/subscriptions/{id}/lifecycle", post(lifecycle))
         .route("/subscriptions/{id}/expire", post(expire))
         .route("/notifications", get(notifications))
@@ -171,9 +201,9 @@ pub(crate) fn router() -> Router<Sim> {
 }
 
 async fn state(State(sim): State<Sim>) -> Json<Value> {
-    let max: Value = {
+    let (max, writes): (Value, Value) = {
         let st = sim.state();
-        json!(st.max_in_flight)
+        (json!(st.max_in_flight), json!(st.max_writes))
     };
     Json(json!({
         "base_url": sim.base_url(),
@@ -184,6 +214,8 @@ async fn state(State(sim): State<Sim>) -> Json<Value> {
         "subscriptions": sim.subscriptions(),
         "token_counts": sim.token_counts(),
         "max_concurrency": max,
+        "max_subscription_writes": writes,
+        "subscription_counts": sim.subscription_counts(),
         "faults": sim.faults().into_iter().map(|(id, f)| json!({"id": id, "fault": f})).collect::<Vec<_>>(),
         "requests": sim.state().requests.len(),
         "notifications": sim.state().notifications.len(),
@@ -305,6 +337,27 @@ async fn reset_delta(State(sim): State<Sim>, Path(mailbox): Path<String>) -> Res
 
 async fn subscriptions(State(sim): State<Sim>) -> Json<Value> {
     Json(json!({ "subscriptions": sim.subscriptions() }))
+}
+
+/// Body: one subscription or an array of them ([`SeedSubscription`]).
+async fn adopt(State(sim): State<Sim>, body: axum::body::Bytes) -> Response {
+    let v: Value = match parse(&body) {
+        Ok(v) => v,
+        Err(e) => return e.into_response(),
+    };
+    let seeds: Result<Vec<SeedSubscription>, _> = match v {
+        Value::Array(_) => serde_json::from_value(v),
+        other => serde_json::from_value(other).map(|s| vec![s]),
+    };
+    let seeds = match seeds {
+        Ok(s) if !s.is_empty() => s,
+        Ok(_) => return bad_request("no subscription given"),
+        Err(e) => return bad_request(format!("invalid subscription: {e}")),
+    };
+    match sim.adopt_subscriptions(seeds) {
+        Ok(ids) => (StatusCode::CREATED, Json(json!({ "subscriptions": ids }))).into_response(),
+        Err(e) => e.into_response(),
+    }
 }
 
 #[derive(Deserialize)]

@@ -36,7 +36,8 @@ use tokio::task::JoinHandle;
 pub use notify::{DeliveryReport, SimError, LIFECYCLE_EVENTS};
 pub use state::{
     AddressInput, AttachmentInput, FaultKind, FaultSpec, MessageUpdate, NewMail, NotificationKind,
-    NotificationRecord, RequestRecord, SimAddress, SimSubscription, TokenCounts,
+    NotificationRecord, RequestRecord, SeedSubscription, SimAddress, SimSubscription,
+    SubscriptionCounts, TokenCounts,
 };
 
 /// What the simulator pretends to be, and how strict and slow it is.

@@ -4,7 +4,8 @@
 //! These are the simulator's own types. They deliberately share nothing with the service's
 //! Graph client, so a wrong idea of Graph cannot hide in both.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -147,6 +148,29 @@ pub struct NewMail {
     pub categories: Vec<String>,
     #[serde(default)]
     pub internet_message_id: Option<String>,
+}
+
+/// A subscription to store as if Graph had created it earlier, with no validation handshake
+/// and no duplicate check: for benchmarks and tests that seed relay365's store directly
+/// (`POST /_sim/subscriptions`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct SeedSubscription {
+    /// Graph's id for it (default: a new GUID), as stored on relay365's side.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// The mailbox whose token will renew it: `me/…` resources are this mailbox's.
+    pub mailbox: String,
+    /// As in a create: `me|users/{id}[/mailFolders('{folder}')]/messages`.
+    pub resource: String,
+    /// `created` by default.
+    #[serde(default)]
+    pub change_type: Option<String>,
+    pub notification_url: String,
+    #[serde(default)]
+    pub lifecycle_notification_url: Option<String>,
+    #[serde(default)]
+    pub client_state: Option<String>,
+    pub expiration_date_time: DateTime<Utc>,
 }
 
 /// A change to a stored message (each field optional).
@@ -362,17 +386,79 @@ pub(crate) struct State {
     pub duplicate_next: u32,
     pub notifications: Vec<NotificationRecord>,
     pub token_counts: TokenCounts,
+    /// No subscription expires before this: a lower bound, lowered by every create, renewal
+    /// and adoption ([`State::expires_at`]) and made exact by each sweep that removes
+    /// something. A sweep before it has nothing to do, so a request does not walk 100,000
+    /// subscriptions.
+    pub earliest_expiry: Option<DateTime<Utc>>,
+    /// Subscriptions removed because their expiry passed.
+    pub expired: u64,
+    /// Mailbox key → when its subscriptions' writes of the last [`WRITE_WINDOW`] came.
+    pub writes: HashMap<String, VecDeque<Instant>>,
+    /// Mailbox key → the most subscription writes seen in one [`WRITE_WINDOW`].
+    pub max_writes: HashMap<String, usize>,
+}
+
+/// Graph's throttling window for subscription writes (graph-contract §3: 500 POST, PATCH or
+/// DELETE per app and tenant in 20 s).
+pub(crate) const WRITE_WINDOW: Duration = Duration::from_secs(20);
+
+/// How many subscriptions there are, how many were renewed, how many lapsed.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+pub struct SubscriptionCounts {
+    /// Alive now.
+    pub live: usize,
+    /// Alive and renewed at least once.
+    pub renewed: usize,
+    /// Renewals of the live ones, all told.
+    pub renewals: u64,
+    /// Removed because their expiry passed before a renewal (Graph does so silently); not
+    /// counting those removed through the control API.
+    pub expired: u64,
 }
 
 impl State {
     /// Removes subscriptions whose expiry has passed (Graph deletes them and stops delivery).
     pub(crate) fn sweep(&mut self, now: DateTime<Utc>) -> usize {
-        let before = self.subscriptions.len();
-        self.subscriptions
-            .retain(|_, s| s.expiration_date_time > now);
         self.tokens
             .retain(|_, t| t.expires_at > now - chrono::Duration::hours(1));
-        before - self.subscriptions.len()
+        if self.earliest_expiry.is_none_or(|e| e > now) {
+            return 0;
+        }
+        let before = self.subscriptions.len();
+        let mut next: Option<DateTime<Utc>> = None;
+        self.subscriptions.retain(|_, s| {
+            let keep = s.expiration_date_time > now;
+            if keep {
+                next = Some(next.map_or(s.expiration_date_time, |n| n.min(s.expiration_date_time)));
+            }
+            keep
+        });
+        self.earliest_expiry = next;
+        let removed = before - self.subscriptions.len();
+        self.expired += removed as u64;
+        removed
+    }
+
+    /// Notes a subscription's new expiry (created, renewed or adopted), for the sweep.
+    pub(crate) fn expires_at(&mut self, at: DateTime<Utc>) {
+        self.earliest_expiry = Some(self.earliest_expiry.map_or(at, |e| e.min(at)));
+    }
+
+    /// Counts a subscription write (create, renew, delete) for a mailbox at `now`, and keeps
+    /// the most writes seen in one window.
+    pub(crate) fn count_write(&mut self, mailbox: &str, now: Instant) {
+        let q = self.writes.entry(mailbox.to_string()).or_default();
+        while q
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= WRITE_WINDOW)
+        {
+            q.pop_front();
+        }
+        q.push_back(now);
+        let n = q.len();
+        let max = self.max_writes.entry(mailbox.to_string()).or_default();
+        *max = (*max).max(n);
     }
 }
 

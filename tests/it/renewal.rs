@@ -2,8 +2,10 @@
 //! renewed again and again; a subscription Graph lost is recreated and mail flows through the
 //! new one; lifecycle events do what SPEC §6 says and forged ones do nothing; dropped
 //! notifications come back through delta, once each; an expired delta token recovers without
-//! re-delivering old mail; the renewal actor survives a crash; a broken credential shows its
-//! subscriptions in `error` and they recover with it. Every wait is on observable state.
+//! re-delivering old mail; a lifecycle event the service could not act on survives a restart
+//! and is acted on once after it; the renewal actor survives a crash; a broken credential
+//! shows its subscriptions in `error` and they recover with it. Every wait is on observable
+//! state.
 use crate::support;
 
 use std::collections::HashSet;
@@ -53,6 +55,21 @@ async fn credential(base: &str, sim: &SimHandle) -> String {
     .await;
     assert_eq!(s, 201, "{cred}");
     cred["id"].as_str().unwrap().to_string()
+}
+
+/// A credential whose tokens the simulator's auth service vends for Alice's mailbox (so that
+/// a test can break its token source: `disconnect_credential`).
+async fn vended_credential(base: &str, sim: &SimHandle) -> String {
+    let cred = uuid::Uuid::new_v4().to_string();
+    assert!(sim.sim().connect_credential(&cred, ALICE));
+    let (s, c) = post(
+        base,
+        "/api/credentials",
+        json!({"id": cred, "name": "vended", "mailbox": ALICE, "token_source": {"kind": "auth_service"}}),
+    )
+    .await;
+    assert_eq!(s, 201, "{c}");
+    cred
 }
 
 /// A subscription to Alice's inbox; answers it as the API shows it. Waits until its delta
@@ -186,7 +203,7 @@ async fn a_lifetime_of_seconds_is_renewed_again_and_again_and_never_lapses_at_gr
         );
         assert_eq!(shown["status"], "active");
         assert!(
-            eventually(5, || async {
+            eventually(20, || async {
                 renewal_info(&base).await["renewed"].as_u64().unwrap_or(0) >= 3
             })
             .await,
@@ -410,6 +427,91 @@ async fn an_expired_delta_token_recovers_a_dropped_mail_without_redelivering_old
 }
 
 #[tokio::test]
+async fn a_lifecycle_event_not_yet_acted_on_survives_a_restart_and_is_acted_on_once() {
+    let sim = sim_with(SimConfig::default()).await;
+    // The periodic resync a day away: every resync seen here is the lifecycle event's.
+    let settings = [("RELAY365_RESYNC_INTERVAL_SECONDS", "86400")];
+    on_every_store!(|db| {
+        sim.sim().reset();
+        let first = app(&sim, &db, &settings).await;
+        let base = first.url();
+        let cred = vended_credential(&base, &sim).await;
+        let sub = subscribe(&base, &cred, &["created"]).await;
+        let ext = sub["external_subscription_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+
+        // The credential breaks (no more tokens vended, the one it has refused), Graph drops
+        // a mail's notification and says `missed`: the receiver stores the event, the
+        // resync it asks for fails, and the event stays pending.
+        assert!(sim.sim().disconnect_credential(&cred));
+        sim.sim().expire_tokens(None);
+        sim.sim().drop_next_notifications(1);
+        let dropped = deliver(&sim, 1, "dropped").await;
+        let sent = sim.sim().send_lifecycle(&ext, "missed").await.unwrap();
+        assert!(sent.len() == 1 && sent[0].status == Some(202), "{sent:?}");
+        assert!(
+            eventually(20, || async {
+                renewal_info(&base).await["failed"].as_u64().unwrap_or(0) >= 1
+            })
+            .await,
+            "{}: the resync failed: {}",
+            db.label,
+            renewal_info(&base).await
+        );
+        let pending = events(&base, "lifecycle").await;
+        assert_eq!(pending.len(), 1, "{pending:?}");
+        assert_eq!(pending[0]["status"], "pending", "{pending:?}");
+        assert!(events(&base, "resync").await.is_empty());
+        first.stop().await.unwrap();
+
+        // Started again on the same database, the credential working again.
+        sim.sim().clear_requests();
+        assert!(sim.sim().connect_credential(&cred, ALICE));
+        let second = app(&sim, &db, &settings).await;
+        let base = second.url();
+        assert!(
+            eventually(30, || async {
+                renewal_info(&base).await["lifecycle_done"].as_u64() >= Some(1)
+                    && lifecycle_done(&base, 1).await
+            })
+            .await,
+            "{}: acted on after the restart: {} {}",
+            db.label,
+            get(&base, "/status").await,
+            get(&base, "/api/events").await
+        );
+        // The same event, done; one resync for it, which brought the dropped mail once.
+        let done = events(&base, "lifecycle").await;
+        assert_eq!(done.len(), 1, "{done:?}");
+        assert_eq!(done[0]["id"], pending[0]["id"]);
+        assert_eq!(done[0]["payload"]["acted"], json!(["resynced"]), "{done:?}");
+        let info = renewal_info(&base).await;
+        assert_eq!(
+            (info["lifecycle_done"].as_u64(), info["resynced"].as_u64()),
+            (Some(1), Some(1)),
+            "{info}"
+        );
+        let resynced = events(&base, "resync").await;
+        assert_eq!(resynced.len(), 1, "{resynced:?}");
+        assert_eq!(resynced[0]["resource_id"], dropped[0].as_str());
+        let delta: Vec<_> = sim
+            .sim()
+            .requests()
+            .into_iter()
+            .filter(|r| r.path.contains("/delta"))
+            .collect();
+        assert!(
+            !delta.is_empty() && delta.iter().all(|r| r.status == 200),
+            "{delta:?}"
+        );
+        second.stop().await.unwrap();
+        db.cleanup().await;
+    });
+}
+
+#[tokio::test]
 async fn the_periodic_resync_catches_a_notification_graph_dropped_without_a_word() {
     let sim = sim_with(SimConfig::default()).await;
     let db = TestDb::sqlite().await;
@@ -478,15 +580,7 @@ async fn a_credential_whose_token_source_breaks_shows_error_and_recovers_with_it
         sim.sim().reset();
         let app = app(&sim, &db, &[]).await;
         let base = app.url();
-        let cred = uuid::Uuid::new_v4().to_string();
-        assert!(sim.sim().connect_credential(&cred, ALICE));
-        let (s, c) = post(
-            &base,
-            "/api/credentials",
-            json!({"id": cred, "name": "vended", "mailbox": ALICE, "token_source": {"kind": "auth_service"}}),
-        )
-        .await;
-        assert_eq!(s, 201, "{c}");
+        let cred = vended_credential(&base, &sim).await;
         let sub = subscribe(&base, &cred, &["created"]).await;
         let id = sub["id"].as_str().unwrap().to_string();
 
@@ -510,8 +604,7 @@ async fn a_credential_whose_token_source_breaks_shows_error_and_recovers_with_it
                 .contains("not connected"),
             "{shown}"
         );
-        // The renewal actor counts it as failing once its own next attempt has failed too
-        // (the credential may mark the subscription first).
+        // The store says `error` before the actor has taken in how the job ended.
         assert!(
             eventually(20, || async {
                 renewal_info(&base).await["failing_count"].as_u64() >= Some(1)

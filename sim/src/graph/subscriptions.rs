@@ -1,5 +1,7 @@
 //! `/subscriptions`: create (with the validation handshake), get, list, renew, reauthorize
 //! and delete, as Graph answers them, including its refusals of bad resources and expiries.
+//! Every write is counted per mailbox in Graph's 20-s throttling window (the most seen is
+//! kept), and [`Sim::adopt_subscriptions`] stores subscriptions as if created earlier.
 
 use axum::body::Bytes;
 use axum::http::{StatusCode, Uri};
@@ -13,8 +15,8 @@ use super::{
     fail, graph_time, invalid, invalid_fail, ok, query_param, quoted_folder, resolve_mailbox, Fail,
     Reply, Who,
 };
-use crate::state::{Principal, SimSubscription};
-use crate::Sim;
+use crate::state::{mailbox_key, Principal, SeedSubscription, SimSubscription};
+use crate::{Sim, SimError};
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -221,6 +223,8 @@ pub(super) async fn create_subscription(sim: &Sim, principal: &Principal, body: 
     if let Some(id) = duplicate_of(&st) {
         return conflict(&id);
     }
+    st.expires_at(sub.expiration_date_time);
+    st.count_write(&sub.mailbox, tokio::time::Instant::now());
     st.subscriptions.insert(sub.id.clone(), sub.clone());
     ok((
         StatusCode::CREATED,
@@ -283,6 +287,8 @@ pub(super) fn renew_subscription(sim: &Sim, id: &str, body: &Bytes) -> Reply {
     s.renew_count += 1;
     s.last_renewed_at = Some(Utc::now());
     let s = s.clone();
+    st.expires_at(s.expiration_date_time);
+    st.count_write(&s.mailbox, tokio::time::Instant::now());
     ok(Json(subscription_json(sim, &s, true)))
 }
 
@@ -301,7 +307,10 @@ pub(super) fn delete_subscription(sim: &Sim, id: &str) -> Reply {
     let mut st = sim.state();
     st.sweep(Utc::now());
     match st.subscriptions.remove(id) {
-        Some(_) => ok(StatusCode::NO_CONTENT),
+        Some(s) => {
+            st.count_write(&s.mailbox, tokio::time::Instant::now());
+            ok(StatusCode::NO_CONTENT)
+        }
         None => not_found_subscription(id),
     }
 }
@@ -333,6 +342,64 @@ pub(super) fn list_subscriptions(sim: &Sim, uri: &Uri) -> Reply {
         ));
     }
     ok(Json(body))
+}
+
+impl Sim {
+    /// Stores subscriptions as if Graph had created them earlier ([`SeedSubscription`]):
+    /// no handshake, no duplicate check, the expiry as given (it must lie ahead). Answers
+    /// their ids. Nothing is stored when one of them is refused.
+    pub fn adopt_subscriptions(
+        &self,
+        seeds: Vec<SeedSubscription>,
+    ) -> Result<Vec<String>, SimError> {
+        let now = Utc::now();
+        let mut subs = Vec::with_capacity(seeds.len());
+        for seed in seeds {
+            let key = mailbox_key(&seed.mailbox);
+            if !self.state().mailboxes.contains_key(&key) {
+                return Err(SimError::UnknownMailbox(seed.mailbox));
+            }
+            let (mailbox, folder) = parse_resource(self, &seed.resource, &Principal::User(key))
+                .map_err(|f| SimError::BadRequest(f.message))?;
+            if seed.expiration_date_time <= now {
+                return Err(SimError::BadRequest(format!(
+                    "expiration_date_time of {} has passed",
+                    seed.resource
+                )));
+            }
+            subs.push(SimSubscription {
+                id: seed.id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+                resource: seed.resource,
+                change_type: seed.change_type.unwrap_or_else(|| "created".into()),
+                notification_url: seed.notification_url,
+                lifecycle_notification_url: seed.lifecycle_notification_url,
+                expiration_date_time: seed.expiration_date_time,
+                client_state: seed.client_state,
+                latest_supported_tls_version: "v1_2".into(),
+                mailbox,
+                folder,
+                creator_id: uuid::Uuid::new_v4().to_string(),
+                created_at: now,
+                renew_count: 0,
+                last_renewed_at: None,
+                reauthorize_count: 0,
+                last_reauthorized_at: None,
+            });
+        }
+        let mut st = self.state();
+        if let Some(s) = subs.iter().find(|s| st.subscriptions.contains_key(&s.id)) {
+            return Err(SimError::BadRequest(format!(
+                "subscription {} exists already",
+                s.id
+            )));
+        }
+        let ids = subs.iter().map(|s| s.id.clone()).collect();
+        for s in subs {
+            st.expires_at(s.expiration_date_time);
+            st.subscriptions.insert(s.id.clone(), s);
+        }
+        Ok(ids)
+    }
 }
 
 #[cfg(test)]

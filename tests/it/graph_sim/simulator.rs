@@ -39,6 +39,87 @@ async fn short_granted_lifetimes_expire_subscriptions() {
 }
 
 #[tokio::test]
+async fn adopted_subscriptions_renew_and_lapse_and_their_writes_are_counted_per_window() {
+    let sim = start(SimConfig {
+        sweep_interval: Duration::from_millis(50),
+        ..quick_config()
+    })
+    .await;
+    let http = reqwest::Client::new();
+    let ctl = sim.control_url();
+    let seed = |id: &str, ms: i64| {
+        json!({"id": id, "mailbox": ALICE, "resource": format!("me/mailFolders('f-{id}')/messages"),
+            "notification_url": "http://127.0.0.1:9/hook", "client_state": "cs",
+            "expiration_date_time": Utc::now() + chrono::Duration::milliseconds(ms)})
+    };
+    let r = http
+        .post(format!("{ctl}/subscriptions"))
+        .json(&json!([
+            seed("long-1", 3_600_000),
+            seed("long-2", 3_600_000),
+            seed("short", 300)
+        ]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let ids: Value = r.json().await.unwrap();
+    assert_eq!(ids["subscriptions"], json!(["long-1", "long-2", "short"]));
+    // Refused: an unknown mailbox, an expiry that has passed, an id in use; nothing stored.
+    let mut unknown = seed("x", 60_000);
+    unknown["mailbox"] = json!("nobody@sim.test");
+    for (body, status) in [
+        (json!([seed("y", 60_000), unknown]), 404),
+        (seed("past", -1), 400),
+        (seed("long-1", 60_000), 400),
+    ] {
+        let r = http
+            .post(format!("{ctl}/subscriptions"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), status, "{body}");
+    }
+    let long = sim.sim().subscriptions();
+    assert_eq!(long.len(), 3);
+    assert_eq!(long[0].folder.as_deref(), Some("f-long-1"));
+
+    // Renewed twice with an app token: two writes for Alice's mailbox in one window.
+    let (graph, token) = (client(&sim), app_token(&sim).await);
+    for _ in 0..2 {
+        graph
+            .renew_subscription(&token, "long-1", Utc::now() + chrono::Duration::hours(2))
+            .await
+            .unwrap();
+    }
+    assert_eq!(sim.sim().max_subscription_writes(ALICE), 2);
+    assert_eq!(sim.sim().max_subscription_writes("bob@sim.test"), 0);
+    // The short one lapses, and is counted as expired.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while sim.sim().subscription_counts().expired == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "never expired");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let counts = sim.sim().subscription_counts();
+    assert_eq!(
+        (counts.live, counts.renewed, counts.renewals, counts.expired),
+        (2, 1, 2, 1)
+    );
+    let state: Value = http
+        .get(format!("{ctl}/state"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(state["subscription_counts"]["expired"], 1);
+    assert_eq!(state["max_subscription_writes"][ALICE], 2);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
 async fn control_api_over_http() {
     let sim = start(quick_config()).await;
     let http = reqwest::Client::new();
