@@ -202,7 +202,9 @@ fn wrong_shape(body: &[u8], at: usize, shape: Shape) -> Option<ParseError> {
     // where in the body.
     let line_start = match e.line() {
         0 | 1 => Some(0),
-        line => memchr::memchr_iter(b'\n', rest).nth(line - 2).map(|nl| nl + 1),
+        line => memchr::memchr_iter(b'\n', rest)
+            .nth(line - 2)
+            .map(|nl| nl + 1),
     };
     let Some(line_start) = line_start else {
         return Some(not_json(&text));
@@ -321,18 +323,17 @@ impl<'a> Parser<'a> {
         if !build {
             return Ok(None);
         }
-        let text = &self.body[start..self.s.pos()];
+        // The item's names and values are checked text, and so is all of it.
+        let text = self.s.slice(start, self.s.pos()).ok();
         Ok(Some(self.build(idx, &fields, text)))
     }
 
     /// A member's value, skipped; its text (serde_json's `RawValue`: valid UTF-8).
     fn value(&mut self) -> Result<&'a str, Syntax> {
-        let body = self.body;
         self.s.ws();
         let from = self.s.pos();
         self.s.skip_value()?;
-        std::str::from_utf8(&body[from..self.s.pos()])
-            .map_err(|e| Syntax::at(Code::InvalidUnicodeCodePoint, from + e.valid_up_to() + 1))
+        self.s.slice(from, self.s.pos())
     }
 
     /// The item of the members just listed (`fields`: where each read field is, the last
@@ -341,7 +342,7 @@ impl<'a> Parser<'a> {
         &self,
         idx: usize,
         fields: &[Option<usize>; FIELDS],
-        text: &[u8],
+        text: Option<&str>,
     ) -> Result<Item, ParseError> {
         let value = |f: usize| fields[f].map(|i| self.members[i].value);
         let subscription_id = string(value(SUBSCRIPTION_ID), idx, "subscriptionId")?;
@@ -383,7 +384,7 @@ impl<'a> Parser<'a> {
     /// A repeated member is kept once, with its last value (what a JSON reader would see).
     /// Most items need none of that and are written without a space between their members:
     /// then the text is the item as sent, copied whole.
-    fn masked(&self, text: &[u8], client_state: bool) -> String {
+    fn masked(&self, text: Option<&str>, client_state: bool) -> String {
         const SLOTS: usize = 2 * MAX_MEMBERS;
         let members = &self.members;
         let name = |m: &Member<'a>| m.name.get(&self.arena);
@@ -418,16 +419,18 @@ impl<'a> Parser<'a> {
             .iter()
             .map(|m| name(m).len() + m.value.len() + 4)
             .sum();
-        if !repeated
-            && !client_state
-            && members.iter().all(|m| matches!(m.name, Name::Body(_)))
-            && text.len() == size + 2 - usize::from(!members.is_empty())
-        {
-            if let Ok(text) = std::str::from_utf8(text) {
+        if let Some(text) = text {
+            if !repeated
+                && !client_state
+                && members.iter().all(|m| matches!(m.name, Name::Body(_)))
+                && text.len() == size + 2 - usize::from(!members.is_empty())
+            {
                 return text.to_owned();
             }
         }
-        let mut out = String::with_capacity(size + 2);
+        // Escaped names are written decoded (never longer) or escaped again (as long): the
+        // item as sent, and room for a `"***"` longer than the value it replaces.
+        let mut out = String::with_capacity(text.map_or(2 * size, str::len) + 8);
         out.push('{');
         for (m, overridden) in members.iter().zip(overridden) {
             if overridden {
@@ -450,31 +453,44 @@ impl<'a> Parser<'a> {
     }
 }
 
+/// How serde_json escapes each byte of a string: 0 not at all, `u` as `\u00XX`, else as a
+/// backslash and that byte.
+static ESCAPE: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut c = 0;
+    while c < 0x20 {
+        table[c] = b'u';
+        c += 1;
+    }
+    table[0x08] = b'b';
+    table[0x0c] = b'f';
+    table[b'\n' as usize] = b'n';
+    table[b'\r' as usize] = b'r';
+    table[b'\t' as usize] = b't';
+    table[b'"' as usize] = b'"';
+    table[b'\\' as usize] = b'\\';
+    table
+};
+
 /// `name` as a JSON string, escaped as serde_json escapes it.
 fn push_name(out: &mut String, name: &str) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     out.push('"');
     let mut from = 0;
     for (i, b) in name.bytes().enumerate() {
-        let short = match b {
-            b'"' => "\\\"",
-            b'\\' => "\\\\",
-            0x08 => "\\b",
-            0x0c => "\\f",
-            b'\n' => "\\n",
-            b'\r' => "\\r",
-            b'\t' => "\\t",
-            0..=0x1f => "",
-            _ => continue,
-        };
+        let escape = ESCAPE[usize::from(b)];
+        if escape == 0 {
+            continue;
+        }
         // `b` is ASCII: `i` and `i + 1` are character boundaries.
         out.push_str(name.get(from..i).unwrap_or_default());
-        if short.is_empty() {
-            out.push_str("\\u00");
+        out.push('\\');
+        if escape == b'u' {
+            out.push_str("u00");
             out.push(char::from(HEX[usize::from(b >> 4)]));
             out.push(char::from(HEX[usize::from(b & 0xf)]));
         } else {
-            out.push_str(short);
+            out.push(char::from(escape));
         }
         from = i + 1;
     }
@@ -483,18 +499,21 @@ fn push_name(out: &mut String, name: &str) {
 }
 
 /// The string a field holds: absent or null is `None`; another type is an error naming
-/// `value[idx].{path}`. A string without escapes is its text; any other goes to serde_json.
+/// `value[idx].{path}`. Decoded as serde_json decodes a string (the same scanner as names).
 fn string(value: Option<&str>, idx: usize, path: &str) -> Result<Option<String>, ParseError> {
-    let Some(v) = value else {
-        return Ok(None);
-    };
-    if let Some(inner) = v.strip_prefix('"').and_then(|v| v.strip_suffix('"')) {
-        if !inner.contains('\\') {
-            return Ok(Some(inner.to_owned()));
+    let wrong = || ParseError(format!("value[{idx}].{path} must be a string"));
+    match value {
+        None | Some("null") => Ok(None),
+        Some(v) if v.starts_with('"') => {
+            let mut decoded = String::new();
+            match Scanner::of_text(v).name(&mut decoded) {
+                Ok(Name::Body(text)) => Ok(Some(text.to_owned())),
+                Ok(Name::Arena(..)) => Ok(Some(decoded)),
+                Err(_) => Err(wrong()),
+            }
         }
+        Some(_) => Err(wrong()),
     }
-    serde_json::from_str::<Option<String>>(v)
-        .map_err(|_| ParseError(format!("value[{idx}].{path} must be a string")))
 }
 
 /// `resourceData.id` and `resourceData.@odata.etag` of item `idx` (`rd`: the value's text).
@@ -515,7 +534,7 @@ fn resource_data(rd: &str, idx: usize) -> Result<(Option<String>, Option<String>
 /// The texts of `id` and `@odata.etag` in the object `rd` (already valid JSON); the error says
 /// whether a limit was passed (else it is not an object, or a name is not a valid string).
 fn resource_data_members(rd: &str) -> Result<(Option<&str>, Option<&str>), bool> {
-    let mut s = Scanner::new(rd.as_bytes());
+    let mut s = Scanner::of_text(rd);
     let mut arena = String::new();
     if s.ws() != Some(b'{') {
         return Err(false);

@@ -124,6 +124,9 @@ impl<'a> Name<'a> {
 /// The scanner: a position in the body, and the buffers it reuses.
 pub(super) struct Scanner<'a> {
     b: &'a [u8],
+    /// The body as text, when all of it is valid UTF-8 (checked once, at the start): then no
+    /// slice of it needs checking again.
+    text: Option<&'a str>,
     i: usize,
     /// The arrays and objects a skipped value is inside (`[` or `{`), outermost first.
     frames: Vec<u8>,
@@ -138,12 +141,30 @@ fn is_escape(c: u8) -> bool {
     c == b'"' || c == b'\\' || c < 0x20
 }
 
-fn hex(c: u8) -> Option<u16> {
-    match c {
-        b'0'..=b'9' => Some(u16::from(c - b'0')),
-        b'a'..=b'f' => Some(u16::from(c - b'a' + 10)),
-        b'A'..=b'F' => Some(u16::from(c - b'A' + 10)),
-        _ => None,
+/// The value of each hex digit, -1 for the other bytes.
+static HEX: [i8; 256] = {
+    let mut table = [-1i8; 256];
+    let mut c = 0;
+    while c < 256 {
+        table[c] = match c as u8 {
+            b @ b'0'..=b'9' => (b - b'0') as i8,
+            b @ b'a'..=b'f' => (b - b'a' + 10) as i8,
+            b @ b'A'..=b'F' => (b - b'A' + 10) as i8,
+            _ => -1,
+        };
+        c += 1;
+    }
+    table
+};
+
+/// Four hex digits; negative if one is not.
+fn hex4(a: u8, b: u8, c: u8, d: u8) -> i32 {
+    let digit = |x: u8| i32::from(HEX[usize::from(x)]);
+    let (a, b, c, d) = (digit(a), digit(b), digit(c), digit(d));
+    if (a | b | c | d) < 0 {
+        -1
+    } else {
+        (a << 12) | (b << 8) | (c << 4) | d
     }
 }
 
@@ -151,6 +172,18 @@ impl<'a> Scanner<'a> {
     pub fn new(b: &'a [u8]) -> Self {
         Scanner {
             b,
+            text: std::str::from_utf8(b).ok(),
+            i: 0,
+            frames: Vec::new(),
+            scratch: Vec::new(),
+        }
+    }
+
+    /// A scanner of text known to be valid UTF-8.
+    pub fn of_text(text: &'a str) -> Self {
+        Scanner {
+            b: text.as_bytes(),
+            text: Some(text),
             i: 0,
             frames: Vec::new(),
             scratch: Vec::new(),
@@ -160,6 +193,16 @@ impl<'a> Scanner<'a> {
     /// The index of the next byte.
     pub fn pos(&self) -> usize {
         self.i
+    }
+
+    /// The text of `from..to` (on character boundaries), if it is valid UTF-8: serde_json's
+    /// check of a `RawValue`, failing as it fails.
+    pub fn slice(&self, from: usize, to: usize) -> Result<&'a str, Syntax> {
+        if let Some(text) = self.text.and_then(|t| t.get(from..to)) {
+            return Ok(text);
+        }
+        std::str::from_utf8(self.b.get(from..to).unwrap_or_default())
+            .map_err(|e| Syntax::at(Code::InvalidUnicodeCodePoint, from + e.valid_up_to() + 1))
     }
 
     /// Steps over the byte that [`Scanner::ws`] peeked.
@@ -261,6 +304,7 @@ impl<'a> Scanner<'a> {
     }
 
     /// Moves to the next quote, backslash or control byte of a string, eight bytes at a time.
+    #[inline]
     fn skip_to_escape(&mut self) {
         let b = self.b;
         if self.i >= b.len() || is_escape(b[self.i]) {
@@ -289,14 +333,12 @@ impl<'a> Scanner<'a> {
     }
 
     /// Four hex digits of a `\u` escape.
+    #[inline]
     fn hex_escape(&mut self) -> Result<u16, Syntax> {
         match self.b.get(self.i..self.i + 4) {
             Some(&[a, b, c, d]) => {
                 self.i += 4;
-                match (hex(a), hex(b), hex(c), hex(d)) {
-                    (Some(a), Some(b), Some(c), Some(d)) => Ok((a << 12) | (b << 8) | (c << 4) | d),
-                    _ => Err(self.err(Code::InvalidEscape)),
-                }
+                u16::try_from(hex4(a, b, c, d)).map_err(|_| self.err(Code::InvalidEscape))
             }
             _ => {
                 self.i = self.b.len();
@@ -306,6 +348,7 @@ impl<'a> Scanner<'a> {
     }
 
     /// The byte after a backslash.
+    #[inline]
     fn escape_char(&mut self) -> Result<u8, Syntax> {
         match self.b.get(self.i) {
             Some(&c) => {
@@ -345,6 +388,54 @@ impl<'a> Scanner<'a> {
     /// A member name, the scanner on its quote: decoded strictly (surrogates paired, UTF-8
     /// valid), borrowed from the body unless it holds escapes, else appended to `arena`.
     pub fn name(&mut self, arena: &mut String) -> Result<Name<'a>, Syntax> {
+        match self.text {
+            Some(text) => self.name_in(text, arena),
+            None => self.name_checked(arena),
+        }
+    }
+
+    /// [`Scanner::name`] in a body known to be valid UTF-8: the text between escapes is
+    /// appended as it is, each escape as its character.
+    fn name_in(&mut self, text: &'a str, arena: &mut String) -> Result<Name<'a>, Syntax> {
+        self.i += 1;
+        let b = self.b;
+        let mut start = self.i;
+        let mut from = None;
+        loop {
+            self.skip_to_escape();
+            // `start` and `self.i` are next to ASCII bytes: character boundaries.
+            let run = text.get(start..self.i).unwrap_or_default();
+            match b.get(self.i) {
+                None => return Err(self.err(Code::EofString)),
+                Some(b'"') => {
+                    self.i += 1;
+                    let Some(from) = from else {
+                        return Ok(Name::Body(run));
+                    };
+                    arena.push_str(run);
+                    return Ok(Name::Arena(from, arena.len()));
+                }
+                Some(b'\\') => {
+                    from.get_or_insert(arena.len());
+                    if !run.is_empty() {
+                        arena.push_str(run);
+                    }
+                    self.i += 1;
+                    let c = self.escape()?;
+                    arena.push(c);
+                    start = self.i;
+                }
+                Some(_) => {
+                    self.i += 1;
+                    return Err(self.err(Code::ControlCharacter));
+                }
+            }
+        }
+    }
+
+    /// [`Scanner::name`] in a body that is not all valid UTF-8: decoded first, then checked,
+    /// so that the error is where serde_json reports it.
+    fn name_checked(&mut self, arena: &mut String) -> Result<Name<'a>, Syntax> {
         self.i += 1;
         self.scratch.clear();
         let b = self.b;
@@ -392,25 +483,30 @@ impl<'a> Scanner<'a> {
 
     /// One escape of a name into `scratch` (serde_json's `parse_escape`, validating).
     fn decode_escape(&mut self) -> Result<(), Syntax> {
-        let c = match self.escape_char()? {
-            b'"' => b'"',
-            b'\\' => b'\\',
-            b'/' => b'/',
-            b'b' => 0x08,
-            b'f' => 0x0c,
-            b'n' => b'\n',
-            b'r' => b'\r',
-            b't' => b'\t',
-            b'u' => return self.decode_unicode_escape(),
-            _ => return Err(self.err(Code::InvalidEscape)),
-        };
-        self.scratch.push(c);
+        let c = self.escape()?;
+        let mut buf = [0u8; 4];
+        self.scratch
+            .extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
         Ok(())
     }
 
-    /// A `\u` escape, a surrogate pair in two (serde_json's `parse_unicode_escape`).
-    fn decode_unicode_escape(&mut self) -> Result<(), Syntax> {
-        let n = self.hex_escape()?;
+    /// The character of the escape after a backslash (serde_json's `parse_escape` and
+    /// `parse_unicode_escape`, validating: a surrogate pair in two escapes).
+    #[inline]
+    fn escape(&mut self) -> Result<char, Syntax> {
+        let code = match self.escape_char()? {
+            b'"' => return Ok('"'),
+            b'\\' => return Ok('\\'),
+            b'/' => return Ok('/'),
+            b'b' => return Ok('\u{8}'),
+            b'f' => return Ok('\u{c}'),
+            b'n' => return Ok('\n'),
+            b'r' => return Ok('\r'),
+            b't' => return Ok('\t'),
+            b'u' => self.hex_escape()?,
+            _ => return Err(self.err(Code::InvalidEscape)),
+        };
+        let n = u32::from(code);
         if (0xDC00..=0xDFFF).contains(&n) {
             return Err(self.err(Code::LoneLeadingSurrogate));
         }
@@ -426,20 +522,16 @@ impl<'a> Scanner<'a> {
                     }
                 }
             }
-            let n2 = self.hex_escape()?;
+            let n2 = u32::from(self.hex_escape()?);
             if !(0xDC00..=0xDFFF).contains(&n2) {
                 return Err(self.err(Code::LoneLeadingSurrogate));
             }
-            (((u32::from(n) - 0xD800) << 10) | (u32::from(n2) - 0xDC00)) + 0x1_0000
+            (((n - 0xD800) << 10) | (n2 - 0xDC00)) + 0x1_0000
         } else {
-            u32::from(n)
+            n
         };
         // Outside the surrogates every code is a char.
-        let c = char::from_u32(code).unwrap_or(char::REPLACEMENT_CHARACTER);
-        let mut buf = [0u8; 4];
-        self.scratch
-            .extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
-        Ok(())
+        Ok(char::from_u32(code).unwrap_or(char::REPLACEMENT_CHARACTER))
     }
 
     /// The rest of a literal (`null`, `true`, `false`) whose first byte was consumed.
@@ -513,77 +605,93 @@ impl<'a> Scanner<'a> {
         Ok(())
     }
 
-    /// Skips one value, checking its syntax (serde_json's `ignore_value`): no recursion, the
-    /// open arrays and objects on a stack of bytes.
+    /// Skips one value, checking its syntax as serde_json's `ignore_value` does (the same
+    /// errors at the same places): no recursion, the open arrays and objects on a stack of
+    /// bytes, the innermost last.
     pub fn skip_value(&mut self) -> Result<(), Syntax> {
         self.frames.clear();
-        let mut enclosing: Option<u8> = None;
-        loop {
-            let Some(peek) = self.ws() else {
+        'value: loop {
+            let Some(c) = self.ws() else {
                 return Err(self.peek_err(Code::EofValue));
             };
-            let opened = match peek {
-                b'n' => {
+            match c {
+                b'[' => {
                     self.i += 1;
-                    self.ident(b"ull")?;
-                    None
+                    match self.ws() {
+                        Some(b']') => self.i += 1,
+                        Some(_) => {
+                            self.frames.push(b'[');
+                            continue 'value;
+                        }
+                        None => return Err(self.peek_err(Code::EofList)),
+                    }
                 }
-                b't' => {
+                b'{' => {
                     self.i += 1;
-                    self.ident(b"rue")?;
-                    None
-                }
-                b'f' => {
-                    self.i += 1;
-                    self.ident(b"alse")?;
-                    None
-                }
-                b'-' => {
-                    self.i += 1;
-                    self.number()?;
-                    None
-                }
-                b'0'..=b'9' => {
-                    self.number()?;
-                    None
+                    match self.ws() {
+                        Some(b'}') => self.i += 1,
+                        Some(b'"') => {
+                            self.frames.push(b'{');
+                            self.i += 1;
+                            self.skip_str()?;
+                            self.colon()?;
+                            continue 'value;
+                        }
+                        Some(_) => return Err(self.peek_err(Code::KeyMustBeAString)),
+                        None => return Err(self.peek_err(Code::EofObject)),
+                    }
                 }
                 b'"' => {
                     self.i += 1;
                     self.skip_str()?;
-                    None
                 }
-                b'[' | b'{' => {
-                    self.frames.extend(enclosing.take());
+                b'n' => {
                     self.i += 1;
-                    Some(peek)
+                    self.ident(b"ull")?;
                 }
+                b't' => {
+                    self.i += 1;
+                    self.ident(b"rue")?;
+                }
+                b'f' => {
+                    self.i += 1;
+                    self.ident(b"alse")?;
+                }
+                b'-' => {
+                    self.i += 1;
+                    self.number()?;
+                }
+                b'0'..=b'9' => self.number()?,
                 _ => return Err(self.peek_err(Code::ExpectedSomeValue)),
-            };
-            let (mut accept_comma, mut frame) = match opened {
-                Some(frame) => (false, frame),
-                None => match enclosing.take().or_else(|| self.frames.pop()) {
-                    Some(frame) => (true, frame),
-                    None => return Ok(()),
-                },
-            };
-            loop {
+            }
+            // A value ended: close what it ends, up to the next one.
+            while let Some(&frame) = self.frames.last() {
+                let list = frame == b'[';
                 match self.ws() {
-                    Some(b',') if accept_comma => {
+                    Some(b',') => {
                         self.i += 1;
-                        break;
+                        if !list {
+                            match self.ws() {
+                                Some(b'"') => self.i += 1,
+                                Some(_) => return Err(self.peek_err(Code::KeyMustBeAString)),
+                                None => return Err(self.peek_err(Code::EofObject)),
+                            }
+                            self.skip_str()?;
+                            self.colon()?;
+                        }
+                        continue 'value;
                     }
-                    Some(b']') if frame == b'[' => {}
-                    Some(b'}') if frame == b'{' => {}
-                    Some(_) if accept_comma => {
-                        return Err(self.peek_err(if frame == b'[' {
+                    Some(b']') if list => {}
+                    Some(b'}') if !list => {}
+                    Some(_) => {
+                        return Err(self.peek_err(if list {
                             Code::ExpectedListCommaOrEnd
                         } else {
                             Code::ExpectedObjectCommaOrEnd
                         }))
                     }
-                    Some(_) => break,
                     None => {
-                        return Err(self.peek_err(if frame == b'[' {
+                        return Err(self.peek_err(if list {
                             Code::EofList
                         } else {
                             Code::EofObject
@@ -591,22 +699,9 @@ impl<'a> Scanner<'a> {
                     }
                 }
                 self.i += 1;
-                match self.frames.pop() {
-                    Some(outer) => frame = outer,
-                    None => return Ok(()),
-                }
-                accept_comma = true;
+                self.frames.pop();
             }
-            if frame == b'{' {
-                match self.ws() {
-                    Some(b'"') => self.i += 1,
-                    Some(_) => return Err(self.peek_err(Code::KeyMustBeAString)),
-                    None => return Err(self.peek_err(Code::EofObject)),
-                }
-                self.skip_str()?;
-                self.colon()?;
-            }
-            enclosing = Some(frame);
+            return Ok(());
         }
     }
 }
