@@ -22,8 +22,10 @@
 //!
 //! This file holds the actor (messages, state, `handle`) and the calls other parts make;
 //! the pieces it drives are in their own files: `notification.rs` (the pure parser of Graph's
-//! payload), `check.rs` (items against the map, look-ups of unknown ids), `commit.rs` (the
-//! commit task and the answers), `absent.rs` (the negative cache) and `stats.rs` (the counters).
+//! payload, on the JSON scanner of `scan.rs`; `reference.rs`, the serde_json parser it is
+//! tested against), `check.rs` (items against the map, look-ups of unknown ids), `commit.rs`
+//! (the commit task and the answers), `absent.rs` (the negative cache) and `stats.rs` (the
+//! counters).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;
@@ -44,6 +46,9 @@ mod absent;
 mod check;
 mod commit;
 mod notification;
+#[cfg(test)]
+mod reference;
+mod scan;
 mod stats;
 
 pub use commit::Commit;

@@ -3,13 +3,18 @@
 //!
 //! Kept apart from the actor because it faces the internet unauthenticated: every input is
 //! hostile until the receiver has checked its `subscriptionId` and `clientState`, so what is
-//! here must stay linear in the body and never panic (fuzzed in `tests/it/receiver.rs`).
+//! here must stay linear in the body and never panic (fuzzed in `tests/it/receiver/fuzz.rs`).
+//!
+//! The body is read by a scanner of its own (`scan.rs`), not deserialized: each item's members
+//! are listed as name and text, and only the few fields the receiver checks are decoded. A
+//! 1 MiB body of 64,000 members built to cost the parser must be answered in 5 ms (issue 9),
+//! which serde_json's structures around each member did not allow. It answers every body as
+//! the serde_json parser before it did, the same items, raw text and error messages
+//! (`reference.rs` keeps that parser and a property test compares the two).
 
-use std::borrow::Cow;
-use std::collections::HashMap;
+use std::hash::BuildHasher;
 
-use serde::Deserialize;
-use serde_json::value::RawValue;
+use super::scan::{self, Code, Name, Scanner, Syntax};
 
 /// One notification item, its shape checked by [`parse_collection`]. Not yet authenticated.
 #[derive(Clone)]
@@ -66,170 +71,68 @@ pub const MAX_ITEMS: usize = 1_000;
 /// has about ten; more is refused (400), which bounds what one item can cost.
 pub const MAX_MEMBERS: usize = 64;
 
-/// What a visitor says when a limit is passed; its text is the answer's message.
-const LIMIT: &str = "limit: ";
+pub(super) const NOT_A_COLLECTION: &str = "expected a JSON object with a `value` array";
 
-/// A JSON object's members as written: each value left unparsed (a slice of the body), the
-/// names decoded (borrowed unless they hold escapes). Nothing is built for what is not read.
-struct Members<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+/// The fields of an item that are read, by their index in an item's `fields`.
+const SUBSCRIPTION_ID: usize = 0;
+const CLIENT_STATE: usize = 1;
+const CHANGE_TYPE: usize = 2;
+const LIFECYCLE_EVENT: usize = 3;
+const EXPIRATION: usize = 4;
+const RESOURCE: usize = 5;
+const RESOURCE_DATA: usize = 6;
+const FIELDS: usize = 7;
 
-impl<'de> Deserialize<'de> for Members<'de> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Visit;
-        impl<'de> serde::de::Visitor<'de> for Visit {
-            type Value = Members<'de>;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut map: A,
-            ) -> Result<Self::Value, A::Error> {
-                let mut members = Vec::with_capacity(12);
-                while let Some(Name(name)) = map.next_key()? {
-                    if members.len() == MAX_MEMBERS {
-                        return Err(serde::de::Error::custom(format_args!(
-                            "{LIMIT}an object has more than {MAX_MEMBERS} members"
-                        )));
-                    }
-                    members.push((name, map.next_value()?));
-                }
-                Ok(Members(members))
-            }
-        }
-        d.deserialize_map(Visit)
+fn field(name: &str) -> Option<usize> {
+    match name {
+        "subscriptionId" => Some(SUBSCRIPTION_ID),
+        "clientState" => Some(CLIENT_STATE),
+        "changeType" => Some(CHANGE_TYPE),
+        "lifecycleEvent" => Some(LIFECYCLE_EVENT),
+        "subscriptionExpirationDateTime" => Some(EXPIRATION),
+        "resource" => Some(RESOURCE),
+        "resourceData" => Some(RESOURCE_DATA),
+        _ => None,
     }
 }
 
-/// A collection read in one pass over the body: the members of each item of `value` (at most
-/// [`MAX_ITEMS`]), the other top-level members skipped. `None` when there is no `value`.
-///
-/// One pass matters: a body of up to 1 MiB built to cost the parser is read once, not once as
-/// the collection, again as the array and again as each item.
-struct Collection<'a>(Option<Vec<Members<'a>>>);
+/// Why the scan stopped: a syntax error (worded once the body is known) or an answer.
+enum Fail {
+    Syntax(Syntax),
+    Answer(ParseError),
+}
 
-/// What an item that is not an object says, so that its message can name the item.
-const NOT_AN_OBJECT: &str = "not an object: ";
-
-impl<'de> Deserialize<'de> for Collection<'de> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Visit;
-        impl<'de> serde::de::Visitor<'de> for Visit {
-            type Value = Collection<'de>;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut map: A,
-            ) -> Result<Self::Value, A::Error> {
-                let mut items = None;
-                let mut members = 0;
-                while let Some(Name(name)) = map.next_key()? {
-                    members += 1;
-                    if members > MAX_MEMBERS {
-                        return Err(serde::de::Error::custom(format_args!(
-                            "{LIMIT}an object has more than {MAX_MEMBERS} members"
-                        )));
-                    }
-                    if name == "value" {
-                        items = Some(map.next_value::<Items<'de>>()?.0);
-                    } else {
-                        map.next_value::<serde::de::IgnoredAny>()?;
-                    }
-                }
-                Ok(Collection(items))
-            }
-        }
-        d.deserialize_map(Visit)
+impl From<Syntax> for Fail {
+    fn from(e: Syntax) -> Self {
+        Fail::Syntax(e)
     }
 }
 
-/// The `value` array: each item's members, read where they stand.
-struct Items<'a>(Vec<Members<'a>>);
-
-impl<'de> Deserialize<'de> for Items<'de> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Visit;
-        impl<'de> serde::de::Visitor<'de> for Visit {
-            type Value = Items<'de>;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a JSON array")
-            }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(
-                self,
-                mut seq: A,
-            ) -> Result<Self::Value, A::Error> {
-                let mut items = Vec::with_capacity(4);
-                while let Some(item) = seq.next_element_seed(ItemSeed(items.len()))? {
-                    if items.len() == MAX_ITEMS {
-                        return Err(serde::de::Error::custom(format_args!(
-                            "{LIMIT}a collection has more than {MAX_ITEMS} items"
-                        )));
-                    }
-                    items.push(item);
-                }
-                Ok(Items(items))
-            }
-        }
-        d.deserialize_seq(Visit)
-    }
+fn answer(text: String) -> Fail {
+    Fail::Answer(ParseError(text))
 }
 
-/// Reads item `.0` of `value`, naming it in its errors.
-struct ItemSeed(usize);
-
-impl<'de> serde::de::DeserializeSeed<'de> for ItemSeed {
-    type Value = Members<'de>;
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        use serde::de::Error;
-        let i = self.0;
-        Members::deserialize(d).map_err(|e| {
-            let text = e.to_string();
-            match text.strip_prefix(LIMIT) {
-                Some(rest) => D::Error::custom(format_args!("{LIMIT}value[{i}]: {rest}")),
-                None if text.starts_with("invalid type") => {
-                    D::Error::custom(format_args!("{NOT_AN_OBJECT}value[{i}] must be an object"))
-                }
-                None => e,
-            }
-        })
-    }
+fn not_json(text: &str) -> ParseError {
+    ParseError(format!("the body is not JSON: {text}"))
 }
 
-/// The message of a passed limit, if `e` is one (without serde's position suffix).
-fn limit(e: &serde_json::Error) -> Option<ParseError> {
-    let text = e.to_string();
-    let rest = text.strip_prefix(LIMIT)?;
-    let end = rest.find(" at line ").unwrap_or(rest.len());
-    Some(ParseError(rest[..end].to_string()))
+/// One member of an item: its name and its value's text, as sent.
+struct Member<'a> {
+    name: Name<'a>,
+    value: &'a str,
 }
 
-/// A member name, borrowed from the body when it has no escapes.
-#[derive(Deserialize)]
-struct Name<'a>(#[serde(borrow)] Cow<'a, str>);
-
-impl<'a> Members<'a> {
-    /// The value of `name` (the last one, if it is repeated).
-    fn get(&self, name: &str) -> Option<&'a RawValue> {
-        self.0
-            .iter()
-            .rev()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| *v)
-    }
-
-    /// The string `name`: absent or null is `None`; another type is an error.
-    fn string(&self, name: &str, at: &str) -> Result<Option<String>, ParseError> {
-        match self.get(name) {
-            None => Ok(None),
-            Some(v) => serde_json::from_str::<Option<String>>(v.get())
-                .map_err(|_| ParseError(format!("{at}.{name} must be a string"))),
-        }
-    }
+/// One parse of a body: the scanner and what is reused from item to item.
+struct Parser<'a> {
+    body: &'a [u8],
+    s: Scanner<'a>,
+    /// The current item's members, in their order.
+    members: Vec<Member<'a>>,
+    /// The decoded names of the current item's members that hold escapes.
+    arena: String,
+    /// For repeated names; seeded per process, so that no body can be built to collide.
+    hasher: foldhash::fast::RandomState,
 }
-
-const NOT_A_COLLECTION: &str = "expected a JSON object with a `value` array";
 
 /// Parses a notification collection `{"value": [item, …]}`. Any JSON that is not an object
 /// with a `value` array of objects, or whose known fields have the wrong types, or an item that
@@ -238,44 +141,219 @@ const NOT_A_COLLECTION: &str = "expected a JSON object with a `value` array";
 /// Only the fields it reads are decoded; each item's stored text is its members as sent, in
 /// their order, with `clientState` replaced (a repeated member kept once, its last value).
 pub fn parse_collection(body: &[u8]) -> Result<Vec<Item>, ParseError> {
-    let Collection(values) = serde_json::from_slice(body).map_err(|e| {
-        if let Some(l) = limit(&e) {
-            return l;
-        }
-        let text = e.to_string();
-        if let Some(rest) = text.strip_prefix(NOT_AN_OBJECT) {
-            let end = rest.find(" at line ").unwrap_or(rest.len());
-            return ParseError(rest[..end].to_string());
-        }
-        match e.classify() {
-            serde_json::error::Category::Data => ParseError(NOT_A_COLLECTION.into()),
-            _ => ParseError(format!("the body is not JSON: {e}")),
-        }
-    })?;
-    let Some(values) = values else {
-        return Err(ParseError(NOT_A_COLLECTION.into()));
+    let mut p = Parser {
+        body,
+        s: Scanner::new(body),
+        members: Vec::with_capacity(16),
+        arena: String::new(),
+        hasher: foldhash::fast::RandomState::default(),
     };
-    let mut items = Vec::with_capacity(values.len());
-    for (i, m) in values.into_iter().enumerate() {
-        let at = format!("value[{i}]");
-        let subscription_id = m.string("subscriptionId", &at)?;
-        let client_state = m.string("clientState", &at)?;
-        let change_type = m.string("changeType", &at)?;
-        let lifecycle = m.string("lifecycleEvent", &at)?;
-        let expiration = m.string("subscriptionExpirationDateTime", &at)?;
-        let resource = m.string("resource", &at)?;
-        let rat = format!("{at}.resourceData");
-        let (resource_id, etag) = match m.get("resourceData") {
-            None => (None, None),
-            Some(rd) if rd.get() == "null" => (None, None),
-            Some(rd) => {
-                let rd: Members<'_> = serde_json::from_str(rd.get()).map_err(|e| {
-                    limit(&e)
-                        .map(|l| ParseError(format!("{rat}: {}", l.0)))
-                        .unwrap_or_else(|| ParseError(format!("{rat} must be an object")))
-                })?;
-                (rd.string("id", &rat)?, rd.string("@odata.etag", &rat)?)
+    p.collection().unwrap_or_else(|fail| {
+        Err(match fail {
+            Fail::Syntax(e) => not_json(&e.message(body)),
+            Fail::Answer(e) => e,
+        })
+    })
+}
+
+/// The two shapes the parser requires somewhere.
+#[derive(Clone, Copy)]
+enum Shape {
+    Object,
+    Array,
+}
+
+/// What serde_json says of the value at `at`, which is not the object or array required there:
+/// `None` if it is JSON of another type, else its syntax error. Only for bodies that are wrong
+/// anyway, and it reads that one value, so serde_json's own wording of a bad scalar (a number
+/// out of range, a string's escape) is kept without copying its number parsing here.
+fn wrong_shape(body: &[u8], at: usize, shape: Shape) -> Option<ParseError> {
+    use serde::de::DeserializeSeed;
+    struct Expect(Shape);
+    struct Nothing;
+    impl<'de> serde::de::Visitor<'de> for Nothing {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an object or an array")
+        }
+    }
+    impl<'de> DeserializeSeed<'de> for Expect {
+        type Value = ();
+        fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            match self.0 {
+                Shape::Object => d.deserialize_map(Nothing),
+                Shape::Array => d.deserialize_seq(Nothing),
             }
+        }
+    }
+    let rest = body.get(at..).unwrap_or_default();
+    let e = Expect(shape)
+        .deserialize(&mut serde_json::Deserializer::from_slice(rest))
+        .err()?;
+    if e.classify() == serde_json::error::Category::Data {
+        return None;
+    }
+    let text = e.to_string();
+    let code = text
+        .rfind(" at line ")
+        .and_then(|end| text.get(..end))
+        .unwrap_or(&text);
+    // Where in `rest` serde_json points (a string's control byte may be a line break), hence
+    // where in the body.
+    let line_start = match e.line() {
+        0 | 1 => Some(0),
+        line => memchr::memchr_iter(b'\n', rest)
+            .nth(line - 2)
+            .map(|nl| nl + 1),
+    };
+    let Some(line_start) = line_start else {
+        return Some(not_json(&text));
+    };
+    let (line, column) = scan::position(body, at + line_start + e.column());
+    Some(not_json(&format!("{code} at line {line} column {column}")))
+}
+
+impl<'a> Parser<'a> {
+    /// The collection: its `value` (the last, if repeated) read item by item, the other
+    /// members skipped. The outer `Result` is what stopped the scan; the inner one, the first
+    /// item whose fields are wrong, known only once the whole body is valid JSON.
+    fn collection(&mut self) -> Result<Result<Vec<Item>, ParseError>, Fail> {
+        match self.s.ws() {
+            Some(b'{') => self.s.bump(),
+            None => return Err(self.s.peek_err(Code::EofValue).into()),
+            Some(_) => {
+                return Err(Fail::Answer(
+                    wrong_shape(self.body, self.s.pos(), Shape::Object)
+                        .unwrap_or_else(|| ParseError(NOT_A_COLLECTION.into())),
+                ))
+            }
+        }
+        let mut first = true;
+        let mut members = 0;
+        let mut items = None;
+        while self.s.more_members(&mut first)? {
+            self.arena.clear();
+            let name = self.s.name(&mut self.arena)?;
+            members += 1;
+            if members > MAX_MEMBERS {
+                return Err(answer(format!(
+                    "an object has more than {MAX_MEMBERS} members"
+                )));
+            }
+            self.s.colon()?;
+            if name.get(&self.arena) == "value" {
+                items = Some(self.items()?);
+            } else {
+                self.s.skip_value()?;
+            }
+        }
+        self.s.bump();
+        self.s.end()?;
+        Ok(items.unwrap_or_else(|| Err(ParseError(NOT_A_COLLECTION.into()))))
+    }
+
+    /// The `value` array, each item read where it stands.
+    fn items(&mut self) -> Result<Result<Vec<Item>, ParseError>, Fail> {
+        match self.s.ws() {
+            Some(b'[') => self.s.bump(),
+            None => return Err(self.s.peek_err(Code::EofValue).into()),
+            Some(_) => {
+                return Err(Fail::Answer(
+                    wrong_shape(self.body, self.s.pos(), Shape::Array)
+                        .unwrap_or_else(|| ParseError(NOT_A_COLLECTION.into())),
+                ))
+            }
+        }
+        let mut first = true;
+        let mut count = 0;
+        let mut items = Vec::with_capacity(4);
+        let mut wrong = None;
+        while self.s.more_elements(&mut first)? {
+            // Past a wrong item the rest is only checked for syntax and limits.
+            let item = self.item(count, wrong.is_none())?;
+            if count == MAX_ITEMS {
+                return Err(answer(format!(
+                    "a collection has more than {MAX_ITEMS} items"
+                )));
+            }
+            count += 1;
+            match item {
+                Some(Ok(item)) => items.push(item),
+                Some(Err(e)) => wrong = Some(e),
+                None => {}
+            }
+        }
+        self.s.bump();
+        Ok(wrong.map_or(Ok(items), Err))
+    }
+
+    /// Item `idx` of `value`: its members listed, then (if `build`) its fields read.
+    fn item(&mut self, idx: usize, build: bool) -> Result<Option<Result<Item, ParseError>>, Fail> {
+        match self.s.ws() {
+            Some(b'{') => {}
+            None => return Err(self.s.peek_err(Code::EofValue).into()),
+            Some(_) => {
+                return Err(Fail::Answer(
+                    wrong_shape(self.body, self.s.pos(), Shape::Object)
+                        .unwrap_or_else(|| ParseError(format!("value[{idx}] must be an object"))),
+                ))
+            }
+        }
+        let start = self.s.pos();
+        self.s.bump();
+        self.members.clear();
+        self.arena.clear();
+        let mut fields = [None; FIELDS];
+        let mut first = true;
+        while self.s.more_members(&mut first)? {
+            let name = self.s.name(&mut self.arena)?;
+            if self.members.len() == MAX_MEMBERS {
+                return Err(answer(format!(
+                    "value[{idx}]: an object has more than {MAX_MEMBERS} members"
+                )));
+            }
+            self.s.colon()?;
+            let value = self.value()?;
+            if let Some(f) = field(name.get(&self.arena)) {
+                fields[f] = Some(self.members.len());
+            }
+            self.members.push(Member { name, value });
+        }
+        self.s.bump();
+        if !build {
+            return Ok(None);
+        }
+        // The item's names and values are checked text, and so is all of it.
+        let text = self.s.slice(start, self.s.pos()).ok();
+        Ok(Some(self.build(idx, &fields, text)))
+    }
+
+    /// A member's value, skipped; its text (serde_json's `RawValue`: valid UTF-8).
+    fn value(&mut self) -> Result<&'a str, Syntax> {
+        self.s.ws();
+        let from = self.s.pos();
+        self.s.skip_value()?;
+        self.s.slice(from, self.s.pos())
+    }
+
+    /// The item of the members just listed (`fields`: where each read field is, the last
+    /// if repeated), `text` its JSON as sent.
+    fn build(
+        &self,
+        idx: usize,
+        fields: &[Option<usize>; FIELDS],
+        text: Option<&str>,
+    ) -> Result<Item, ParseError> {
+        let value = |f: usize| fields[f].map(|i| self.members[i].value);
+        let subscription_id = string(value(SUBSCRIPTION_ID), idx, "subscriptionId")?;
+        let client_state = string(value(CLIENT_STATE), idx, "clientState")?;
+        let change_type = string(value(CHANGE_TYPE), idx, "changeType")?;
+        let lifecycle = string(value(LIFECYCLE_EVENT), idx, "lifecycleEvent")?;
+        let expiration = string(value(EXPIRATION), idx, "subscriptionExpirationDateTime")?;
+        let resource = string(value(RESOURCE), idx, "resource")?;
+        let (resource_id, etag) = match value(RESOURCE_DATA) {
+            None | Some("null") => (None, None),
+            Some(rd) => resource_data(rd, idx)?,
         };
         let kind = match (lifecycle, change_type) {
             (Some(event), _) => ItemKind::Lifecycle {
@@ -289,71 +367,201 @@ pub fn parse_collection(body: &[u8]) -> Result<Vec<Item>, ParseError> {
             },
             (None, None) => {
                 return Err(ParseError(format!(
-                    "{at} has neither changeType nor lifecycleEvent"
+                    "value[{idx}] has neither changeType nor lifecycleEvent"
                 )))
             }
         };
-        items.push(Item {
+        Ok(Item {
             subscription_id,
             client_state,
             kind,
-            raw: masked(&m),
-        });
+            raw: self.masked(text, fields[CLIENT_STATE].is_some()),
+        })
     }
-    Ok(items)
-}
 
-/// The item's text to store: its members as sent, `clientState` (if any) as `"***"`.
-///
-/// A repeated member is kept once, with its last value (what a JSON reader would see). The
-/// work is bounded by [`MAX_MEMBERS`] and linear past a handful of members.
-fn masked(m: &Members<'_>) -> String {
-    let members = &m.0;
-    // Which members a later one of the same name overrides. A real item has about ten: a scan
-    // of the names after each costs less than hashing them; past that, one pass over a map.
-    let mut overridden = vec![false; members.len()];
-    if members.len() <= 16 {
-        for (i, (name, _)) in members.iter().enumerate() {
-            overridden[i] = members[i + 1..].iter().any(|(later, _)| later == name);
-        }
-    } else {
-        let mut last: HashMap<&str, usize> = HashMap::with_capacity(members.len());
-        for (i, (name, _)) in members.iter().enumerate() {
-            if let Some(earlier) = last.insert(name.as_ref(), i) {
-                overridden[earlier] = true;
+    /// The item's text to store: its members as sent, `clientState` (if any) as `"***"`.
+    ///
+    /// A repeated member is kept once, with its last value (what a JSON reader would see).
+    /// Most items need none of that and are written without a space between their members:
+    /// then the text is the item as sent, copied whole.
+    fn masked(&self, text: Option<&str>, client_state: bool) -> String {
+        const SLOTS: usize = 2 * MAX_MEMBERS;
+        let members = &self.members;
+        let name = |m: &Member<'a>| m.name.get(&self.arena);
+        // Which members a later one of the same name overrides: an open-addressing table of
+        // the members by name, the index of the last one seen in each slot.
+        let mut overridden = [false; MAX_MEMBERS];
+        let mut repeated = false;
+        if members.len() > 1 {
+            let mut slots = [u8::MAX; SLOTS];
+            let mut hashes = [0u64; MAX_MEMBERS];
+            for (i, m) in members.iter().enumerate().take(MAX_MEMBERS) {
+                let h = self.hasher.hash_one(name(m));
+                hashes[i] = h;
+                let mut slot = (h % SLOTS as u64) as usize;
+                loop {
+                    let j = usize::from(slots[slot]);
+                    if j == usize::from(u8::MAX) {
+                        slots[slot] = i as u8;
+                        break;
+                    }
+                    if hashes[j] == h && name(&members[j]) == name(m) {
+                        overridden[j] = true;
+                        repeated = true;
+                        slots[slot] = i as u8;
+                        break;
+                    }
+                    slot = (slot + 1) % SLOTS;
+                }
             }
         }
+        let size: usize = members
+            .iter()
+            .map(|m| name(m).len() + m.value.len() + 4)
+            .sum();
+        if let Some(text) = text {
+            if !repeated
+                && !client_state
+                && members.iter().all(|m| matches!(m.name, Name::Body(_)))
+                && text.len() == size + 2 - usize::from(!members.is_empty())
+            {
+                return text.to_owned();
+            }
+        }
+        // Escaped names are written decoded (never longer) or escaped again (as long): the
+        // item as sent, and room for a `"***"` longer than the value it replaces.
+        let mut out = String::with_capacity(text.map_or(2 * size, str::len) + 8);
+        out.push('{');
+        for (m, overridden) in members.iter().zip(overridden) {
+            if overridden {
+                continue;
+            }
+            if out.len() > 1 {
+                out.push(',');
+            }
+            let n = name(m);
+            push_name(&mut out, n);
+            out.push(':');
+            out.push_str(if n == "clientState" {
+                "\"***\""
+            } else {
+                m.value
+            });
+        }
+        out.push('}');
+        out
     }
-    let size: usize = members
-        .iter()
-        .map(|(name, value)| name.len() + value.get().len() + 4)
-        .sum();
-    let mut out = String::with_capacity(size + 2);
-    out.push('{');
-    for ((name, value), overridden) in members.iter().zip(overridden) {
-        if overridden {
+}
+
+/// How serde_json escapes each byte of a string: 0 not at all, `u` as `\u00XX`, else as a
+/// backslash and that byte.
+static ESCAPE: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut c = 0;
+    while c < 0x20 {
+        table[c] = b'u';
+        c += 1;
+    }
+    table[0x08] = b'b';
+    table[0x0c] = b'f';
+    table[b'\n' as usize] = b'n';
+    table[b'\r' as usize] = b'r';
+    table[b'\t' as usize] = b't';
+    table[b'"' as usize] = b'"';
+    table[b'\\' as usize] = b'\\';
+    table
+};
+
+/// `name` as a JSON string, escaped as serde_json escapes it.
+fn push_name(out: &mut String, name: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.push('"');
+    let mut from = 0;
+    for (i, b) in name.bytes().enumerate() {
+        let escape = ESCAPE[usize::from(b)];
+        if escape == 0 {
             continue;
         }
-        if out.len() > 1 {
-            out.push(',');
-        }
-        if name.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
-            // Escaping a string again cannot fail.
-            out.push_str(&serde_json::to_string(name.as_ref()).unwrap_or_default());
+        // `b` is ASCII: `i` and `i + 1` are character boundaries.
+        out.push_str(name.get(from..i).unwrap_or_default());
+        out.push('\\');
+        if escape == b'u' {
+            out.push_str("u00");
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 0xf)]));
         } else {
-            out.push('"');
-            out.push_str(name);
-            out.push('"');
+            out.push(char::from(escape));
         }
-        out.push(':');
-        out.push_str(if name == "clientState" {
-            "\"***\""
-        } else {
-            value.get()
-        });
+        from = i + 1;
     }
-    out.push('}');
-    out
+    out.push_str(name.get(from..).unwrap_or_default());
+    out.push('"');
+}
+
+/// The string a field holds: absent or null is `None`; another type is an error naming
+/// `value[idx].{path}`. Decoded as serde_json decodes a string (the same scanner as names).
+fn string(value: Option<&str>, idx: usize, path: &str) -> Result<Option<String>, ParseError> {
+    let wrong = || ParseError(format!("value[{idx}].{path} must be a string"));
+    match value {
+        None | Some("null") => Ok(None),
+        Some(v) if v.starts_with('"') => {
+            let mut decoded = String::new();
+            match Scanner::of_text(v).name(&mut decoded) {
+                Ok(Name::Body(text)) => Ok(Some(text.to_owned())),
+                Ok(Name::Arena(..)) => Ok(Some(decoded)),
+                Err(_) => Err(wrong()),
+            }
+        }
+        Some(_) => Err(wrong()),
+    }
+}
+
+/// `resourceData.id` and `resourceData.@odata.etag` of item `idx` (`rd`: the value's text).
+fn resource_data(rd: &str, idx: usize) -> Result<(Option<String>, Option<String>), ParseError> {
+    let (id, etag) = resource_data_members(rd).map_err(|limit| {
+        ParseError(if limit {
+            format!("value[{idx}].resourceData: an object has more than {MAX_MEMBERS} members")
+        } else {
+            format!("value[{idx}].resourceData must be an object")
+        })
+    })?;
+    Ok((
+        string(id, idx, "resourceData.id")?,
+        string(etag, idx, "resourceData.@odata.etag")?,
+    ))
+}
+
+/// The texts of `id` and `@odata.etag` in the object `rd` (already valid JSON); the error says
+/// whether a limit was passed (else it is not an object, or a name is not a valid string).
+fn resource_data_members(rd: &str) -> Result<(Option<&str>, Option<&str>), bool> {
+    let mut s = Scanner::of_text(rd);
+    let mut arena = String::new();
+    if s.ws() != Some(b'{') {
+        return Err(false);
+    }
+    s.bump();
+    let (mut first, mut count, mut id, mut etag) = (true, 0, None, None);
+    while s.more_members(&mut first).map_err(|_| false)? {
+        arena.clear();
+        let name = s.name(&mut arena).map_err(|_| false)?;
+        if count == MAX_MEMBERS {
+            return Err(true);
+        }
+        count += 1;
+        s.colon().map_err(|_| false)?;
+        s.ws();
+        let from = s.pos();
+        s.skip_value().map_err(|_| false)?;
+        let value = rd.get(from..s.pos()).ok_or(false)?;
+        match name.get(&arena) {
+            "id" => id = Some(value),
+            "@odata.etag" => etag = Some(value),
+            _ => {}
+        }
+    }
+    s.bump();
+    s.end().map_err(|_| false)?;
+    Ok((id, etag))
 }
 
 /// The idempotency key of an item (SPEC §3.1): `{our subscription}:{changeType}:{resource id}:
@@ -504,5 +712,130 @@ mod tests {
         assert_eq!(obj.len(), 11);
         assert_eq!(raw["m0"], 20);
         assert_eq!(raw["m9"], 29);
+    }
+
+    #[test]
+    fn names_are_compared_decoded() {
+        // An escaped name is the same member as its plain spelling: the last one wins, and an
+        // escaped clientState is masked like a plain one.
+        let body = br#"{"value":[{"changeType":"created","\u0063hangeType":"updated",
+            "client\u0053tate":"secret","resourceData":{"\u0069d":"m1","id":"m2"}}]}"#;
+        let items = parse_collection(body).unwrap();
+        assert_eq!(
+            items[0].kind,
+            ItemKind::Change {
+                change_type: "updated".into(),
+                resource_id: Some("m2".into()),
+                etag: None
+            }
+        );
+        assert_eq!(items[0].client_state.as_deref(), Some("secret"));
+        assert_eq!(
+            items[0].raw,
+            r#"{"changeType":"updated","clientState":"***","resourceData":{"\u0069d":"m1","id":"m2"}}"#
+        );
+    }
+
+    #[test]
+    fn the_stored_text_drops_the_spaces_between_members_only() {
+        let body = b"{\"value\":[ {\n \"changeType\" : \"created\" ,\t\"a\": [1, {\"b\" : 2}] } ]}";
+        let items = parse_collection(body).unwrap();
+        assert_eq!(
+            items[0].raw,
+            r#"{"changeType":"created","a":[1, {"b" : 2}]}"#
+        );
+        // Sent without spaces, the item is stored as sent.
+        let body = br#"{"value":[{"changeType":"created","a":[1,{"b":2}],"c":"\u00e9"}]}"#;
+        assert_eq!(
+            parse_collection(body).unwrap()[0].raw,
+            r#"{"changeType":"created","a":[1,{"b":2}],"c":"\u00e9"}"#
+        );
+        let items = parse_collection(br#"{"value":[{"lifecycleEvent":"missed"},{}]}"#);
+        assert_eq!(
+            items.unwrap_err().0,
+            "value[1] has neither changeType nor lifecycleEvent"
+        );
+    }
+
+    #[test]
+    fn names_are_stored_escaped_as_serde_json_escapes_them() {
+        for c in (0u32..0x80).chain([0xe9, 0x1f600]) {
+            let name = format!("a{}b", char::from_u32(c).unwrap());
+            let mut ours = String::new();
+            push_name(&mut ours, &name);
+            assert_eq!(ours, serde_json::to_string(&name).unwrap(), "{c:#x}");
+        }
+    }
+
+    #[test]
+    fn syntax_errors_are_worded_as_serde_json_words_them() {
+        for (body, message) in [
+            (&b""[..], "EOF while parsing a value at line 1 column 0"),
+            (
+                b"{\"value\":[{\"a\":1,}]}",
+                "trailing comma at line 1 column 18",
+            ),
+            (
+                b"{\"value\":[]}x",
+                "trailing characters at line 1 column 13",
+            ),
+            (
+                b"{\n\"value\":[{\"\\ud800\":1}]}",
+                "unexpected end of hex escape at line 2 column 18",
+            ),
+            (b"{\"value\":[01]}", "invalid number at line 1 column 12"),
+            (
+                b"{\"value\":[1e999]}",
+                "number out of range at line 1 column 15",
+            ),
+            (
+                b"{\"value\":[{\"a\":\"\xff\"}]}",
+                "invalid unicode code point at line 1 column 17",
+            ),
+        ] {
+            assert_eq!(
+                super::super::reference::parse_collection(body)
+                    .unwrap_err()
+                    .0,
+                format!("the body is not JSON: {message}"),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+            assert_eq!(
+                parse_collection(body).unwrap_err().0,
+                format!("the body is not JSON: {message}"),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+        // Only checked where a value is read: a skipped lone surrogate or invalid UTF-8 in a
+        // member the receiver does not read is accepted, as serde_json accepted it.
+        assert!(parse_collection(b"{\"x\":\"\xff\",\"value\":[]}").is_ok());
+        let body = br#"{"value":[{"changeType":"created","other":"\ud800"}]}"#;
+        assert!(parse_collection(body).is_ok());
+        let body = br#"{"value":[{"changeType":"\ud800"}]}"#;
+        assert_eq!(
+            parse_collection(body).unwrap_err().0,
+            "value[0].changeType must be a string"
+        );
+    }
+
+    #[test]
+    fn values_in_place_of_the_shape_are_answered_by_kind() {
+        assert_eq!(parse_collection(b" 12 ").unwrap_err().0, NOT_A_COLLECTION);
+        assert_eq!(
+            parse_collection(br#"{"value":"x"}"#).unwrap_err().0,
+            NOT_A_COLLECTION
+        );
+        assert_eq!(
+            parse_collection(br#"{"value":[{},"x"]}"#).unwrap_err().0,
+            "value[1] must be an object"
+        );
+        assert_eq!(
+            parse_collection(br#"{"value":[{"changeType":"created","resourceData":"x"}]}"#)
+                .unwrap_err()
+                .0,
+            "value[0].resourceData must be an object"
+        );
     }
 }
