@@ -1,0 +1,275 @@
+//! The scanner's strings: skipping them eight bytes at a time, decoding member names (into
+//! the arena only when they hold escapes) and their escapes, as serde_json's `SliceRead` does.
+
+use super::*;
+
+const ONES: u64 = u64::MAX / 255;
+
+/// Whether a string's byte ends a run of plain text: a quote, a backslash or a control byte.
+fn is_escape(c: u8) -> bool {
+    c == b'"' || c == b'\\' || c < 0x20
+}
+
+/// The value of each hex digit, -1 for the other bytes.
+static HEX: [i8; 256] = {
+    let mut table = [-1i8; 256];
+    let mut c = 0;
+    while c < 256 {
+        table[c] = match c as u8 {
+            b @ b'0'..=b'9' => (b - b'0') as i8,
+            b @ b'a'..=b'f' => (b - b'a' + 10) as i8,
+            b @ b'A'..=b'F' => (b - b'A' + 10) as i8,
+            _ => -1,
+        };
+        c += 1;
+    }
+    table
+};
+
+/// Four hex digits; negative if one is not.
+fn hex4(a: u8, b: u8, c: u8, d: u8) -> i32 {
+    let digit = |x: u8| i32::from(HEX[usize::from(x)]);
+    let (a, b, c, d) = (digit(a), digit(b), digit(c), digit(d));
+    if (a | b | c | d) < 0 {
+        -1
+    } else {
+        (a << 12) | (b << 8) | (c << 4) | d
+    }
+}
+
+impl<'a> Scanner<'a> {
+    /// Moves to the next quote, backslash or control byte of a string, eight bytes at a time.
+    #[inline]
+    pub(super) fn skip_to_escape(&mut self) {
+        let b = self.b;
+        if self.i >= b.len() || is_escape(b[self.i]) {
+            return;
+        }
+        self.i += 1;
+        while self.i + 8 <= b.len() {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(&b[self.i..self.i + 8]);
+            let chars = u64::from_le_bytes(word);
+            let ctrl = chars.wrapping_sub(ONES * 0x20) & !chars;
+            let quote = chars ^ (ONES * u64::from(b'"'));
+            let quote = quote.wrapping_sub(ONES) & !quote;
+            let backslash = chars ^ (ONES * u64::from(b'\\'));
+            let backslash = backslash.wrapping_sub(ONES) & !backslash;
+            let found = (ctrl | quote | backslash) & (ONES << 7);
+            if found != 0 {
+                self.i += found.trailing_zeros() as usize / 8;
+                return;
+            }
+            self.i += 8;
+        }
+        while self.i < b.len() && !is_escape(b[self.i]) {
+            self.i += 1;
+        }
+    }
+
+    /// Four hex digits of a `\u` escape.
+    #[inline]
+    pub(super) fn hex_escape(&mut self) -> Result<u16, Syntax> {
+        match self.b.get(self.i..self.i + 4) {
+            Some(&[a, b, c, d]) => {
+                self.i += 4;
+                u16::try_from(hex4(a, b, c, d)).map_err(|_| self.err(Code::InvalidEscape))
+            }
+            _ => {
+                self.i = self.b.len();
+                Err(self.err(Code::EofString))
+            }
+        }
+    }
+
+    /// The byte after a backslash.
+    #[inline]
+    pub(super) fn escape_char(&mut self) -> Result<u8, Syntax> {
+        match self.b.get(self.i) {
+            Some(&c) => {
+                self.i += 1;
+                Ok(c)
+            }
+            None => Err(self.err(Code::EofString)),
+        }
+    }
+
+    /// Skips the rest of a string whose quote was consumed, checking its escapes but not what
+    /// a `\u` escape names (serde_json's `ignore_str`).
+    pub(super) fn skip_str(&mut self) -> Result<(), Syntax> {
+        loop {
+            self.skip_to_escape();
+            match self.b.get(self.i) {
+                None => return Err(self.err(Code::EofString)),
+                Some(b'"') => {
+                    self.i += 1;
+                    return Ok(());
+                }
+                Some(b'\\') => {
+                    self.i += 1;
+                    match self.escape_char()? {
+                        b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => {}
+                        b'u' => {
+                            self.hex_escape()?;
+                        }
+                        _ => return Err(self.err(Code::InvalidEscape)),
+                    }
+                }
+                Some(_) => return Err(self.err(Code::ControlCharacter)),
+            }
+        }
+    }
+
+    /// A member name, the scanner on its quote: decoded strictly (surrogates paired, UTF-8
+    /// valid), borrowed from the body unless it holds escapes, else appended to `arena`.
+    pub(in crate::receiver) fn name(&mut self, arena: &mut String) -> Result<Name<'a>, Syntax> {
+        match self.text {
+            Some(text) => self.name_in(text, arena),
+            None => self.name_checked(arena),
+        }
+    }
+
+    /// [`Scanner::name`] in a body known to be valid UTF-8: the text between escapes is
+    /// appended as it is, each escape as its character.
+    pub(super) fn name_in(
+        &mut self,
+        text: &'a str,
+        arena: &mut String,
+    ) -> Result<Name<'a>, Syntax> {
+        self.i += 1;
+        let b = self.b;
+        let mut start = self.i;
+        let mut from = None;
+        loop {
+            self.skip_to_escape();
+            // `start` and `self.i` are next to ASCII bytes: character boundaries.
+            let run = text.get(start..self.i).unwrap_or_default();
+            match b.get(self.i) {
+                None => return Err(self.err(Code::EofString)),
+                Some(b'"') => {
+                    self.i += 1;
+                    let Some(from) = from else {
+                        return Ok(Name::Body(run));
+                    };
+                    arena.push_str(run);
+                    return Ok(Name::Arena(from, arena.len()));
+                }
+                Some(b'\\') => {
+                    from.get_or_insert(arena.len());
+                    if !run.is_empty() {
+                        arena.push_str(run);
+                    }
+                    self.i += 1;
+                    let c = self.escape()?;
+                    arena.push(c);
+                    start = self.i;
+                }
+                Some(_) => {
+                    self.i += 1;
+                    return Err(self.err(Code::ControlCharacter));
+                }
+            }
+        }
+    }
+
+    /// [`Scanner::name`] in a body that is not all valid UTF-8: decoded first, then checked,
+    /// so that the error is where serde_json reports it.
+    pub(super) fn name_checked(&mut self, arena: &mut String) -> Result<Name<'a>, Syntax> {
+        self.i += 1;
+        self.scratch.clear();
+        let b = self.b;
+        let mut start = self.i;
+        loop {
+            self.skip_to_escape();
+            match b.get(self.i) {
+                None => return Err(self.err(Code::EofString)),
+                Some(b'"') => {
+                    // serde_json's `as_str`: the column of the closing quote, less what is
+                    // left of the (decoded) text from its first invalid byte.
+                    let invalid = |at: usize, len: usize, e: std::str::Utf8Error| Syntax {
+                        code: Code::InvalidUnicodeCodePoint,
+                        at,
+                        back: len - e.valid_up_to(),
+                    };
+                    if self.scratch.is_empty() {
+                        let text = &b[start..self.i];
+                        self.i += 1;
+                        let text = std::str::from_utf8(text)
+                            .map_err(|e| invalid(self.i, text.len(), e))?;
+                        return Ok(Name::Body(text));
+                    }
+                    self.scratch.extend_from_slice(&b[start..self.i]);
+                    self.i += 1;
+                    let text = std::str::from_utf8(&self.scratch)
+                        .map_err(|e| invalid(self.i, self.scratch.len(), e))?;
+                    let from = arena.len();
+                    arena.push_str(text);
+                    return Ok(Name::Arena(from, arena.len()));
+                }
+                Some(b'\\') => {
+                    self.scratch.extend_from_slice(&b[start..self.i]);
+                    self.i += 1;
+                    self.decode_escape()?;
+                    start = self.i;
+                }
+                Some(_) => {
+                    self.i += 1;
+                    return Err(self.err(Code::ControlCharacter));
+                }
+            }
+        }
+    }
+
+    /// One escape of a name into `scratch` (serde_json's `parse_escape`, validating).
+    pub(super) fn decode_escape(&mut self) -> Result<(), Syntax> {
+        let c = self.escape()?;
+        let mut buf = [0u8; 4];
+        self.scratch
+            .extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+        Ok(())
+    }
+
+    /// The character of the escape after a backslash (serde_json's `parse_escape` and
+    /// `parse_unicode_escape`, validating: a surrogate pair in two escapes).
+    #[inline]
+    pub(super) fn escape(&mut self) -> Result<char, Syntax> {
+        let code = match self.escape_char()? {
+            b'"' => return Ok('"'),
+            b'\\' => return Ok('\\'),
+            b'/' => return Ok('/'),
+            b'b' => return Ok('\u{8}'),
+            b'f' => return Ok('\u{c}'),
+            b'n' => return Ok('\n'),
+            b'r' => return Ok('\r'),
+            b't' => return Ok('\t'),
+            b'u' => self.hex_escape()?,
+            _ => return Err(self.err(Code::InvalidEscape)),
+        };
+        let n = u32::from(code);
+        if (0xDC00..=0xDFFF).contains(&n) {
+            return Err(self.err(Code::LoneLeadingSurrogate));
+        }
+        let code = if (0xD800..=0xDBFF).contains(&n) {
+            for expected in [b'\\', b'u'] {
+                match self.b.get(self.i) {
+                    None => return Err(self.err(Code::EofString)),
+                    Some(&c) => {
+                        self.i += 1;
+                        if c != expected {
+                            return Err(self.err(Code::UnexpectedEndOfHexEscape));
+                        }
+                    }
+                }
+            }
+            let n2 = u32::from(self.hex_escape()?);
+            if !(0xDC00..=0xDFFF).contains(&n2) {
+                return Err(self.err(Code::LoneLeadingSurrogate));
+            }
+            (((n - 0xD800) << 10) | (n2 - 0xDC00)) + 0x1_0000
+        } else {
+            n
+        };
+        // Outside the surrogates every code is a char.
+        Ok(char::from_u32(code).unwrap_or(char::REPLACEMENT_CHARACTER))
+    }
+}
