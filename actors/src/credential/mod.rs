@@ -438,8 +438,23 @@ impl Actor for Credential {
 /// A Graph session for the credential, from its actor. A credential this instance has no
 /// actor for at all may have been created through another instance a moment ago: it is
 /// looked up in the store and its actor started (the notice from that instance may still be
-/// on its way).
+/// on its way). The actor can also be between two lives at that moment (started by the
+/// notice at the same time, or stopped and started again as mailboxes change hands), so an
+/// `Unavailable` is asked again, three times at most, before it is the answer.
 pub async fn session(deps: &Deps, credential_id: &str) -> Result<GraphSession, CredentialError> {
+    let mut again = 0;
+    loop {
+        match session_once(deps, credential_id).await {
+            Err(CredentialError::Unavailable(_)) if again < 3 => {
+                again += 1;
+                tokio::time::sleep(Duration::from_millis(25 << again)).await;
+            }
+            answer => return answer,
+        }
+    }
+}
+
+async fn session_once(deps: &Deps, credential_id: &str) -> Result<GraphSession, CredentialError> {
     let name = actor_name(credential_id);
     let unavailable = || CredentialError::Unavailable(credential_id.to_string());
     if deps.health.state(&name).is_none() {
