@@ -3,7 +3,7 @@
 
 use super::events::Lease;
 use super::status::DeliveryStatus;
-use super::{with_pool, Backend, Store, StoreError};
+use super::{with_pool, Store, StoreError};
 
 /// A delivery as stored.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -72,61 +72,82 @@ struct Claimed {
     out: Outgoing,
 }
 
-/// Claims one delivery for an attempt (counted), with what the attempt needs. `None` when it
-/// is not due, already delivered or failed, or held by another sender. One round trip on
-/// PostgreSQL (the claim in a data-modifying CTE, joined to its event and target).
+/// Claims one delivery for an attempt (see [`claim_many`]).
 pub async fn claim(
     store: &Store,
     id: &str,
     lease: Lease<'_>,
 ) -> Result<Option<(DeliveryRow, Outgoing)>, StoreError> {
-    let lock = match store.backend() {
-        Backend::Postgres => "for update skip locked",
-        Backend::Sqlite => "",
-    };
-    let update = format!(
-        "update deliveries set lease_owner = $2, lease_until = $3, attempts = attempts + 1 \
-         where id = (select id from deliveries where id = $4 and {CLAIMABLE} {lock}) \
-         returning {COLUMNS}"
-    );
-    const JOIN: &str = "select e.payload, t.url, t.secret, t.headers, e.received_at";
-    match store {
+    Ok(claim_many(store, &[id], lease).await?.pop())
+}
+
+/// Claims those of `ids` that are claimable for an attempt (counted), each with what its
+/// attempt needs; the others (not due, already delivered or failed, or held by another sender)
+/// are left out. One round trip on PostgreSQL (the claim in a data-modifying CTE, joined to
+/// the events and targets), a row another instance holds skipped, not waited for.
+pub async fn claim_many(
+    store: &Store,
+    ids: &[&str],
+    lease: Lease<'_>,
+) -> Result<Vec<(DeliveryRow, Outgoing)>, StoreError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    const SET: &str =
+        "update deliveries set lease_owner = $2, lease_until = $3, attempts = attempts + 1";
+    const JOIN: &str = "e.payload, t.url, t.secret, t.headers, e.received_at";
+    let found = match store {
         Store::Postgres(p) => {
             let sql = format!(
-                "with c as ({update}) select c.*, {} from c \
-                 join events e on e.id = c.event_id join targets t on t.id = c.target_id",
-                &JOIN["select ".len()..]
+                "with c as ({SET} where id in (select id from deliveries where id = any($4) \
+                 and {CLAIMABLE} for update skip locked) returning {COLUMNS}) \
+                 select c.*, {JOIN} from c \
+                 join events e on e.id = c.event_id join targets t on t.id = c.target_id"
             );
-            let found = sqlx::query_as::<_, Claimed>(&sql)
+            sqlx::query_as::<_, Claimed>(&sql)
                 .bind(lease.now)
                 .bind(lease.owner)
                 .bind(lease.now + lease.ms)
-                .bind(id)
-                .fetch_optional(p)
-                .await?;
-            Ok(found.map(|c| (c.row, c.out)))
+                .bind(ids)
+                .fetch_all(p)
+                .await?
         }
         Store::Sqlite(p) => {
-            let Some(row) = sqlx::query_as::<_, DeliveryRow>(&update)
-                .bind(lease.now)
-                .bind(lease.owner)
-                .bind(lease.now + lease.ms)
-                .bind(id)
-                .fetch_optional(p)
-                .await?
-            else {
-                return Ok(None);
-            };
-            let out = sqlx::query_as::<_, Outgoing>(&format!(
-                "{JOIN} from deliveries d join events e on e.id = d.event_id \
-                 join targets t on t.id = d.target_id where d.id = $1"
+            let ids = serde_json::to_string(ids).unwrap_or_default();
+            let mut tx = p.begin().await?;
+            let taken: Vec<(String,)> = sqlx::query_as(&format!(
+                "{SET} where id in (select value from json_each($4)) and {CLAIMABLE} returning id"
             ))
-            .bind(id)
-            .fetch_optional(p)
+            .bind(lease.now)
+            .bind(lease.owner)
+            .bind(lease.now + lease.ms)
+            .bind(&ids)
+            .fetch_all(&mut *tx)
             .await?;
-            Ok(out.map(|o| (row, o)))
+            let taken: Vec<&str> = taken.iter().map(|(id,)| id.as_str()).collect();
+            let claimed = sqlx::query_as::<_, Claimed>(&format!(
+                "select {}, {JOIN} from deliveries c join events e on e.id = c.event_id \
+                 join targets t on t.id = c.target_id \
+                 where c.id in (select value from json_each($1))",
+                prefixed("c.")
+            ))
+            .bind(serde_json::to_string(&taken).unwrap_or_default())
+            .fetch_all(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            claimed
         }
-    }
+    };
+    Ok(found.into_iter().map(|c| (c.row, c.out)).collect())
+}
+
+/// [`COLUMNS`], each prefixed with a table alias.
+fn prefixed(alias: &str) -> String {
+    COLUMNS
+        .split(", ")
+        .map(|c| format!("{alias}{c}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// How one attempt ended.
@@ -147,7 +168,7 @@ pub enum Attempt<'a> {
     },
 }
 
-/// Records an attempt of a delivery held under `owner`'s lease. False when the lease was lost.
+/// Records an attempt of a delivery held under `owner`'s lease (see [`record_many`]).
 pub async fn record(
     store: &Store,
     id: &str,
@@ -155,7 +176,96 @@ pub async fn record(
     attempt: Attempt<'_>,
     now: i64,
 ) -> Result<bool, StoreError> {
-    let (status, code, error, next, delivered_at) = match attempt {
+    Ok(record_many(store, owner, &[(id, attempt, now)])
+        .await?
+        .first()
+        .copied()
+        .unwrap_or(false))
+}
+
+/// Records attempts — (delivery id, how it ended, when) — of deliveries held under `owner`'s
+/// lease, in one statement on PostgreSQL, one transaction on SQLite. Answers, in order,
+/// whether each was still held (false: the lease was lost, nothing recorded).
+pub async fn record_many(
+    store: &Store,
+    owner: &str,
+    attempts: &[(&str, Attempt<'_>, i64)],
+) -> Result<Vec<bool>, StoreError> {
+    if attempts.is_empty() {
+        return Ok(Vec::new());
+    }
+    let cols: Vec<Columns<'_>> = attempts
+        .iter()
+        .map(|(id, a, now)| columns(id, a, *now))
+        .collect();
+    let recorded: Vec<String> = match store {
+        Store::Postgres(p) => {
+            let rows: Vec<(String,)> = sqlx::query_as(
+                "update deliveries d set status = r.status, last_status_code = r.code, \
+                 last_error = r.error, next_attempt_at = coalesce(r.next, d.next_attempt_at), \
+                 delivered_at = r.delivered_at, lease_owner = null, lease_until = null \
+                 from unnest($2::text[], $3::text[], $4::int8[], $5::text[], $6::int8[], \
+                     $7::int8[]) as r(id, status, code, error, next, delivered_at) \
+                 where d.id = r.id and d.lease_owner = $1 and d.status = 'pending' \
+                 returning d.id",
+            )
+            .bind(owner)
+            .bind(cols.iter().map(|c| c.id).collect::<Vec<_>>())
+            .bind(cols.iter().map(|c| c.status.as_str()).collect::<Vec<_>>())
+            .bind(cols.iter().map(|c| c.code).collect::<Vec<_>>())
+            .bind(cols.iter().map(|c| c.error).collect::<Vec<_>>())
+            .bind(cols.iter().map(|c| c.next).collect::<Vec<_>>())
+            .bind(cols.iter().map(|c| c.delivered_at).collect::<Vec<_>>())
+            .fetch_all(p)
+            .await?;
+            rows.into_iter().map(|(id,)| id).collect()
+        }
+        Store::Sqlite(p) => {
+            let mut tx = p.begin().await?;
+            let mut recorded = Vec::new();
+            for c in &cols {
+                let n = sqlx::query(
+                    "update deliveries set status = $3, last_status_code = $4, last_error = $5, \
+                     next_attempt_at = coalesce($6, next_attempt_at), delivered_at = $7, \
+                     lease_owner = null, lease_until = null \
+                     where id = $1 and lease_owner = $2 and status = 'pending'",
+                )
+                .bind(c.id)
+                .bind(owner)
+                .bind(c.status.as_str())
+                .bind(c.code)
+                .bind(c.error)
+                .bind(c.next)
+                .bind(c.delivered_at)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if n > 0 {
+                    recorded.push(c.id.to_string());
+                }
+            }
+            tx.commit().await?;
+            recorded
+        }
+    };
+    Ok(attempts
+        .iter()
+        .map(|(id, _, _)| recorded.iter().any(|r| r == id))
+        .collect())
+}
+
+/// The columns one attempt sets.
+struct Columns<'a> {
+    id: &'a str,
+    status: DeliveryStatus,
+    code: Option<i64>,
+    error: Option<&'a str>,
+    next: Option<i64>,
+    delivered_at: Option<i64>,
+}
+
+fn columns<'a>(id: &'a str, attempt: &Attempt<'a>, now: i64) -> Columns<'a> {
+    let (status, code, error, next, delivered_at) = match *attempt {
         Attempt::Delivered { status_code } => (
             DeliveryStatus::Delivered,
             Some(status_code),
@@ -178,14 +288,14 @@ pub async fn record(
             (DeliveryStatus::Failed, status_code, Some(error), None, None)
         }
     };
-    let n = with_pool!(store, p => sqlx::query(
-        "update deliveries set status = $3, last_status_code = $4, last_error = $5, \
-         next_attempt_at = coalesce($6, next_attempt_at), delivered_at = $7, \
-         lease_owner = null, lease_until = null \
-         where id = $1 and lease_owner = $2 and status = 'pending'")
-        .bind(id).bind(owner).bind(status.as_str()).bind(code.map(i64::from)).bind(error)
-        .bind(next).bind(delivered_at).execute(p).await?.rows_affected());
-    Ok(n > 0)
+    Columns {
+        id,
+        status,
+        code: code.map(i64::from),
+        error,
+        next,
+        delivered_at,
+    }
 }
 
 /// Makes a failed delivery pending again with its attempts reset (`POST …/retry`). Returns

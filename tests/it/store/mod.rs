@@ -6,6 +6,8 @@ use relay365_actors::store::subscriptions::{self, NewSubscription};
 use relay365_actors::store::{credentials, new_id, Store, StoreError};
 use serde_json::json;
 
+mod batches;
+
 async fn credential(store: &Store) -> String {
     let id = new_id();
     credentials::insert(

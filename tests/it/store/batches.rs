@@ -1,0 +1,180 @@
+//! Processing's writes in batches: in one statement, each row is claimed, completed or
+//! recorded on its own terms (its lease), whatever else the statement carries.
+
+use relay365_actors::store::deliveries::{self, Attempt};
+use relay365_actors::store::events::{self, Completion, Lease, NewDelivery, NewEvent};
+use relay365_actors::store::new_id;
+use relay365_actors::store::status::{DeliveryStatus, EventStatus};
+use relay365_actors::store::targets::{self, TargetRow};
+
+use super::event;
+
+fn lease(owner: &str, now: i64) -> Lease<'_> {
+    Lease {
+        owner,
+        now,
+        ms: 1000,
+    }
+}
+
+#[tokio::test]
+async fn batched_claims_completions_and_records_take_each_row_on_its_own_terms() {
+    on_every_store!(|db| {
+        let store = db.store().await;
+        let target = TargetRow {
+            id: new_id(),
+            url: "http://127.0.0.1:9/hook".into(),
+            secret: targets::generate_secret(),
+            headers: "{}".into(),
+            credential_id: None,
+            event_types: None,
+            created_at: 1,
+        };
+        targets::insert(&store, &target).await.unwrap();
+        let batch: Vec<NewEvent> = (0..4).map(|i| event(&format!("b{i}"), "s", 1000)).collect();
+        events::insert_batch(&store, &batch).await.unwrap();
+        let ids: Vec<&str> = batch.iter().map(|e| e.id.as_str()).collect();
+
+        // Another processor holds the last one: a batch claim takes the others only.
+        assert!(events::claim(&store, ids[3], lease("other", 5000))
+            .await
+            .unwrap()
+            .is_some());
+        let mut claimed = events::claim_many(&store, &ids, lease("me", 5000))
+            .await
+            .unwrap();
+        claimed.sort_by(|a, b| a.id.cmp(&b.id));
+        let got: Vec<(&str, i64, Option<&str>)> = claimed
+            .iter()
+            .map(|r| (r.id.as_str(), r.attempts, r.lease_owner.as_deref()))
+            .collect();
+        let mut want: Vec<(&str, i64, Option<&str>)> =
+            ids[..3].iter().map(|id| (*id, 1, Some("me"))).collect();
+        want.sort();
+        assert_eq!(got, want, "{}", db.label);
+
+        // The third's lease runs out and another takes it: completing it changes nothing of
+        // it, and the others of the batch complete, their deliveries claimed for the sender.
+        assert!(events::claim(&store, ids[2], lease("other", 7000))
+            .await
+            .unwrap()
+            .is_some());
+        let completions: Vec<Completion> = ids[..3]
+            .iter()
+            .map(|id| Completion {
+                id: id.to_string(),
+                payload: format!(r#"{{"id":"{id}"}}"#),
+                processed_at: 7100,
+                deliveries: vec![NewDelivery {
+                    id: new_id(),
+                    target_id: target.id.clone(),
+                }],
+            })
+            .collect();
+        let refs: Vec<&Completion> = completions.iter().collect();
+        let done = events::complete_many(&store, "me", &refs, Some(lease("me", 7100)), 7100)
+            .await
+            .unwrap();
+        assert_eq!(done.len(), 3);
+        assert!(
+            done[2].is_none(),
+            "{}: a lost lease completes nothing",
+            db.label
+        );
+        let d: Vec<String> = done[..2]
+            .iter()
+            .map(|made| {
+                let made = made.as_ref().unwrap();
+                assert_eq!(made.len(), 1);
+                assert_eq!(made[0].1, target.id);
+                made[0].0.clone()
+            })
+            .collect();
+        let first = events::get(&store, ids[0]).await.unwrap().unwrap();
+        assert_eq!(first.status, EventStatus::Completed);
+        assert_eq!(first.payload, Some(completions[0].payload.clone()));
+        let third = events::get(&store, ids[2]).await.unwrap().unwrap();
+        assert_eq!(
+            (third.status, third.lease_owner.as_deref(), third.payload),
+            (EventStatus::Processing, Some("other"), None)
+        );
+        let made = deliveries::get(&store, &d[0]).await.unwrap().unwrap();
+        assert_eq!(
+            (
+                made.status,
+                made.attempts,
+                made.lease_owner.as_deref(),
+                made.lease_until
+            ),
+            (DeliveryStatus::Pending, 1, Some("me"), Some(8100)),
+            "{}: created claimed, the first attempt counted",
+            db.label
+        );
+        assert!(deliveries::claim(&store, &d[0], lease("other", 7200))
+            .await
+            .unwrap()
+            .is_none());
+        assert!(deliveries::due(&store, 7200, 7200, 10)
+            .await
+            .unwrap()
+            .is_empty());
+
+        // Records: one delivered, one to retry, one for a delivery that does not exist.
+        let recorded = deliveries::record_many(
+            &store,
+            "me",
+            &[
+                (d[0].as_str(), Attempt::Delivered { status_code: 204 }, 7300),
+                (
+                    d[1].as_str(),
+                    Attempt::Retry {
+                        status_code: Some(503),
+                        error: "HTTP 503",
+                        next_attempt_at: 9000,
+                    },
+                    7300,
+                ),
+                (
+                    "no-such-delivery",
+                    Attempt::Delivered { status_code: 200 },
+                    7300,
+                ),
+            ],
+        )
+        .await
+        .unwrap();
+        assert_eq!(recorded, vec![true, true, false], "{}", db.label);
+        let delivered = deliveries::get(&store, &d[0]).await.unwrap().unwrap();
+        assert_eq!(
+            (
+                delivered.status,
+                delivered.last_status_code,
+                delivered.delivered_at
+            ),
+            (DeliveryStatus::Delivered, Some(204), Some(7300))
+        );
+        let later = deliveries::get(&store, &d[1]).await.unwrap().unwrap();
+        assert_eq!(
+            (
+                later.status,
+                later.next_attempt_at,
+                later.last_error.as_deref(),
+                later.lease_owner
+            ),
+            (DeliveryStatus::Pending, 9000, Some("HTTP 503"), None)
+        );
+
+        // A batch claim of swept deliveries takes the due one, with what its attempt needs.
+        let taken =
+            deliveries::claim_many(&store, &[d[0].as_str(), d[1].as_str()], lease("me", 9000))
+                .await
+                .unwrap();
+        assert_eq!(taken.len(), 1, "{}", db.label);
+        let (row, out) = &taken[0];
+        assert_eq!((row.id.as_str(), row.attempts), (d[1].as_str(), 2));
+        assert_eq!(out.payload, Some(completions[1].payload.clone()));
+        assert_eq!(out.url, target.url);
+        store.close().await;
+        db.cleanup().await;
+    });
+}
