@@ -6,9 +6,15 @@
 //! events ([`crate::sweeper`]). A worker sends up to [`PER_TARGET`] deliveries of one target
 //! at once and [`MAX_IN_FLIGHT_PER_WORKER`] in all, each in a task of its own ([`send`]), so a
 //! slow or dead target holds only its own slots and never the deliveries to the others.
+//!
+//! A delivery pushed by the processor that created it comes claimed, with the payload in
+//! memory: it is sent without a read of the store. The others (swept, retried by hand) are
+//! claimed in one statement for all that a worker starts at one turn, and the answers are
+//! recorded in one statement for all that came while the previous write was in flight.
 
 pub mod send;
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
@@ -18,6 +24,8 @@ use crate::keyed::KeyedQueue;
 use crate::processor::worker_for;
 use crate::supervision::Crash;
 use crate::util::{spawn_guarded, spawn_reply};
+
+pub use send::Claimed;
 
 /// Name of the pool in the tree.
 pub const POOL: &str = "delivery";
@@ -40,14 +48,16 @@ pub fn worker_name(i: usize) -> String {
 
 /// A delivery worker's messages.
 pub enum DeliveryMsg {
-    /// Deliveries to send: (delivery id, target id).
+    /// Deliveries to claim and send: (delivery id, target id).
     Send(Vec<(String, String)>),
-    /// Self-sent: an attempt ended; `retry_in` when it is due again.
-    Done {
-        target: String,
-        id: String,
-        retry_in: Option<Duration>,
-    },
+    /// Deliveries claimed already, to send.
+    SendClaimed(Vec<Claimed>),
+    /// Self-sent: the claim of these (target, delivery id) pairs answered.
+    Taken(Vec<(String, String)>, Result<Vec<Claimed>, String>),
+    /// Self-sent: an attempt got its answer, to be recorded.
+    Posted(Box<send::Ended>),
+    /// Self-sent: these attempts ended; for each, when it is due again.
+    Ended(Vec<(String, String, Option<Duration>)>),
     /// Fail as if crashed (debug endpoint, or a panic in one of its tasks).
     Crash(String),
 }
@@ -65,31 +75,78 @@ pub struct Delivery {
     pub index: usize,
 }
 
-/// A worker's state: its queue and its share of the pool's counters.
+/// A worker's state: its queue, the claimed deliveries waiting for their turn, the claims
+/// and records waiting for their write, and its share of the pool's counters.
 pub struct DeliveryState {
     queue: KeyedQueue,
+    claimed: HashMap<String, Claimed>,
+    to_claim: Vec<(String, String)>,
+    claiming: bool,
+    to_record: Vec<send::Ended>,
+    recording: bool,
     shown: (u64, u64),
 }
 
 impl Delivery {
     fn pump(&self, myself: &ActorRef<DeliveryMsg>, st: &mut DeliveryState) {
         while let Some((target, id)) = st.queue.start_next() {
+            match st.claimed.remove(&id) {
+                Some(d) if d.holds_for(&self.deps) => self.post(myself, d),
+                _ => st.to_claim.push((target, id)),
+            }
+        }
+        if !st.claiming && !st.to_claim.is_empty() {
+            st.claiming = true;
+            let asked = std::mem::take(&mut st.to_claim);
             let deps = self.deps.clone();
             spawn_reply(
                 myself,
                 async move {
-                    let retry_in = send::attempt(&deps, &id).await;
-                    (target, id, retry_in)
+                    let ids: Vec<&str> = asked.iter().map(|(_, id)| id.as_str()).collect();
+                    let found = send::claim(&deps, &ids).await;
+                    (asked, found)
                 },
-                |(target, id, retry_in)| DeliveryMsg::Done {
-                    target,
-                    id,
-                    retry_in,
-                },
+                |(asked, found)| DeliveryMsg::Taken(asked, found),
+            );
+        }
+        if !st.recording && !st.to_record.is_empty() {
+            st.recording = true;
+            let ended = std::mem::take(&mut st.to_record);
+            let deps = self.deps.clone();
+            spawn_reply(
+                myself,
+                async move { send::record(&deps, ended).await },
+                DeliveryMsg::Ended,
             );
         }
         let now = (st.queue.queued() as u64, st.queue.in_flight() as u64);
         self.deps.delivery_stats.shift(&mut st.shown, now);
+    }
+
+    fn post(&self, myself: &ActorRef<DeliveryMsg>, d: Claimed) {
+        let deps = self.deps.clone();
+        spawn_reply(
+            myself,
+            async move { Box::new(send::post(&deps, &d).await) },
+            DeliveryMsg::Posted,
+        );
+    }
+
+    fn ended(
+        myself: &ActorRef<DeliveryMsg>,
+        st: &mut DeliveryState,
+        target: String,
+        id: String,
+        retry_in: Option<Duration>,
+    ) {
+        st.queue.done(&target, &id);
+        if let Some(wait) = retry_in.filter(|w| *w <= SELF_RETRY_WITHIN) {
+            let me = myself.clone();
+            spawn_guarded(myself, async move {
+                tokio::time::sleep(wait).await;
+                let _ = me.send_message(DeliveryMsg::Send(vec![(id, target)]));
+            });
+        }
     }
 }
 
@@ -105,6 +162,11 @@ impl Actor for Delivery {
     ) -> Result<DeliveryState, ActorProcessingErr> {
         Ok(DeliveryState {
             queue: KeyedQueue::new(PER_TARGET, MAX_IN_FLIGHT_PER_WORKER),
+            claimed: HashMap::new(),
+            to_claim: Vec::new(),
+            claiming: false,
+            to_record: Vec::new(),
+            recording: false,
             shown: (0, 0),
         })
     }
@@ -130,24 +192,67 @@ impl Actor for Delivery {
                     st.queue.push(&target, id);
                 }
             }
-            DeliveryMsg::Done {
-                target,
-                id,
-                retry_in,
-            } => {
-                st.queue.done(&target, &id);
-                if let Some(wait) = retry_in.filter(|w| *w <= SELF_RETRY_WITHIN) {
-                    let me = myself.clone();
-                    spawn_guarded(&myself, async move {
-                        tokio::time::sleep(wait).await;
-                        let _ = me.send_message(DeliveryMsg::Send(vec![(id, target)]));
-                    });
+            DeliveryMsg::SendClaimed(list) => {
+                for d in list {
+                    // Created under this worker's lease, so the sweep cannot have handed it
+                    // over before; should it be known anyway, it is sent once, as known.
+                    if st.queue.push(&d.target_id, d.id.clone()) {
+                        st.claimed.insert(d.id.clone(), d);
+                    }
+                }
+            }
+            DeliveryMsg::Taken(asked, found) => {
+                st.claiming = false;
+                match found {
+                    Ok(found) => {
+                        let mut found: HashMap<String, Claimed> =
+                            found.into_iter().map(|d| (d.id.clone(), d)).collect();
+                        for (target, id) in asked {
+                            match found.remove(&id) {
+                                Some(d) => self.post(&myself, d),
+                                // Not due, done, or another sender's.
+                                None => st.queue.done(&target, &id),
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(deliveries = asked.len(), error = %e, "claiming deliveries failed");
+                        let wait = Some(self.deps.settings.retry_base);
+                        for (target, id) in asked {
+                            Self::ended(&myself, st, target, id, wait);
+                        }
+                    }
+                }
+            }
+            DeliveryMsg::Posted(ended) => st.to_record.push(*ended),
+            DeliveryMsg::Ended(list) => {
+                st.recording = false;
+                for (target, id, retry_in) in list {
+                    Self::ended(&myself, st, target, id, retry_in);
                 }
             }
             DeliveryMsg::Crash(why) => return Err(why.into()),
         }
         self.pump(&myself, st);
         Ok(())
+    }
+}
+
+/// Hands deliveries claimed already (by the processor that created them) to their workers.
+pub fn hand(deps: &Deps, claimed: Vec<Claimed>) {
+    let workers = deps.settings.delivery_workers.max(1);
+    let mut per_worker: Vec<Vec<Claimed>> = vec![Vec::new(); workers];
+    for d in claimed {
+        per_worker[worker_for(&d.target_id, workers)].push(d);
+    }
+    for (i, batch) in per_worker
+        .into_iter()
+        .enumerate()
+        .filter(|(_, b)| !b.is_empty())
+    {
+        if let Some(w) = deps.health.actor::<DeliveryMsg>(&worker_name(i)) {
+            let _ = w.send_message(DeliveryMsg::SendClaimed(batch));
+        }
     }
 }
 

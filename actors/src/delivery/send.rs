@@ -1,6 +1,9 @@
-//! One delivery attempt: claim it, sign the event's body with the target's secret (Standard
-//! Webhooks, through the `standardwebhooks` crate, the specification's own implementation),
-//! POST it with the target's headers, and record the answer.
+//! One delivery attempt: claimed (with the others its worker starts at the same turn,
+//! [`claim`]; a delivery the processor just created comes claimed already, with the payload in
+//! memory), the event's body signed with the target's secret (Standard Webhooks, through the
+//! `standardwebhooks` crate, the specification's own implementation), POSTed with the target's
+//! headers ([`post`]), and the answer recorded with the others that came meanwhile
+//! ([`record`]).
 //!
 //! Only a 2xx answer within the timeout is a success; anything else, 3xx included (redirects
 //! are never followed: the body and the target's headers must not go to another host), is
@@ -8,6 +11,8 @@
 //! event id) goes with every attempt, so the receiver can drop repeats. At most
 //! [`MAX_ANSWER_BYTES`] of the answer is kept; the secret is never stored with it or logged.
 
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use standardwebhooks::{
@@ -18,6 +23,7 @@ use crate::deps::Deps;
 use crate::store::deliveries::{self, Attempt, DeliveryRow, Outgoing};
 use crate::store::events::Lease;
 use crate::store::now_ms;
+use crate::store::status::DeliveryStatus;
 use crate::util::backoff;
 
 /// How long a target has to answer (SPEC §4).
@@ -26,54 +32,122 @@ pub const TIMEOUT: Duration = Duration::from_secs(10);
 /// The most of a target's answer that is stored with the delivery.
 pub const MAX_ANSWER_BYTES: usize = 1024;
 
-/// Attempts delivery `id` once. Returns when it is due again, if it is to be retried.
-pub async fn attempt(deps: &Deps, id: &str) -> Option<Duration> {
+/// A delivery claimed for an attempt, with all the attempt needs.
+#[derive(Clone)]
+pub struct Claimed {
+    pub id: String,
+    pub event_id: String,
+    pub target_id: String,
+    /// Attempts so far, this one included.
+    pub attempts: i64,
+    /// When the claim runs out.
+    pub lease_until: i64,
+    /// The SPEC §4 body; `None` when the event has none (replayed meanwhile).
+    pub payload: Option<Arc<str>>,
+    pub url: String,
+    /// Secret: never log.
+    pub secret: String,
+    pub headers: String,
+    /// When the notification was received (for the end-to-end latency).
+    pub received_at: i64,
+}
+
+impl Claimed {
+    fn of(row: DeliveryRow, out: Outgoing) -> Claimed {
+        Claimed {
+            id: row.id,
+            event_id: row.event_id,
+            target_id: row.target_id,
+            attempts: row.attempts,
+            lease_until: row.lease_until.unwrap_or(0),
+            payload: out.payload.map(Arc::from),
+            url: out.url,
+            secret: out.secret,
+            headers: out.headers,
+            received_at: out.received_at,
+        }
+    }
+
+    /// Whether the claim still holds long enough for an attempt started now.
+    pub fn holds_for(&self, deps: &Deps) -> bool {
+        let need = i64::try_from(timeout(deps).as_millis()).unwrap_or(i64::MAX / 4);
+        self.lease_until > now_ms().saturating_add(need)
+    }
+}
+
+/// How an attempt ended, to be recorded.
+pub struct Ended {
+    pub id: String,
+    pub target_id: String,
+    status: DeliveryStatus,
+    status_code: Option<u16>,
+    error: String,
+    next_attempt_at: Option<i64>,
+    at: i64,
+    /// When it is due again, if it is.
+    pub retry_in: Option<Duration>,
+}
+
+impl Ended {
+    fn attempt(&self) -> Attempt<'_> {
+        match self.status {
+            DeliveryStatus::Delivered => Attempt::Delivered {
+                status_code: self.status_code.unwrap_or(200),
+            },
+            DeliveryStatus::Pending => Attempt::Retry {
+                status_code: self.status_code,
+                error: &self.error,
+                next_attempt_at: self.next_attempt_at.unwrap_or(self.at),
+            },
+            DeliveryStatus::Failed => Attempt::Failed {
+                status_code: self.status_code,
+                error: &self.error,
+            },
+        }
+    }
+}
+
+fn timeout(deps: &Deps) -> Duration {
+    TIMEOUT.min(deps.settings.lease / 2)
+}
+
+/// Claims those of `ids` that are claimable, in one statement.
+pub async fn claim(deps: &Deps, ids: &[&str]) -> Result<Vec<Claimed>, String> {
     let lease = Lease {
         owner: deps.instance.as_ref(),
         now: now_ms(),
         ms: i64::try_from(deps.settings.lease.as_millis()).unwrap_or(i64::MAX / 2),
     };
-    let (row, out) = match deliveries::claim(&deps.work, id, lease).await {
-        Ok(Some(found)) => found,
-        Ok(None) => return None,
-        Err(e) => {
-            tracing::warn!(delivery = id, error = %e, "claiming a delivery failed");
-            return Some(deps.settings.retry_base);
-        }
-    };
-    let timeout = TIMEOUT.min(deps.settings.lease / 2);
-    let result = post(deps, &row, &out, timeout).await;
-    let attempts = u32::try_from(row.attempts).unwrap_or(u32::MAX);
+    match deliveries::claim_many(&deps.work, ids, lease).await {
+        Ok(found) => Ok(found.into_iter().map(|(r, o)| Claimed::of(r, o)).collect()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Sends one claimed delivery and decides what comes of its answer (not yet recorded).
+pub async fn post(deps: &Deps, d: &Claimed) -> Ended {
+    let result = send(deps, d, timeout(deps)).await;
+    let attempts = u32::try_from(d.attempts).unwrap_or(u32::MAX);
     let now = now_ms();
-    let (record, retry_in) = match &result {
+    let (status, next_attempt_at, retry_in) = match &result {
         Ok(code) if (200..300).contains(code) => {
             metrics::histogram!("relay365_delivered_after_seconds")
-                .record((now - out.received_at).max(0) as f64 / 1000.0);
-            (Attempt::Delivered { status_code: *code }, None)
+                .record((now - d.received_at).max(0) as f64 / 1000.0);
+            (DeliveryStatus::Delivered, None, None)
         }
-        _ if attempts >= deps.settings.delivery_max_attempts.max(1) => (
-            Attempt::Failed {
-                status_code: status_of(&result),
-                error: error_of(&result),
-            },
-            None,
-        ),
+        _ if attempts >= deps.settings.delivery_max_attempts.max(1) => {
+            (DeliveryStatus::Failed, None, None)
+        }
         _ => {
             let delay = backoff(deps.settings.retry_base, attempts);
-            (
-                Attempt::Retry {
-                    status_code: status_of(&result),
-                    error: error_of(&result),
-                    next_attempt_at: now + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX / 4),
-                },
-                Some(delay),
-            )
+            let at = now + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX / 4);
+            (DeliveryStatus::Pending, Some(at), Some(delay))
         }
     };
-    let outcome = match &record {
-        Attempt::Delivered { .. } => "delivered",
-        Attempt::Retry { .. } => "retried",
-        Attempt::Failed { .. } => "failed",
+    let outcome = match status {
+        DeliveryStatus::Delivered => "delivered",
+        DeliveryStatus::Pending => "retried",
+        DeliveryStatus::Failed => "failed",
     };
     let class = match status_of(&result) {
         Some(c) => format!("{}xx", c / 100),
@@ -82,28 +156,48 @@ pub async fn attempt(deps: &Deps, id: &str) -> Option<Duration> {
     metrics::counter!("relay365_deliveries_total", "outcome" => outcome, "status" => class)
         .increment(1);
     let stats = &deps.delivery_stats;
-    match outcome {
-        "delivered" => {
-            stats
-                .processed
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    match status {
+        DeliveryStatus::Delivered => {
+            stats.processed.fetch_add(1, Ordering::Relaxed);
         }
-        "failed" => {
-            stats
-                .failed
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            tracing::warn!(delivery = %row.id, target = %row.target_id, error = error_of(&result), "delivery failed; retry it by hand");
+        DeliveryStatus::Failed => {
+            stats.failed.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(delivery = %d.id, target = %d.target_id, error = error_of(&result), "delivery failed; retry it by hand");
         }
-        _ => {}
+        DeliveryStatus::Pending => {}
     }
-    match deliveries::record(&deps.work, &row.id, lease.owner, record, now).await {
-        Ok(_) => retry_in,
-        Err(e) => {
-            // The lease runs out and the delivery is sent again: at least once holds.
-            tracing::warn!(delivery = %row.id, error = %e, "recording a delivery attempt failed");
-            None
-        }
+    Ended {
+        id: d.id.clone(),
+        target_id: d.target_id.clone(),
+        status,
+        status_code: status_of(&result),
+        error: error_of(&result).to_string(),
+        next_attempt_at,
+        at: now,
+        retry_in,
     }
+}
+
+/// Records how attempts ended, in one statement. Answers, for each (target, delivery), when it
+/// is due again, if it is. A write that fails leaves the leases to run out: the deliveries are
+/// sent again (at least once holds).
+pub async fn record(deps: &Deps, ended: Vec<Ended>) -> Vec<(String, String, Option<Duration>)> {
+    let attempts: Vec<(&str, Attempt<'_>, i64)> = ended
+        .iter()
+        .map(|e| (e.id.as_str(), e.attempt(), e.at))
+        .collect();
+    let written = deliveries::record_many(&deps.work, deps.instance.as_ref(), &attempts).await;
+    drop(attempts);
+    if let Err(e) = &written {
+        tracing::warn!(deliveries = ended.len(), error = %e, "recording delivery attempts failed");
+    }
+    ended
+        .into_iter()
+        .map(|e| {
+            let retry_in = if written.is_ok() { e.retry_in } else { None };
+            (e.target_id, e.id, retry_in)
+        })
+        .collect()
 }
 
 /// What an attempt got: the status code and the start of the answer, or why there was none.
@@ -141,7 +235,7 @@ pub fn signed_headers(
     ])
 }
 
-async fn post(deps: &Deps, row: &DeliveryRow, out: &Outgoing, timeout: Duration) -> Answer {
+async fn send(deps: &Deps, out: &Claimed, timeout: Duration) -> Answer {
     let Some(body) = out.payload.as_deref() else {
         return Err((
             None,
@@ -150,7 +244,7 @@ async fn post(deps: &Deps, row: &DeliveryRow, out: &Outgoing, timeout: Duration)
     };
     let headers = signed_headers(
         &out.secret,
-        &row.event_id,
+        &out.event_id,
         chrono::Utc::now().timestamp(),
         body,
     )

@@ -5,16 +5,22 @@
 //! subscription (sticky routing), from the receiver's hand-off and from the sweep of the store
 //! ([`crate::sweeper`]); nothing in a worker's memory is the only copy of anything, so a
 //! restart loses no work. A worker runs one event per subscription at a time, in the order it
-//! was handed them, and many subscriptions at once: each event is processed in a task of its
-//! own ([`work::process`]), so a mailbox that Graph throttles or answers slowly only waits
-//! for itself. An event whose attempt failed goes back to the store with its next attempt
-//! time and does not hold up the events after it (one bad message must not stop a mailbox
-//! for an hour).
+//! was handed them, and many subscriptions at once: each event's attempt runs in a task of its
+//! own ([`work::run`]), so a mailbox that Graph throttles or answers slowly only waits for
+//! itself. An event whose attempt failed goes back to the store with its next attempt time and
+//! does not hold up the events after it (one bad message must not stop a mailbox for an hour).
+//!
+//! The store sees a worker's events in batches: the events it starts while a claim is in
+//! flight are claimed together by the next one, and the events that succeed while a completing
+//! write is in flight are completed together by the next (group commit, as the receiver does
+//! for inserts). Under load a statement serves tens of events; at a trickle each waits for no
+//! one.
 
 mod normalize;
 pub mod targets;
 pub mod work;
 
+use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::time::Duration;
 
@@ -24,11 +30,12 @@ use crate::cluster;
 use crate::deps::Deps;
 use crate::keyed::KeyedQueue;
 use crate::renewal;
-use crate::store::events::Inserted;
+use crate::store::events::{EventRow, Inserted};
 use crate::supervision::Crash;
 use crate::util::{spawn_guarded, spawn_reply};
 
 pub use normalize::{event_type, normalize_message};
+use work::Step;
 
 /// Name of the pool in the tree.
 pub const POOL: &str = "processors";
@@ -57,12 +64,12 @@ pub enum ProcessorMsg {
     /// Stored events to process: (event id, subscription id). The store stays the truth: a
     /// lost message only delays an event until the next sweep.
     Process(Vec<(String, Option<String>)>),
-    /// Self-sent: an event's attempt ended; `retry_in` when it is due again.
-    Done {
-        key: String,
-        id: String,
-        retry_in: Option<Duration>,
-    },
+    /// Self-sent: the claim of these (key, event id) pairs answered (the rows claimed).
+    Claimed(Vec<(String, String)>, Result<Vec<EventRow>, String>),
+    /// Self-sent: an event's attempt ran.
+    Attempted { key: String, id: String, step: Step },
+    /// Self-sent: these events' attempts ended; for each, when it is due again.
+    Ended(Vec<(String, String, Option<Duration>)>),
     /// Fail as if crashed (debug endpoint, or a panic in one of its tasks).
     Crash(String),
 }
@@ -80,29 +87,69 @@ pub struct Processor {
     pub index: usize,
 }
 
-/// A worker's state: its queue, and what it last added to the pool's counters (so that a
-/// restart takes its share back out).
+/// A worker's state: its queue, the claims and completions waiting for their write, and what
+/// it last added to the pool's counters (so that a restart takes its share back out).
 pub struct ProcessorState {
     queue: KeyedQueue,
+    to_claim: Vec<(String, String)>,
+    claiming: bool,
+    to_complete: Vec<(String, Box<work::Ready>)>,
+    completing: bool,
     shown: (u64, u64),
 }
 
 impl Processor {
-    /// Starts what the queue allows and shows the queue in the pool's counters.
+    /// Starts what the queue allows, writes what waits if no write of its kind is in flight,
+    /// and shows the queue in the pool's counters.
     fn pump(&self, myself: &ActorRef<ProcessorMsg>, st: &mut ProcessorState) {
-        while let Some((key, id)) = st.queue.start_next() {
+        while let Some(started) = st.queue.start_next() {
+            st.to_claim.push(started);
+        }
+        if !st.claiming && !st.to_claim.is_empty() {
+            st.claiming = true;
+            let asked = std::mem::take(&mut st.to_claim);
             let deps = self.deps.clone();
             spawn_reply(
                 myself,
                 async move {
-                    let retry_in = work::process(&deps, &id).await;
-                    (key, id, retry_in)
+                    let ids: Vec<&str> = asked.iter().map(|(_, id)| id.as_str()).collect();
+                    let rows = work::claim(&deps, &ids).await.map_err(|e| e.to_string());
+                    (asked, rows)
                 },
-                |(key, id, retry_in)| ProcessorMsg::Done { key, id, retry_in },
+                |(asked, rows)| ProcessorMsg::Claimed(asked, rows),
+            );
+        }
+        if !st.completing && !st.to_complete.is_empty() {
+            st.completing = true;
+            let ready = std::mem::take(&mut st.to_complete);
+            let deps = self.deps.clone();
+            spawn_reply(
+                myself,
+                async move { work::complete(&deps, ready).await },
+                ProcessorMsg::Ended,
             );
         }
         let now = (st.queue.queued() as u64, st.queue.in_flight() as u64);
         self.deps.processor_stats.shift(&mut st.shown, now);
+    }
+
+    /// An event's attempt ended: its key may start its next event, and a retry due soon is
+    /// handed back to this worker when it is due.
+    fn ended(
+        myself: &ActorRef<ProcessorMsg>,
+        st: &mut ProcessorState,
+        key: String,
+        id: String,
+        retry_in: Option<Duration>,
+    ) {
+        st.queue.done(&key, &id);
+        if let Some(wait) = retry_in.filter(|w| *w <= SELF_RETRY_WITHIN) {
+            let me = myself.clone();
+            spawn_guarded(myself, async move {
+                tokio::time::sleep(wait).await;
+                let _ = me.send_message(ProcessorMsg::Process(vec![(id, Some(key))]));
+            });
+        }
     }
 }
 
@@ -118,6 +165,10 @@ impl Actor for Processor {
     ) -> Result<ProcessorState, ActorProcessingErr> {
         Ok(ProcessorState {
             queue: KeyedQueue::new(1, MAX_IN_FLIGHT_PER_WORKER),
+            to_claim: Vec::new(),
+            claiming: false,
+            to_complete: Vec::new(),
+            completing: false,
             shown: (0, 0),
         })
     }
@@ -143,14 +194,46 @@ impl Actor for Processor {
                     st.queue.push(sub.as_deref().unwrap_or(""), id);
                 }
             }
-            ProcessorMsg::Done { key, id, retry_in } => {
-                st.queue.done(&key, &id);
-                if let Some(wait) = retry_in.filter(|w| *w <= SELF_RETRY_WITHIN) {
-                    let me = myself.clone();
-                    spawn_guarded(&myself, async move {
-                        tokio::time::sleep(wait).await;
-                        let _ = me.send_message(ProcessorMsg::Process(vec![(id, Some(key))]));
-                    });
+            ProcessorMsg::Claimed(asked, rows) => {
+                st.claiming = false;
+                match rows {
+                    Ok(rows) => {
+                        let mut rows: HashMap<String, EventRow> =
+                            rows.into_iter().map(|r| (r.id.clone(), r)).collect();
+                        for (key, id) in asked {
+                            let Some(row) = rows.remove(&id) else {
+                                // Done, not due, or another processor's.
+                                st.queue.done(&key, &id);
+                                continue;
+                            };
+                            let deps = self.deps.clone();
+                            spawn_reply(
+                                &myself,
+                                async move {
+                                    let step = work::run(&deps, row).await;
+                                    (key, id, step)
+                                },
+                                |(key, id, step)| ProcessorMsg::Attempted { key, id, step },
+                            );
+                        }
+                    }
+                    Err(e) => {
+                        // Not claimed, so nothing to undo: tried again soon, or swept.
+                        tracing::warn!(error = %e, events = asked.len(), "claiming events failed");
+                        for (key, id) in asked {
+                            Self::ended(&myself, st, key, id, Some(self.deps.settings.retry_base));
+                        }
+                    }
+                }
+            }
+            ProcessorMsg::Attempted { key, id, step } => match step {
+                Step::Complete(ready) => st.to_complete.push((key, ready)),
+                Step::Settled(retry_in) => Self::ended(&myself, st, key, id, retry_in),
+            },
+            ProcessorMsg::Ended(list) => {
+                st.completing = false;
+                for (key, id, retry_in) in list {
+                    Self::ended(&myself, st, key, id, retry_in);
                 }
             }
             ProcessorMsg::Crash(why) => return Err(why.into()),

@@ -1,6 +1,7 @@
-//! One event's attempt: claim it, fetch its message through its credential, normalize and
-//! enrich it, then complete it with its deliveries in one transaction, or put it back with the
-//! reason.
+//! One event's way through a processor: claimed (with the others its worker starts at the same
+//! turn, [`claim`]), its message fetched through its credential, normalized and enriched
+//! ([`run`]), then completed with its deliveries in one transaction (with the others that
+//! finished meanwhile, [`complete`]), or put back with the reason.
 //!
 //! Which failures wait and which end an event is decided in one place ([`classify`]): Graph
 //! throttling, 5xx, timeouts and network errors are retried with backoff and count as
@@ -9,6 +10,7 @@
 //! or a token source that says the credential is not connected fails it at once, with what a
 //! person should do.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -19,8 +21,9 @@ use crate::delivery;
 use crate::deps::Deps;
 use crate::graph::{Attachment, GraphError, Message};
 use crate::primitives::{enrich, AttachmentBytes, AttachmentText};
-use crate::store::events::{self, EventRow, Lease, NewDelivery};
+use crate::store::events::{self, Completion, EventRow, Lease, NewDelivery};
 use crate::store::status::EventStatus;
+use crate::store::targets::TargetRow;
 use crate::store::{new_id, now_ms, to_time, StoreError};
 use crate::token::TokenError;
 use crate::util::backoff;
@@ -33,6 +36,8 @@ pub const MAX_ATTACHMENT_BYTES: i64 = 25 * 1024 * 1024;
 /// How an attempt ended.
 #[derive(Debug)]
 enum Outcome {
+    /// Succeeded: to be completed with this payload and these deliveries.
+    Ready(Completion, Arc<Vec<TargetRow>>),
     /// Done: completed with its payload, or skipped/failed with a reason.
     Final(EventStatus),
     /// Try again later.
@@ -50,29 +55,44 @@ enum Outcome {
     Elsewhere,
 }
 
-/// Processes event `id` once. Returns when it is due again, if it is to be retried.
-pub async fn process(deps: &Deps, id: &str) -> Option<Duration> {
-    let lease_ms = i64::try_from(deps.settings.lease.as_millis()).unwrap_or(i64::MAX / 2);
-    let owner = deps.instance.as_ref();
-    let lease = Lease {
-        owner,
+/// What an attempt came to.
+pub enum Step {
+    /// It succeeded: to be completed, with its payload and its deliveries ([`complete`]).
+    Complete(Box<Ready>),
+    /// It ended otherwise, and that is recorded: when the event is due again, if it is.
+    Settled(Option<Duration>),
+}
+
+/// A successful attempt, waiting for its completing write.
+pub struct Ready {
+    row: EventRow,
+    completion: Completion,
+    /// The targets its deliveries were matched against.
+    targets: Arc<Vec<TargetRow>>,
+}
+
+/// This worker's lease on what it claims now.
+fn lease(deps: &Deps) -> Lease<'_> {
+    Lease {
+        owner: deps.instance.as_ref(),
         now: now_ms(),
-        ms: lease_ms,
-    };
-    let row = match events::claim(&deps.work, id, lease).await {
-        Ok(Some(row)) => row,
-        Ok(None) => return None,
-        Err(e) => {
-            // Not claimed, so nothing to undo: the sweep finds it again.
-            tracing::warn!(event = id, error = %e, "claiming an event failed");
-            return Some(deps.settings.retry_base);
-        }
-    };
+        ms: i64::try_from(deps.settings.lease.as_millis()).unwrap_or(i64::MAX / 2),
+    }
+}
+
+/// Claims those of `ids` that are claimable, in one statement: the rows claimed. The others
+/// are done, not due, or another processor's.
+pub async fn claim(deps: &Deps, ids: &[&str]) -> Result<Vec<EventRow>, StoreError> {
+    events::claim_many(&deps.work, ids, lease(deps)).await
+}
+
+/// Runs one attempt of a claimed event, up to the payload and its deliveries.
+pub async fn run(deps: &Deps, row: EventRow) -> Step {
     if !deps
         .mailboxes
         .holds(row.credential_id.as_deref().unwrap_or(""))
     {
-        return settle(deps, &row, Outcome::Elsewhere).await;
+        return Step::Settled(settle(deps, &row, Outcome::Elsewhere).await);
     }
     let started = Instant::now();
     // Within the lease, so that no other processor can take the event while this one still
@@ -88,7 +108,77 @@ pub async fn process(deps: &Deps, id: &str) -> Option<Duration> {
     };
     metrics::histogram!("relay365_event_processing_seconds")
         .record(started.elapsed().as_secs_f64());
-    settle(deps, &row, outcome).await
+    match outcome {
+        Outcome::Ready(completion, targets) => Step::Complete(Box::new(Ready {
+            row,
+            completion,
+            targets,
+        })),
+        other => Step::Settled(settle(deps, &row, other).await),
+    }
+}
+
+/// Completes events whose attempts succeeded, in one transaction, and hands their deliveries
+/// to the delivery pool, claimed already and with the payload in memory. Answers, for each
+/// (key, event), when it is due again, if it is.
+pub async fn complete(
+    deps: &Deps,
+    ready: Vec<(String, Box<Ready>)>,
+) -> Vec<(String, String, Option<Duration>)> {
+    let owner = deps.instance.as_ref();
+    let send = lease(deps);
+    let completions: Vec<&Completion> = ready.iter().map(|(_, r)| &r.completion).collect();
+    let written =
+        events::complete_many(&deps.work, owner, &completions, Some(send), send.now).await;
+    drop(completions);
+    let mut out = Vec::with_capacity(ready.len());
+    match written {
+        Ok(results) => {
+            let mut handed = Vec::new();
+            for ((key, r), created) in ready.into_iter().zip(results) {
+                let Ready {
+                    row,
+                    completion,
+                    targets,
+                } = *r;
+                match created {
+                    Some(created) => {
+                        let payload: Arc<str> = Arc::from(completion.payload);
+                        for (id, target_id) in created {
+                            let Some(t) = targets.iter().find(|t| t.id == target_id) else {
+                                continue;
+                            };
+                            handed.push(delivery::Claimed {
+                                id,
+                                event_id: row.id.clone(),
+                                attempts: 1,
+                                lease_until: send.now + send.ms,
+                                payload: Some(payload.clone()),
+                                target_id,
+                                url: t.url.clone(),
+                                secret: t.secret.clone(),
+                                headers: t.headers.clone(),
+                                received_at: row.received_at,
+                            });
+                        }
+                        settle(deps, &row, Outcome::Final(EventStatus::Completed)).await;
+                    }
+                    None => {
+                        tracing::info!(event = %row.id, "lease lost before completing; another processor has it");
+                    }
+                }
+                out.push((key, row.id, None));
+            }
+            delivery::hand(deps, handed);
+        }
+        Err(e) => {
+            for (key, r) in ready {
+                let retry_in = settle(deps, &r.row, store_trouble(e.to_string())).await;
+                out.push((key, r.row.id, retry_in));
+            }
+        }
+    }
+    out
 }
 
 /// Records an outcome that is not a completion. Returns the retry delay, if any.
@@ -109,7 +199,7 @@ async fn settle(deps: &Deps, row: &EventRow, outcome: Outcome) -> Option<Duratio
                 }
                 Ok(None)
             }
-            Outcome::Nothing => Ok(None),
+            Outcome::Nothing | Outcome::Ready(..) => Ok(None),
             Outcome::Elsewhere => {
                 let why = "another instance holds this mailbox now";
                 events::retry_later(&deps.work, &row.id, owner, now_ms(), why, true).await?;
@@ -239,30 +329,18 @@ async fn attempt(deps: &Deps, row: &EventRow) -> Outcome {
             target_id: t.id.clone(),
         })
         .collect();
-    let owner = deps.instance.as_ref();
-    match events::complete(
-        &deps.work,
-        &row.id,
-        owner,
-        &payload,
-        &deliveries,
-        processed_at,
+    Outcome::Ready(
+        Completion {
+            id: row.id.clone(),
+            payload,
+            processed_at,
+            deliveries,
+        },
+        targets,
     )
-    .await
-    {
-        Ok(Some(created)) => {
-            delivery::route(deps, created);
-            Outcome::Final(EventStatus::Completed)
-        }
-        Ok(None) => {
-            tracing::info!(event = %row.id, "lease lost before completing; another processor has it");
-            Outcome::Nothing
-        }
-        Err(e) => store_trouble(e),
-    }
 }
 
-fn store_trouble(e: StoreError) -> Outcome {
+fn store_trouble(e: impl std::fmt::Display) -> Outcome {
     Outcome::Retry {
         error: format!("store: {e}"),
         refund: true,
