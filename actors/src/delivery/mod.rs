@@ -140,6 +140,17 @@ impl Delivery {
         retry_in: Option<Duration>,
     ) {
         st.queue.done(&target, &id);
+        Self::retry_soon(myself, target, id, retry_in);
+    }
+
+    /// A retry due within [`SELF_RETRY_WITHIN`] is handed back to this worker when it is due;
+    /// a later one is left to the sweep.
+    fn retry_soon(
+        myself: &ActorRef<DeliveryMsg>,
+        target: String,
+        id: String,
+        retry_in: Option<Duration>,
+    ) {
         if let Some(wait) = retry_in.filter(|w| *w <= SELF_RETRY_WITHIN) {
             let me = myself.clone();
             spawn_guarded(myself, async move {
@@ -224,11 +235,16 @@ impl Actor for Delivery {
                     }
                 }
             }
-            DeliveryMsg::Posted(ended) => st.to_record.push(*ended),
+            // The target's slot is free once it answered; the answer is recorded with the
+            // others (the delivery stays under this sender's lease until then).
+            DeliveryMsg::Posted(ended) => {
+                st.queue.done(&ended.target_id, &ended.id);
+                st.to_record.push(*ended);
+            }
             DeliveryMsg::Ended(list) => {
                 st.recording = false;
                 for (target, id, retry_in) in list {
-                    Self::ended(&myself, st, target, id, retry_in);
+                    Self::retry_soon(&myself, target, id, retry_in);
                 }
             }
             DeliveryMsg::Crash(why) => return Err(why.into()),

@@ -133,8 +133,7 @@ impl Processor {
         self.deps.processor_stats.shift(&mut st.shown, now);
     }
 
-    /// An event's attempt ended: its key may start its next event, and a retry due soon is
-    /// handed back to this worker when it is due.
+    /// An event's attempt ended: its key may start its next event.
     fn ended(
         myself: &ActorRef<ProcessorMsg>,
         st: &mut ProcessorState,
@@ -143,6 +142,17 @@ impl Processor {
         retry_in: Option<Duration>,
     ) {
         st.queue.done(&key, &id);
+        Self::retry_soon(myself, key, id, retry_in);
+    }
+
+    /// A retry due within [`SELF_RETRY_WITHIN`] is handed back to this worker when it is due;
+    /// a later one is left to the sweep.
+    fn retry_soon(
+        myself: &ActorRef<ProcessorMsg>,
+        key: String,
+        id: String,
+        retry_in: Option<Duration>,
+    ) {
         if let Some(wait) = retry_in.filter(|w| *w <= SELF_RETRY_WITHIN) {
             let me = myself.clone();
             spawn_guarded(myself, async move {
@@ -227,13 +237,19 @@ impl Actor for Processor {
                 }
             }
             ProcessorMsg::Attempted { key, id, step } => match step {
-                Step::Complete(ready) => st.to_complete.push((key, ready)),
+                // The subscription's next event may start: completions are written in the
+                // order they come (one write at a time), so its events still complete, and
+                // their deliveries leave, in order.
+                Step::Complete(ready) => {
+                    st.queue.done(&key, &id);
+                    st.to_complete.push((key, ready));
+                }
                 Step::Settled(retry_in) => Self::ended(&myself, st, key, id, retry_in),
             },
             ProcessorMsg::Ended(list) => {
                 st.completing = false;
                 for (key, id, retry_in) in list {
-                    Self::ended(&myself, st, key, id, retry_in);
+                    Self::retry_soon(&myself, key, id, retry_in);
                 }
             }
             ProcessorMsg::Crash(why) => return Err(why.into()),

@@ -93,14 +93,19 @@ pub async fn claim_many(
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    const SET: &str =
-        "update deliveries set lease_owner = $2, lease_until = $3, attempts = attempts + 1";
+    // A delivery this sender holds already (created claimed for it, then kept waiting in its
+    // queue until the claim ran short) is claimed again, its attempt not counted twice.
+    const SET: &str = "update deliveries set attempts = attempts + \
+        case when lease_owner = $2 and lease_until >= $1 then 0 else 1 end, \
+        lease_owner = $2, lease_until = $3";
+    const MINE: &str = "(status = 'pending' and lease_owner = $2)";
     const JOIN: &str = "e.payload, t.url, t.secret, t.headers, e.received_at";
     let found = match store {
         Store::Postgres(p) => {
             let sql = format!(
-                "with c as ({SET} where id in (select id from deliveries where id = any($4) \
-                 and {CLAIMABLE} for update skip locked) returning {COLUMNS}) \
+                "with c as ({SET} where id in (select d.id from unnest($4::text[]) as k(id) \
+                 join deliveries d on d.id = k.id where ({CLAIMABLE} or {MINE}) \
+                 for update of d skip locked) returning {COLUMNS}) \
                  select c.*, {JOIN} from c \
                  join events e on e.id = c.event_id join targets t on t.id = c.target_id"
             );
@@ -116,7 +121,8 @@ pub async fn claim_many(
             let ids = serde_json::to_string(ids).unwrap_or_default();
             let mut tx = p.begin().await?;
             let taken: Vec<(String,)> = sqlx::query_as(&format!(
-                "{SET} where id in (select value from json_each($4)) and {CLAIMABLE} returning id"
+                "{SET} where id in (select value from json_each($4)) \
+                 and ({CLAIMABLE} or {MINE}) returning id"
             ))
             .bind(lease.now)
             .bind(lease.owner)
@@ -199,6 +205,10 @@ pub async fn record_many(
         .map(|(id, a, now)| columns(id, a, *now))
         .collect();
     let recorded: Vec<String> = match store {
+        // Each row found by the primary key, one look-up each: no condition on `status`,
+        // which let the planner prefer the status index and read every pending delivery
+        // (thousands in a backlog) for each batch. A lease is only ever held on a pending
+        // delivery (every write that ends one clears it), so the owner says it all.
         Store::Postgres(p) => {
             let rows: Vec<(String,)> = sqlx::query_as(
                 "update deliveries d set status = r.status, last_status_code = r.code, \
@@ -206,7 +216,7 @@ pub async fn record_many(
                  delivered_at = r.delivered_at, lease_owner = null, lease_until = null \
                  from unnest($2::text[], $3::text[], $4::int8[], $5::text[], $6::int8[], \
                      $7::int8[]) as r(id, status, code, error, next, delivered_at) \
-                 where d.id = r.id and d.lease_owner = $1 and d.status = 'pending' \
+                 where d.id = r.id and d.lease_owner = $1 \
                  returning d.id",
             )
             .bind(owner)

@@ -118,6 +118,18 @@ async fn batched_claims_completions_and_records_take_each_row_on_its_own_terms()
             .await
             .unwrap()
             .is_empty());
+        // Its sender may claim it again (its claim ran short while it waited): the lease is
+        // renewed, the attempt not counted twice.
+        let (again, _) = deliveries::claim(&store, &d[1], lease("me", 7200))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (again.attempts, again.lease_until),
+            (1, Some(8200)),
+            "{}",
+            db.label
+        );
 
         // Records: one delivered, one to retry, one for a delivery that does not exist.
         let recorded = deliveries::record_many(
