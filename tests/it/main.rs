@@ -20,6 +20,7 @@ mod openapi;
 mod pipeline;
 mod receiver;
 mod renewal;
+mod renewal_load;
 mod store;
 mod subscriptions;
 mod supervision;

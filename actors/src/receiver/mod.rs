@@ -1,7 +1,11 @@
 //! The receiver: takes the notification items that the HTTP handlers parsed, checks them
 //! against the subscriptions it knows, makes them durable, and hands the new events on.
 //!
-//! Supervised by `root` (core). On (re)start it rebuilds its subscription map from the store.
+//! Supervised by `root` (core). On (re)start it rebuilds its subscription map from the store:
+//! a task reads the subscriptions in pages ([`LOAD_PAGE`] at a time) straight into the new
+//! map and hands over the whole map; the map in use is replaced only then, so a request is
+//! never checked against half of it. At 100,000 subscriptions the rows of one query at once
+//! beside the map would cost tens of megabytes the allocator keeps (issue 11).
 //!
 //! Group commit: the items of many concurrent requests are gathered into one transaction, and
 //! each request is answered only after the commit that holds its items. `handle` does no I/O:
@@ -38,7 +42,7 @@ use tokio::sync::oneshot;
 use crate::deps::Deps;
 use crate::store::events::{NewEvent, Writer};
 use crate::store::subscriptions::{self, SubscriptionRow};
-use crate::store::{now_ms, StoreError};
+use crate::store::{now_ms, Store, StoreError};
 use crate::supervision::Crash;
 use crate::util::spawn_reply;
 
@@ -73,6 +77,12 @@ pub const MAX_LOOKUPS_PER_REQUEST: usize = 8;
 /// Most items waiting for a commit; beyond this new requests are refused at once (503)
 /// rather than queued into a backlog that could not be answered in time anyway.
 pub const MAX_PENDING_ITEMS: usize = 50_000;
+
+/// Subscriptions read from the store per query when the map is (re)loaded.
+pub const LOAD_PAGE: i64 = 5_000;
+
+/// The subscription map: Graph subscription id → what the receiver knows of it.
+pub type KnownMap = HashMap<String, KnownSubscription>;
 
 /// What the receiver knows of one subscription Graph may notify about.
 #[derive(Clone)]
@@ -128,8 +138,8 @@ pub enum ReceiverMsg {
     Forget(String),
     /// Like `Reload`, and tell `done` once the new map is in place.
     ReloadThen(oneshot::Sender<()>),
-    /// Self-sent: the subscriptions loaded from the store.
-    Loaded(Result<Vec<SubscriptionRow>, StoreError>),
+    /// Self-sent: the subscription map, loaded from the store.
+    Loaded(Result<KnownMap, StoreError>),
     /// Items of one request; `reply` is answered after they are durable.
     Ingest {
         items: Vec<Item>,
@@ -184,7 +194,7 @@ struct Held {
 /// The receiver's state.
 pub struct ReceiverState {
     /// Graph subscription id → what we know of it.
-    subscriptions: HashMap<String, KnownSubscription>,
+    subscriptions: KnownMap,
     /// False until the map is first loaded: requests are held meanwhile (checked against an
     /// empty map, Graph's retries after a restart would all be dropped as unknown).
     loaded: bool,
@@ -219,11 +229,31 @@ impl Receiver {
 
     fn load(&self, myself: &ActorRef<ReceiverMsg>) {
         let store = self.deps.store.clone();
-        spawn_reply(
-            myself,
-            async move { subscriptions::list_receivable(&store).await },
-            ReceiverMsg::Loaded,
-        );
+        spawn_reply(myself, load_map(store), ReceiverMsg::Loaded);
+    }
+}
+
+/// Reads the subscription map from the store, a page at a time.
+async fn load_map(store: Store) -> Result<KnownMap, StoreError> {
+    let mut map = KnownMap::new();
+    let mut after = String::new();
+    loop {
+        let page = subscriptions::receivable_page(&store, &after, LOAD_PAGE).await?;
+        let full = page.len() as i64 >= LOAD_PAGE;
+        if let Some(last) = page.last() {
+            after.clone_from(&last.id);
+        }
+        for r in page {
+            let known = KnownSubscription {
+                id: r.id,
+                credential_id: r.credential_id,
+                client_state: r.client_state,
+            };
+            map.insert(r.external_id, known);
+        }
+        if !full {
+            return Ok(map);
+        }
     }
 }
 
@@ -313,22 +343,9 @@ impl Actor for Receiver {
                 st.reload_waiters.push(done);
                 self.load(&myself);
             }
-            ReceiverMsg::Loaded(Ok(rows)) => {
+            ReceiverMsg::Loaded(Ok(map)) => {
                 st.absent.clear();
-                st.subscriptions = rows
-                    .into_iter()
-                    .filter_map(|r| {
-                        let ext = r.external_id?;
-                        Some((
-                            ext,
-                            KnownSubscription {
-                                id: r.id,
-                                credential_id: r.credential_id,
-                                client_state: r.client_state,
-                            },
-                        ))
-                    })
-                    .collect();
+                st.subscriptions = map;
                 self.stats
                     .subscriptions
                     .store(st.subscriptions.len() as u64, Ordering::Relaxed);

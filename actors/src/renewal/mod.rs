@@ -5,17 +5,20 @@
 //! a task per subscription: at 100,000 subscriptions the schedule is an ordered set
 //! ([`schedule::Schedule`]) that changes by one entry at a time (O(log n)) as subscriptions
 //! are created, renewed or deleted ([`schedule`], [`unschedule`]). The schedule is derived
-//! data: on (re)start it is rebuilt from the store's `next_renewal_at`, and whatever is
-//! overdue is renewed at once; lifecycle events still `pending` in the store are acted on
-//! again.
+//! data: on (re)start it is rebuilt from the store's `next_renewal_at`, a page at a time
+//! ([`load`]), and whatever is overdue is renewed at once; lifecycle events still `pending`
+//! in the store are acted on again.
 //!
 //! `handle` does no I/O. A due job runs in a task ([`work::run`]) under the subscription's
 //! renewal lease in the store, so that several instances sharing a database renew each
 //! subscription once; at most one job per subscription runs at a time here (so never two
 //! resyncs at once), requests for a busy subscription merge into its next job, and at most
 //! [`MAX_RUNNING`] jobs run at once. Renewals are spread so that no tenant gets more than
-//! [`schedule::WRITES_PER_WINDOW`] subscription writes in 20 s (Graph allows 500).
+//! [`schedule::WRITES_PER_WINDOW`] subscription writes in 20 s (Graph allows 500): a job that
+//! may write starts only if its tenant's window has room, and its writes count until a window
+//! after Graph answered them ([`schedule::Windows`]).
 
+mod load;
 mod resync;
 pub mod schedule;
 pub mod work;
@@ -33,11 +36,12 @@ use crate::deps::Deps;
 use crate::store::credentials::{self, CredentialRow};
 use crate::store::lifecycle::{self, PendingLifecycle};
 use crate::store::status::SubscriptionStatus;
-use crate::store::subscriptions::{self, ScheduleRow, SubscriptionRow};
+use crate::store::subscriptions::SubscriptionRow;
 use crate::store::{now_ms, to_time, StoreError};
 use crate::supervision::Crash;
 use crate::util::spawn_reply;
 
+pub use load::LOAD_PAGE;
 pub use resync::{folder_of, Round};
 use schedule::{Job, Schedule, Windows, WINDOW_MS, WRITES_PER_WINDOW};
 use work::Finished;
@@ -78,8 +82,9 @@ pub enum RenewalMsg {
     Lifecycle(Vec<String>),
     /// Self-sent: the timer fired.
     Tick,
-    /// Self-sent: the schedule and the credentials' tenants loaded from the store.
-    Loaded(Result<(Vec<ScheduleRow>, Vec<CredentialRow>), StoreError>),
+    /// Self-sent: one page of the schedule loaded from the store (the first with the
+    /// credentials' tenants).
+    Loaded(load::Loaded),
     /// Self-sent: the credentials' tenants, reloaded.
     Tenants(Result<Vec<CredentialRow>, StoreError>),
     /// Self-sent: lifecycle events pending in the store.
@@ -174,6 +179,13 @@ struct Counters {
     spread: u64,
 }
 
+/// A running job: the tenant its writes count against, and whether it holds a reservation
+/// in that tenant's window.
+struct Running {
+    tenant: Arc<str>,
+    reserved: bool,
+}
+
 /// The task of the armed timer.
 type Timer = JoinHandle<Result<(), MessagingErr<RenewalMsg>>>;
 
@@ -187,13 +199,16 @@ pub struct RenewalState {
     /// Work waiting to start, merged per subscription.
     queued: HashMap<Arc<str>, Wants>,
     ready: VecDeque<Arc<str>>,
-    running: HashSet<Arc<str>>,
+    running: HashMap<Arc<str>, Running>,
     /// What failed jobs left to do, waiting for their next scheduled job.
     parked: HashMap<Arc<str>, Wants>,
     /// Lifecycle events queued, running or parked (not loaded twice).
     lifecycle_seen: HashSet<String>,
     /// Subscriptions whose last renewal failed: the status it left, and why.
     failing: HashMap<Arc<str>, (SubscriptionStatus, String)>,
+    /// The load from the store in progress, if any (see [`load`]), and loads started.
+    loading: Option<u64>,
+    loads: u64,
     /// The armed timer: when it fires, and its task.
     timer: Option<(i64, Timer)>,
     counters: Counters,
@@ -201,14 +216,6 @@ pub struct RenewalState {
 
 fn ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4)
-}
-
-/// The tenant whose write limit a credential's subscriptions count against.
-fn tenant_of(row: &CredentialRow) -> Arc<str> {
-    row.token_source_json()
-        .ok()
-        .and_then(|v| v.get("tenant_id").and_then(|t| t.as_str()).map(Arc::from))
-        .unwrap_or_else(|| Arc::from(row.id.as_str()))
 }
 
 impl Renewal {
@@ -228,6 +235,7 @@ impl Renewal {
                 "next_renewal_at": st.schedule.next_of(Job::Renew).map(to_time),
                 "next_resync_at": st.schedule.next_of(Job::Resync).map(to_time),
                 "running": st.running.len(),
+                "loading": st.loading.is_some(),
                 "queued": st.queued.len(),
                 "renewed": c.renewed,
                 "recreated": c.recreated,
@@ -239,19 +247,6 @@ impl Renewal {
                 "failing_count": st.failing.len(),
                 "failing": failing,
             }),
-        );
-    }
-
-    fn load(&self, myself: &ActorRef<RenewalMsg>) {
-        let store = self.deps.store.clone();
-        spawn_reply(
-            myself,
-            async move {
-                let rows = subscriptions::list_schedule(&store).await?;
-                let creds = credentials::list(&store).await?;
-                Ok((rows, creds))
-            },
-            RenewalMsg::Loaded,
         );
     }
 
@@ -289,16 +284,6 @@ impl Renewal {
         k
     }
 
-    fn set_tenants(st: &mut RenewalState, creds: &[CredentialRow]) {
-        for c in creds {
-            let key = match st.tenants.get_key_value(c.id.as_str()) {
-                Some((k, _)) => k.clone(),
-                None => Arc::from(c.id.as_str()),
-            };
-            st.tenants.insert(key, tenant_of(c));
-        }
-    }
-
     /// The next periodic resync of a subscription: about one interval away (jittered by a
     /// tenth either way), or anywhere within the first interval after a start, so that
     /// subscriptions loaded together do not resync together.
@@ -325,8 +310,7 @@ impl Renewal {
         }
     }
 
-    /// Takes the due jobs off the schedule: renewals within their tenant's window start,
-    /// the others move to when the window allows.
+    /// Takes the due jobs off the schedule into the queue.
     fn take_due(st: &mut RenewalState) {
         let now = now_ms();
         for _ in 0..POP_PER_TICK {
@@ -338,41 +322,32 @@ impl Renewal {
                 Job::Renew => wants.renew_due = true,
                 Job::Resync => wants.resync = true,
             }
-            if wants.writes() {
-                let cred = st
-                    .schedule
-                    .credential(&id)
-                    .cloned()
-                    .unwrap_or_else(|| Arc::from(""));
-                let tenant = st.tenants.get(&cred).cloned().unwrap_or(cred.clone());
-                if let Err(free_at) = st.windows.take(&tenant, now) {
-                    let at = free_at + rand::thread_rng().gen_range(0..1_000);
-                    st.schedule.schedule(&id, &cred, Job::Renew, at);
-                    st.parked.insert(id, wants);
-                    st.counters.spread += 1;
-                    continue;
-                }
-            }
             Self::enqueue(st, id, wants);
         }
         st.windows.prune(now);
     }
 
-    /// Starts queued jobs while there is room.
+    /// Starts queued jobs while there is room: a job that may write only if its tenant's
+    /// window has room for one more write; else it moves to when the window allows.
     fn pump(&self, myself: &ActorRef<RenewalMsg>, st: &mut RenewalState) {
+        let now = now_ms();
         while st.running.len() < MAX_RUNNING {
             let Some(id) = st.ready.pop_front() else {
                 break;
             };
-            if st.running.contains(&id) {
+            if st.running.contains_key(&id) {
                 // Its next job starts when the running one ends (see `finished`).
                 continue;
             }
             let Some(wants) = st.queued.remove(&id) else {
                 continue;
             };
-            let cred = st.schedule.credential(&id).map_or("", |c| c.as_ref());
-            if !self.deps.mailboxes.holds(cred) {
+            let cred = st
+                .schedule
+                .credential(&id)
+                .cloned()
+                .unwrap_or_else(|| Arc::from(""));
+            if !self.deps.mailboxes.holds(&cred) {
                 // Another instance holds the mailbox and does this work; should this one
                 // take the mailbox over, it reloads the schedule and the pending lifecycle
                 // events (so these must not count as seen).
@@ -383,7 +358,23 @@ impl Renewal {
                 st.parked.remove(&id);
                 continue;
             }
-            st.running.insert(id.clone());
+            let tenant = st.tenants.get(&cred).cloned().unwrap_or(cred.clone());
+            let reserved = wants.writes();
+            if reserved {
+                if let Err(free_at) = st.windows.reserve(&tenant, now) {
+                    let at = free_at + rand::thread_rng().gen_range(0..1_000);
+                    st.schedule.schedule(&id, &cred, Job::Renew, at);
+                    match st.parked.get_mut(&id) {
+                        Some(w) => w.merge(wants),
+                        None => {
+                            st.parked.insert(id, wants);
+                        }
+                    }
+                    st.counters.spread += 1;
+                    continue;
+                }
+            }
+            st.running.insert(id.clone(), Running { tenant, reserved });
             let deps = self.deps.clone();
             spawn_reply(
                 myself,
@@ -410,7 +401,9 @@ impl Renewal {
     }
 
     fn finished(&self, myself: &ActorRef<RenewalMsg>, st: &mut RenewalState, f: Finished) {
-        st.running.remove(&f.id);
+        if let Some(run) = st.running.remove(&f.id) {
+            st.windows.settle(&run.tenant, run.reserved, &f.writes);
+        }
         let c = &mut st.counters;
         c.renewed += u64::from(f.renewed);
         c.recreated += u64::from(f.recreated);
@@ -481,10 +474,12 @@ impl Actor for Renewal {
             tenants_loading: false,
             queued: HashMap::new(),
             ready: VecDeque::new(),
-            running: HashSet::new(),
+            running: HashMap::new(),
             parked: HashMap::new(),
             lifecycle_seen: HashSet::new(),
             failing: HashMap::new(),
+            loading: None,
+            loads: 0,
             timer: None,
             counters: Counters::default(),
         })
@@ -495,7 +490,7 @@ impl Actor for Renewal {
         myself: ActorRef<RenewalMsg>,
         st: &mut RenewalState,
     ) -> Result<(), ActorProcessingErr> {
-        self.load(&myself);
+        self.load(&myself, st);
         self.show(st);
         Ok(())
     }
@@ -518,7 +513,7 @@ impl Actor for Renewal {
         st: &mut RenewalState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            RenewalMsg::Reload => self.load(&myself),
+            RenewalMsg::Reload => self.load(&myself, st),
             RenewalMsg::Schedule {
                 id,
                 credential_id,
@@ -569,38 +564,7 @@ impl Actor for Renewal {
                 st.timer = None;
                 Self::take_due(st);
             }
-            RenewalMsg::Loaded(Ok((rows, creds))) => {
-                Self::set_tenants(st, &creds);
-                let now = now_ms();
-                let mut schedule = Schedule::default();
-                let mut baselines = Vec::new();
-                for r in rows {
-                    let Some(at) = r.next_renewal_at else {
-                        continue; // being created by the API right now
-                    };
-                    if r.status == SubscriptionStatus::Removed {
-                        continue;
-                    }
-                    let cred = self.credential(&myself, st, &r.credential_id);
-                    schedule.schedule(&r.id, &cred, Job::Renew, at);
-                    if let Some(at) = self.backstop_at(now, true) {
-                        schedule.schedule(&r.id, &cred, Job::Resync, at);
-                    }
-                    if r.needs_baseline {
-                        // Lost to a crash, or left to an instance that held the mailbox then.
-                        baselines.push(r.id);
-                    }
-                }
-                st.schedule = schedule;
-                for id in baselines {
-                    let wants = Wants {
-                        baseline: true,
-                        ..Default::default()
-                    };
-                    Self::enqueue(st, Arc::from(id), wants);
-                }
-                self.load_lifecycle(&myself);
-            }
+            RenewalMsg::Loaded(Ok(page)) => self.loaded(&myself, st, *page),
             RenewalMsg::Loaded(Err(e)) => return Err(format!("loading subscriptions: {e}").into()),
             RenewalMsg::Tenants(res) => {
                 st.tenants_loading = false;

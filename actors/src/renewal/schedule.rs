@@ -5,6 +5,19 @@
 //! periodic resync); the earliest of all is what the actor's single timer is armed for.
 //! Scheduling, unscheduling and taking the next due job are O(log n): at 100,000
 //! subscriptions a change never walks the others.
+//!
+//! A reload from the store is read into the schedule in use, a page at a time, not into a
+//! second schedule swapped in at the end: what changes meanwhile (a create, a renewal that
+//! ended) lands in the one schedule and is not lost, and there are never two copies of
+//! 100,000 entries. Each entry carries the mark of the last load that saw it
+//! ([`Schedule::begin_mark`]); what the finished load did not see is gone from the store
+//! ([`Schedule::sweep`]).
+//!
+//! The write window counts a write from when its job starts until a window after Graph
+//! answered it: Graph counts a write when it arrives, which is after the job started (its
+//! lease, its token, its credential's limiter come first) and before the answer. Counted
+//! when the job was merely taken off the schedule, a job that waited to start left its slot
+//! too early and the next window's first writes overlapped its own at Graph.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
@@ -31,6 +44,8 @@ struct Entry {
     /// The subscription's credential (interned: many subscriptions share one).
     credential: Arc<str>,
     at: [Option<i64>; 2],
+    /// The mark it was last scheduled under.
+    mark: u32,
 }
 
 /// When each subscription's jobs are due, earliest first (one ordered set per kind of job).
@@ -38,6 +53,7 @@ struct Entry {
 pub struct Schedule {
     order: [BTreeSet<(i64, Arc<str>)>; 2],
     entries: HashMap<Arc<str>, Entry>,
+    mark: u32,
 }
 
 impl Schedule {
@@ -47,11 +63,14 @@ impl Schedule {
             Some((k, _)) => k.clone(),
             None => Arc::from(id),
         };
+        let mark = self.mark;
         let entry = self.entries.entry(key.clone()).or_insert_with(|| Entry {
             credential: credential.clone(),
             at: [None, None],
+            mark,
         });
         entry.credential = credential.clone();
+        entry.mark = mark;
         let set = &mut self.order[job.slot()];
         if let Some(old) = entry.at[job.slot()].replace(at) {
             set.remove(&(old, key.clone()));
@@ -140,6 +159,27 @@ impl Schedule {
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
+
+    /// Starts a new mark (a load from the store begins): subscriptions scheduled from now on
+    /// are kept by the next [`Schedule::sweep`], the others are removed by it.
+    pub fn begin_mark(&mut self) {
+        self.mark = self.mark.wrapping_add(1);
+    }
+
+    /// Removes every subscription not scheduled since [`Schedule::begin_mark`]; answers
+    /// which. O(n): once per load.
+    pub fn sweep(&mut self) -> Vec<Arc<str>> {
+        let stale: Vec<Arc<str>> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| e.mark != self.mark)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for id in &stale {
+            self.unschedule(id);
+        }
+        stale
+    }
 }
 
 /// Graph's limit on subscription writes: 500 per app and tenant in 20 s (graph-contract §3).
@@ -148,12 +188,24 @@ pub const WRITES_PER_WINDOW: usize = 450;
 /// The length of Graph's throttling window.
 pub const WINDOW_MS: i64 = 20_000;
 
-/// Subscription writes started per tenant in the last window.
+/// Subscription writes per tenant: those of jobs running now, and those sent in the last
+/// window.
 pub struct Windows {
     limit: usize,
     window_ms: i64,
-    started: HashMap<Arc<str>, VecDeque<i64>>,
+    tenants: HashMap<Arc<str>, Tenant>,
 }
+
+#[derive(Default)]
+struct Tenant {
+    /// Jobs running that may write (one write each), not yet settled.
+    running: usize,
+    /// When the writes of settled jobs were answered, oldest first.
+    sent: VecDeque<i64>,
+}
+
+/// How long a tenant whose whole window is held by running jobs waits before asking again.
+const ALL_RUNNING_WAIT_MS: i64 = 1_000;
 
 impl Windows {
     /// At most `limit` writes per tenant in any `window_ms`.
@@ -161,29 +213,60 @@ impl Windows {
         Self {
             limit: limit.max(1),
             window_ms,
-            started: HashMap::new(),
+            tenants: HashMap::new(),
         }
     }
 
-    /// Counts a write for `tenant` at `now` if the window allows it; else answers when it
-    /// will (nothing is counted then).
-    pub fn take(&mut self, tenant: &Arc<str>, now: i64) -> Result<(), i64> {
-        let q = self.started.entry(tenant.clone()).or_default();
-        while q.front().is_some_and(|t| *t <= now - self.window_ms) {
-            q.pop_front();
+    /// Reserves one write for `tenant` for a job that starts at `now`, if the window allows
+    /// it; else answers when it may (nothing is reserved then). The reservation holds until
+    /// the job is settled ([`Windows::settle`]), however long it runs.
+    pub fn reserve(&mut self, tenant: &Arc<str>, now: i64) -> Result<(), i64> {
+        let window_ms = self.window_ms;
+        let t = self.tenants.entry(tenant.clone()).or_default();
+        while t.sent.front().is_some_and(|at| *at <= now - window_ms) {
+            t.sent.pop_front();
         }
-        if q.len() < self.limit {
-            q.push_back(now);
+        if t.sent.len() + t.running < self.limit {
+            t.running += 1;
             return Ok(());
         }
-        Err(q.front().map_or(now, |t| t + self.window_ms))
+        Err(t
+            .sent
+            .front()
+            .map_or(now + ALL_RUNNING_WAIT_MS, |at| at + window_ms))
     }
 
-    /// Forgets tenants with no write in the window (keeps the map small).
+    /// A job of `tenant` ended: its reservation (if it had one) is given back, and each
+    /// write it sent counts until a window after `at`, when Graph's answer came (so never
+    /// before Graph counted it).
+    pub fn settle(&mut self, tenant: &Arc<str>, reserved: bool, writes: &[i64]) {
+        let t = self.tenants.entry(tenant.clone()).or_default();
+        if reserved {
+            t.running = t.running.saturating_sub(1);
+        }
+        for &at in writes {
+            // Jobs end out of order; the queue stays sorted (an insert near its back).
+            let pos = t.sent.partition_point(|x| *x <= at);
+            t.sent.insert(pos, at);
+        }
+    }
+
+    /// Writes counted against `tenant` at `now` (running and sent in the window).
+    pub fn used(&self, tenant: &str, now: i64) -> usize {
+        self.tenants.get(tenant).map_or(0, |t| {
+            t.running
+                + t.sent
+                    .iter()
+                    .filter(|at| **at > now - self.window_ms)
+                    .count()
+        })
+    }
+
+    /// Forgets tenants with no running job and no write in the window (keeps the map small).
     pub fn prune(&mut self, now: i64) {
         let edge = now - self.window_ms;
-        self.started
-            .retain(|_, q| q.back().is_some_and(|t| *t > edge));
+        self.tenants
+            .retain(|_, t| t.running > 0 || t.sent.back().is_some_and(|at| *at > edge));
     }
 }
 
@@ -219,12 +302,63 @@ mod tests {
         let (t, u): (Arc<str>, Arc<str>) = (Arc::from("t"), Arc::from("u"));
         let mut w = Windows::new(3, 1_000);
         for now in [0, 1, 2] {
-            assert_eq!(w.take(&t, now), Ok(()));
+            assert_eq!(w.reserve(&t, now), Ok(()));
+            w.settle(&t, true, &[now]);
         }
-        assert_eq!(w.take(&t, 500), Err(1_000));
-        assert_eq!(w.take(&u, 500), Ok(()), "another tenant has its own window");
-        assert_eq!(w.take(&t, 1_000), Ok(()));
+        assert_eq!(w.reserve(&t, 500), Err(1_000));
+        assert_eq!(
+            w.reserve(&u, 500),
+            Ok(()),
+            "another tenant has its own window"
+        );
+        assert_eq!(w.reserve(&t, 1_000), Ok(()));
+        w.settle(&t, true, &[1_000]);
         w.prune(10_000);
-        assert_eq!(w.take(&t, 10_000), Ok(()));
+        assert_eq!(w.used("t", 10_000), 0);
+        assert_eq!(w.used("u", 10_000), 1, "a running job is never pruned");
+        assert_eq!(w.reserve(&t, 10_000), Ok(()));
+    }
+
+    #[test]
+    fn a_write_counts_from_its_jobs_start_until_a_window_after_its_answer() {
+        let t: Arc<str> = Arc::from("t");
+        let mut w = Windows::new(2, 1_000);
+        assert_eq!(w.reserve(&t, 0), Ok(()));
+        assert_eq!(w.reserve(&t, 0), Ok(()));
+        // Both still running a window later: their slots are held all the while.
+        assert_eq!(w.reserve(&t, 5_000), Err(5_000 + ALL_RUNNING_WAIT_MS));
+        // One wrote at 5,200 and one did not write at all (not due by its row).
+        w.settle(&t, true, &[5_200]);
+        w.settle(&t, true, &[]);
+        assert_eq!(w.used("t", 5_300), 1);
+        assert_eq!(w.reserve(&t, 5_300), Ok(()));
+        assert_eq!(
+            w.reserve(&t, 5_300),
+            Err(6_200),
+            "free a window after the answer"
+        );
+        assert_eq!(w.reserve(&t, 6_200), Ok(()));
+        // Out-of-order settles keep the oldest write first.
+        w.settle(&t, true, &[6_900]);
+        w.settle(&t, true, &[6_500]);
+        assert_eq!(w.reserve(&t, 7_000), Err(7_500));
+    }
+
+    #[test]
+    fn a_sweep_removes_what_the_last_load_did_not_see() {
+        let cred: Arc<str> = Arc::from("c");
+        let mut s = Schedule::default();
+        s.schedule("old", &cred, Job::Renew, 10);
+        s.schedule("kept", &cred, Job::Renew, 20);
+        s.schedule("kept", &cred, Job::Resync, 30);
+        s.begin_mark();
+        s.schedule("kept", &cred, Job::Renew, 25);
+        s.schedule("new", &cred, Job::Resync, 40);
+        assert_eq!(s.sweep(), vec![Arc::<str>::from("old")]);
+        assert_eq!(s.when("old", Job::Renew), None);
+        assert_eq!(s.when("kept", Job::Resync), Some(30), "its other job stays");
+        assert_eq!(s.next_at(), Some(25));
+        assert_eq!(s.len(), 2);
+        assert_eq!(s.count(Job::Renew), 1);
     }
 }

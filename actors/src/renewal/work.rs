@@ -120,6 +120,11 @@ pub struct Finished {
     pub problem: Option<(SubscriptionStatus, String)>,
     /// Lifecycle events this job is through with (done here, or by another instance).
     pub answered: Vec<String>,
+    /// When each subscription write this job sent to Graph was answered (Unix ms, rounded
+    /// up: never before Graph counted it). One per PATCH and one per create; the rare
+    /// extra requests inside one (a 409's DELETE, the limiter's retries) are not seen here
+    /// and come out of the window's headroom below Graph's limit.
+    pub writes: Vec<i64>,
 }
 
 /// Runs one job for subscription `id`.
@@ -171,6 +176,12 @@ fn store_retry(deps: &Deps, now: i64, e: &StoreError, wants: Wants) -> (i64, Wan
     (now + ms(deps.settings.retry_base * 8), wants)
 }
 
+/// Now, for a write Graph just answered: rounded up to the next millisecond, so that the
+/// window never lets it go before Graph does.
+fn answered_at() -> i64 {
+    now_ms() + 1
+}
+
 fn ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4)
 }
@@ -206,17 +217,25 @@ async fn act(deps: &Deps, row: &SubscriptionRow, mut wants: Wants, done: &mut Fi
     if wants.recreate || wants.renew_now || (wants.renew_due && due) {
         let recreate = wants.recreate || row.external_id.is_none();
         let result = match (&row.external_id, recreate) {
-            (Some(ext), false) => match sub::patch(deps, row, ext, minutes).await {
-                Err(e) if sub::is_gone(&e) => {
-                    tracing::info!(subscription = %row.id, "gone at Graph (404 on renewal); creating it again");
-                    done.recreated = true;
-                    sub::recreate(deps, row, minutes).await
+            (Some(ext), false) => {
+                let patched = sub::patch(deps, row, ext, minutes).await;
+                done.writes.push(answered_at());
+                match patched {
+                    Err(e) if sub::is_gone(&e) => {
+                        tracing::info!(subscription = %row.id, "gone at Graph (404 on renewal); creating it again");
+                        done.recreated = true;
+                        let created = sub::recreate(deps, row, minutes).await;
+                        done.writes.push(answered_at());
+                        created
+                    }
+                    other => other,
                 }
-                other => other,
-            },
+            }
             _ => {
                 done.recreated = true;
-                sub::recreate(deps, row, minutes).await
+                let created = sub::recreate(deps, row, minutes).await;
+                done.writes.push(answered_at());
+                created
             }
         };
         match result {

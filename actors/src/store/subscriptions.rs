@@ -106,13 +106,31 @@ pub async fn list(
     )
 }
 
-/// Subscriptions that Graph may notify about: they have a Graph id and were not removed.
-/// This is what the receiver checks notifications against.
-pub async fn list_receivable(store: &Store) -> Result<Vec<SubscriptionRow>, StoreError> {
-    let sql = format!(
-        "select {COLUMNS} from subscriptions where external_id is not null and status <> 'removed'"
-    );
-    Ok(with_pool!(store, p => sqlx::query_as::<_, SubscriptionRow>(&sql).fetch_all(p).await?))
+/// What the receiver keeps of a subscription Graph may notify about.
+/// `client_state` is secret: never serialize this type to a caller.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ReceivableRow {
+    pub id: String,
+    pub credential_id: String,
+    pub external_id: String,
+    pub client_state: String,
+}
+
+/// Subscriptions that Graph may notify about (they have a Graph id and were not removed):
+/// what the receiver checks notifications against. One page: the first `limit` by our id
+/// after `after` (`""` for the first page; the last row's id for the next). Read in pages,
+/// never all at once, so that loading 100,000 of them does not hold them all as rows beside
+/// the map being built from them.
+pub async fn receivable_page(
+    store: &Store,
+    after: &str,
+    limit: i64,
+) -> Result<Vec<ReceivableRow>, StoreError> {
+    Ok(with_pool!(store, p => sqlx::query_as::<_, ReceivableRow>(
+        "select id, credential_id, external_id, client_state from subscriptions \
+         where id > $1 and external_id is not null and status <> 'removed' \
+         order by id limit $2")
+        .bind(after).bind(limit).fetch_all(p).await?))
 }
 
 /// Records a successful create or renew at Graph.
@@ -180,13 +198,20 @@ pub struct ScheduleRow {
     pub needs_baseline: bool,
 }
 
-/// Every subscription the renewal actor schedules (all but `removed`).
-pub async fn list_schedule(store: &Store) -> Result<Vec<ScheduleRow>, StoreError> {
+/// Subscriptions the renewal actor schedules (all but `removed`), one page: the first `limit`
+/// by id after `after` (`""` for the first page; the last row's id for the next). Keyset
+/// pages on the primary key, so each is an index range and a load never holds more than one
+/// page of rows (the actor's schedule is the only copy that lasts).
+pub async fn schedule_page(
+    store: &Store,
+    after: &str,
+    limit: i64,
+) -> Result<Vec<ScheduleRow>, StoreError> {
     Ok(with_pool!(store, p => sqlx::query_as::<_, ScheduleRow>(
         "select s.id, s.credential_id, s.status, s.next_renewal_at, \
          not exists (select 1 from delta_state d where d.subscription_id = s.id) as needs_baseline \
-         from subscriptions s where s.status <> 'removed'")
-        .fetch_all(p).await?))
+         from subscriptions s where s.id > $1 and s.status <> 'removed' order by s.id limit $2")
+        .bind(after).bind(limit).fetch_all(p).await?))
 }
 
 /// Takes the renewal lease of one subscription for `owner` until `until`, unless another

@@ -113,7 +113,7 @@ async fn subscriptions_round_trip_and_cascade() {
         .unwrap();
         // Without a Graph id it cannot receive notifications yet.
         assert!(
-            subscriptions::list_receivable(&store)
+            subscriptions::receivable_page(&store, "", 100)
                 .await
                 .unwrap()
                 .is_empty(),
@@ -149,7 +149,10 @@ async fn subscriptions_round_trip_and_cascade() {
             .is_some());
 
         assert_eq!(
-            subscriptions::list_receivable(&store).await.unwrap().len(),
+            subscriptions::receivable_page(&store, "", 100)
+                .await
+                .unwrap()
+                .len(),
             1
         );
         assert_eq!(
@@ -176,7 +179,7 @@ async fn subscriptions_round_trip_and_cascade() {
         )
         .await
         .unwrap();
-        assert!(subscriptions::list_receivable(&store)
+        assert!(subscriptions::receivable_page(&store, "", 100)
             .await
             .unwrap()
             .is_empty());
