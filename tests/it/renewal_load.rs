@@ -10,7 +10,7 @@ use relay365_actors::store::subscriptions;
 use relay365_actors::store::{credentials, new_id, now_ms, Store};
 use serde_json::{json, Value};
 use support::api::{call, get_any as get, sim_with};
-use support::{eventually, find_actor, spawn_public_app, TestDb};
+use support::{eventually, find_actor, spawn_public_app};
 
 async fn exec(store: &Store, sql: &str) {
     match store {
