@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use relay365_actors::cluster::Mailboxes;
+use relay365_actors::deps::Writes;
 use relay365_actors::store::StoreOptions;
 use relay365_actors::{tree, Deps, Health, PoolStats, Store};
 use tokio::net::TcpListener;
@@ -151,13 +152,16 @@ impl App {
             relay365_actors::store::Backend::Sqlite => Mailboxes::solo(),
             relay365_actors::store::Backend::Postgres => Mailboxes::shared(),
         };
+        let work = store.relaxed(cfg.db_max_connections);
+        let instance: Arc<str> = instance.into();
+        let writes = Writes::new(&work, &instance, settings.lease);
         let deps = Deps {
-            work: store.relaxed(cfg.db_max_connections),
+            work,
             store: store.clone(),
             health: Arc::new(Health::new()),
             settings: Arc::new(settings),
             http: http.clone(),
-            instance: instance.into(),
+            instance,
             graph: Arc::new(
                 relay365_actors::graph::GraphClient::new(cfg.graph_url.clone(), http.clone())
                     .with_timeout(Duration::from_secs(cfg.graph_timeout_seconds)),
@@ -167,6 +171,7 @@ impl App {
             targets: Arc::default(),
             faults: Arc::default(),
             mailboxes: Arc::new(mailboxes),
+            writes: Arc::new(writes),
         };
         let (fatal_tx, mut fatal_rx) = mpsc::unbounded_channel::<String>();
         let tree = tree::spawn_tree(

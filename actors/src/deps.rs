@@ -136,6 +136,35 @@ pub struct Deps {
     pub faults: Arc<Faults>,
     /// The mailboxes this instance holds (all of them when it runs alone).
     pub mailboxes: Arc<crate::cluster::Mailboxes>,
+    /// The pools' writes to the work store, each shared by all workers (group commit).
+    pub writes: Arc<Writes>,
+}
+
+/// The writes of processing and delivery that every worker of a pool shares, so that what the
+/// workers write at the same time goes in one statement ([`crate::group_commit`]).
+pub struct Writes {
+    pub event_claims: crate::group_commit::GroupCommit<
+        Vec<String>,
+        Result<Vec<crate::store::events::EventRow>, String>,
+    >,
+    pub completions: crate::processor::work::CompletionsWriter,
+    pub delivery_records: crate::delivery::send::RecordsWriter,
+}
+
+impl Writes {
+    /// Writes on `work` under leases of `owner` that hold for `lease`.
+    pub fn new(work: &Store, owner: &Arc<str>, lease: Duration) -> Self {
+        let ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX / 2);
+        Self {
+            event_claims: crate::processor::work::claims_writer(work.clone(), owner.clone(), ms),
+            completions: crate::processor::work::completions_writer(
+                work.clone(),
+                owner.clone(),
+                ms,
+            ),
+            delivery_records: crate::delivery::send::records_writer(work.clone(), owner.clone()),
+        }
+    }
 }
 
 /// Faults the debug endpoints can arm, so that tests can watch the service handle what should

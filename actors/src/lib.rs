@@ -6,6 +6,7 @@ pub mod credential;
 pub mod delivery;
 pub mod deps;
 pub mod graph;
+pub mod group_commit;
 pub mod health;
 pub mod keyed;
 pub mod primitives;

@@ -20,10 +20,11 @@ use standardwebhooks::{
 };
 
 use crate::deps::Deps;
+use crate::group_commit::GroupCommit;
 use crate::store::deliveries::{self, Attempt, DeliveryRow, Outgoing};
 use crate::store::events::Lease;
-use crate::store::now_ms;
 use crate::store::status::DeliveryStatus;
+use crate::store::{now_ms, Store};
 use crate::util::backoff;
 
 /// How long a target has to answer (SPEC §4).
@@ -182,23 +183,54 @@ pub async fn post(deps: &Deps, d: &Claimed) -> Ended {
 /// is due again, if it is. A write that fails leaves the leases to run out: the deliveries are
 /// sent again (at least once holds).
 pub async fn record(deps: &Deps, ended: Vec<Ended>) -> Vec<(String, String, Option<Duration>)> {
-    let attempts: Vec<(&str, Attempt<'_>, i64)> = ended
+    let keys: Vec<(String, String, Option<Duration>)> = ended
         .iter()
-        .map(|e| (e.id.as_str(), e.attempt(), e.at))
+        .map(|e| (e.target_id.clone(), e.id.clone(), e.retry_in))
         .collect();
-    let written = deliveries::record_many(&deps.work, deps.instance.as_ref(), &attempts).await;
-    drop(attempts);
+    let written = deps
+        .writes
+        .delivery_records
+        .submit(ended)
+        .await
+        .unwrap_or_else(|| Err("the recording write failed".into()));
     if let Err(e) = &written {
-        tracing::warn!(deliveries = ended.len(), error = %e, "recording delivery attempts failed");
+        tracing::warn!(deliveries = keys.len(), error = %e, "recording delivery attempts failed");
     }
-    ended
-        .into_iter()
-        .map(|e| {
-            let retry_in = if written.is_ok() { e.retry_in } else { None };
-            (e.target_id, e.id, retry_in)
-        })
+    keys.into_iter()
+        .map(|(target, id, retry_in)| (target, id, retry_in.filter(|_| written.is_ok())))
         .collect()
 }
+
+/// The pool-wide group commit of delivery answers: each request is a worker's ended attempts,
+/// each answer whether each was still held (see [`deliveries::record_many`]).
+pub fn records_writer(work: Store, owner: Arc<str>) -> RecordsWriter {
+    GroupCommit::new(move |requests: Vec<Vec<Ended>>| {
+        let (work, owner) = (work.clone(), owner.clone());
+        async move {
+            let attempts: Vec<(&str, Attempt<'_>, i64)> = requests
+                .iter()
+                .flatten()
+                .map(|e| (e.id.as_str(), e.attempt(), e.at))
+                .collect();
+            match deliveries::record_many(&work, &owner, &attempts).await {
+                Ok(held) => {
+                    let mut held = held.into_iter();
+                    requests
+                        .iter()
+                        .map(|r| Ok(held.by_ref().take(r.len()).collect()))
+                        .collect()
+                }
+                Err(e) => {
+                    let e = e.to_string();
+                    requests.iter().map(|_| Err(e.clone())).collect()
+                }
+            }
+        }
+    })
+}
+
+/// See [`records_writer`].
+pub type RecordsWriter = GroupCommit<Vec<Ended>, Result<Vec<bool>, String>>;
 
 /// What an attempt got: the status code and the start of the answer, or why there was none.
 type Answer = Result<u16, (Option<u16>, String)>;

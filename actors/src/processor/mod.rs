@@ -10,11 +10,12 @@
 //! itself. An event whose attempt failed goes back to the store with its next attempt time and
 //! does not hold up the events after it (one bad message must not stop a mailbox for an hour).
 //!
-//! The store sees a worker's events in batches: the events it starts while a claim is in
-//! flight are claimed together by the next one, and the events that succeed while a completing
-//! write is in flight are completed together by the next (group commit, as the receiver does
-//! for inserts). Under load a statement serves tens of events; at a trickle each waits for no
-//! one.
+//! The store sees the pool's events in batches: the events a worker starts while its claim is
+//! in flight are claimed together by its next one, and the events that succeed while a
+//! completing write is in flight are completed together by the next (group commit, as the
+//! receiver does for inserts). The workers' claims and completions then meet in one statement
+//! per kind for the whole pool ([`crate::group_commit`]). Under load a statement serves tens of
+//! events; at a trickle each waits for no one.
 
 mod normalize;
 pub mod targets;
@@ -112,8 +113,8 @@ impl Processor {
             spawn_reply(
                 myself,
                 async move {
-                    let ids: Vec<&str> = asked.iter().map(|(_, id)| id.as_str()).collect();
-                    let rows = work::claim(&deps, &ids).await.map_err(|e| e.to_string());
+                    let ids = asked.iter().map(|(_, id)| id.clone()).collect();
+                    let rows = work::claim(&deps, ids).await;
                     (asked, rows)
                 },
                 |(asked, rows)| ProcessorMsg::Claimed(asked, rows),

@@ -10,6 +10,7 @@
 //! or a token source that says the credential is not connected fails it at once, with what a
 //! person should do.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,11 +21,12 @@ use crate::credential::{self, CredentialError, GraphSession};
 use crate::delivery;
 use crate::deps::Deps;
 use crate::graph::{Attachment, GraphError, Message};
+use crate::group_commit::GroupCommit;
 use crate::primitives::{enrich, AttachmentBytes, AttachmentText};
 use crate::store::events::{self, Completion, EventRow, Lease, NewDelivery};
 use crate::store::status::EventStatus;
 use crate::store::targets::TargetRow;
-use crate::store::{new_id, now_ms, to_time, StoreError};
+use crate::store::{new_id, now_ms, to_time, Store, StoreError};
 use crate::token::TokenError;
 use crate::util::backoff;
 
@@ -71,20 +73,98 @@ pub struct Ready {
     targets: Arc<Vec<TargetRow>>,
 }
 
-/// This worker's lease on what it claims now.
-fn lease(deps: &Deps) -> Lease<'_> {
-    Lease {
-        owner: deps.instance.as_ref(),
-        now: now_ms(),
-        ms: i64::try_from(deps.settings.lease.as_millis()).unwrap_or(i64::MAX / 2),
-    }
+/// Claims those of `ids` that are claimable: the rows claimed. The others are done, not due,
+/// or another processor's. The pool's claims that wait meanwhile share one statement
+/// ([`claims_writer`]).
+pub async fn claim(deps: &Deps, ids: Vec<String>) -> Result<Vec<EventRow>, String> {
+    deps.writes
+        .event_claims
+        .submit(ids)
+        .await
+        .unwrap_or_else(|| Err("the claiming write failed".into()))
 }
 
-/// Claims those of `ids` that are claimable, in one statement: the rows claimed. The others
-/// are done, not due, or another processor's.
-pub async fn claim(deps: &Deps, ids: &[&str]) -> Result<Vec<EventRow>, StoreError> {
-    events::claim_many(&deps.work, ids, lease(deps)).await
+/// The pool-wide group commit of claims: each request is a worker's ids, each answer its rows.
+pub fn claims_writer(
+    work: Store,
+    owner: Arc<str>,
+    lease_ms: i64,
+) -> GroupCommit<Vec<String>, Result<Vec<EventRow>, String>> {
+    GroupCommit::new(move |requests: Vec<Vec<String>>| {
+        let (work, owner) = (work.clone(), owner.clone());
+        async move {
+            let ids: Vec<&str> = requests.iter().flatten().map(String::as_str).collect();
+            let lease = Lease {
+                owner: &owner,
+                now: now_ms(),
+                ms: lease_ms,
+            };
+            match events::claim_many(&work, &ids, lease).await {
+                Ok(rows) => {
+                    let mut rows: HashMap<String, EventRow> =
+                        rows.into_iter().map(|r| (r.id.clone(), r)).collect();
+                    requests
+                        .iter()
+                        .map(|asked| Ok(asked.iter().filter_map(|id| rows.remove(id)).collect()))
+                        .collect()
+                }
+                Err(e) => {
+                    let e = e.to_string();
+                    requests.iter().map(|_| Err(e.clone())).collect()
+                }
+            }
+        }
+    })
 }
+
+/// The pool-wide group commit of completions: each request is a worker's completions, each
+/// answer, per completion, its deliveries (`None`: the lease was lost).
+pub fn completions_writer(work: Store, owner: Arc<str>, lease_ms: i64) -> CompletionsWriter {
+    GroupCommit::new(move |requests: Vec<Vec<Completion>>| {
+        let (work, owner) = (work.clone(), owner.clone());
+        async move {
+            let all: Vec<&Completion> = requests.iter().flatten().collect();
+            let send = Lease {
+                owner: &owner,
+                now: now_ms(),
+                ms: lease_ms,
+            };
+            match events::complete_many(&work, &owner, &all, Some(send), send.now).await {
+                Ok(results) => {
+                    let mut results = results.into_iter();
+                    requests
+                        .iter()
+                        .map(|r| {
+                            let lease = SendLease {
+                                now: send.now,
+                                ms: send.ms,
+                            };
+                            Ok((lease, results.by_ref().take(r.len()).collect()))
+                        })
+                        .collect()
+                }
+                Err(e) => {
+                    let e = e.to_string();
+                    requests.iter().map(|_| Err(e.clone())).collect()
+                }
+            }
+        }
+    })
+}
+
+/// What [`completions_writer`] answers a request: the sender's lease the deliveries were made
+/// under, and each completion's deliveries.
+pub type Completed = Result<(SendLease, Vec<Option<Vec<(String, String)>>>), String>;
+
+/// The lease deliveries were created under (the owner is this instance).
+#[derive(Debug, Clone, Copy)]
+pub struct SendLease {
+    pub now: i64,
+    pub ms: i64,
+}
+
+/// See [`completions_writer`].
+pub type CompletionsWriter = GroupCommit<Vec<Completion>, Completed>;
 
 /// Runs one attempt of a claimed event, up to the payload and its deliveries.
 pub async fn run(deps: &Deps, row: EventRow) -> Step {
@@ -125,15 +205,16 @@ pub async fn complete(
     deps: &Deps,
     ready: Vec<(String, Box<Ready>)>,
 ) -> Vec<(String, String, Option<Duration>)> {
-    let owner = deps.instance.as_ref();
-    let send = lease(deps);
-    let completions: Vec<&Completion> = ready.iter().map(|(_, r)| &r.completion).collect();
-    let written =
-        events::complete_many(&deps.work, owner, &completions, Some(send), send.now).await;
-    drop(completions);
+    let completions: Vec<Completion> = ready.iter().map(|(_, r)| r.completion.clone()).collect();
+    let written = deps
+        .writes
+        .completions
+        .submit(completions)
+        .await
+        .unwrap_or_else(|| Err("the completing write failed".into()));
     let mut out = Vec::with_capacity(ready.len());
     match written {
-        Ok(results) => {
+        Ok((send, results)) => {
             let mut handed = Vec::new();
             for ((key, r), created) in ready.into_iter().zip(results) {
                 let Ready {
@@ -143,7 +224,7 @@ pub async fn complete(
                 } = *r;
                 match created {
                     Some(created) => {
-                        let payload: Arc<str> = Arc::from(completion.payload);
+                        let payload = completion.payload;
                         for (id, target_id) in created {
                             let Some(t) = targets.iter().find(|t| t.id == target_id) else {
                                 continue;
@@ -332,7 +413,7 @@ async fn attempt(deps: &Deps, row: &EventRow) -> Outcome {
     Outcome::Ready(
         Completion {
             id: row.id.clone(),
-            payload,
+            payload: Arc::from(payload),
             processed_at,
             deliveries,
         },

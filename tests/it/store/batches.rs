@@ -63,7 +63,7 @@ async fn batched_claims_completions_and_records_take_each_row_on_its_own_terms()
             .iter()
             .map(|id| Completion {
                 id: id.to_string(),
-                payload: format!(r#"{{"id":"{id}"}}"#),
+                payload: format!(r#"{{"id":"{id}"}}"#).into(),
                 processed_at: 7100,
                 deliveries: vec![NewDelivery {
                     id: new_id(),
@@ -92,7 +92,7 @@ async fn batched_claims_completions_and_records_take_each_row_on_its_own_terms()
             .collect();
         let first = events::get(&store, ids[0]).await.unwrap().unwrap();
         assert_eq!(first.status, EventStatus::Completed);
-        assert_eq!(first.payload, Some(completions[0].payload.clone()));
+        assert_eq!(first.payload, Some(completions[0].payload.to_string()));
         let third = events::get(&store, ids[2]).await.unwrap().unwrap();
         assert_eq!(
             (third.status, third.lease_owner.as_deref(), third.payload),
@@ -184,7 +184,7 @@ async fn batched_claims_completions_and_records_take_each_row_on_its_own_terms()
         assert_eq!(taken.len(), 1, "{}", db.label);
         let (row, out) = &taken[0];
         assert_eq!((row.id.as_str(), row.attempts), (d[1].as_str(), 2));
-        assert_eq!(out.payload, Some(completions[1].payload.clone()));
+        assert_eq!(out.payload, Some(completions[1].payload.to_string()));
         assert_eq!(out.url, target.url);
         store.close().await;
         db.cleanup().await;

@@ -105,8 +105,8 @@ pub struct NewDelivery {
 #[derive(Debug, Clone)]
 pub struct Completion {
     pub id: String,
-    /// The SPEC §4 body.
-    pub payload: String,
+    /// The SPEC §4 body (shared with the deliveries that send it).
+    pub payload: std::sync::Arc<str>,
     pub processed_at: i64,
     pub deliveries: Vec<NewDelivery>,
 }
@@ -122,7 +122,7 @@ pub async fn complete(
 ) -> Result<Option<Vec<(String, String)>>, StoreError> {
     let one = Completion {
         id: id.to_string(),
-        payload: payload.to_string(),
+        payload: std::sync::Arc::from(payload),
         processed_at: now,
         deliveries: deliveries.to_vec(),
     };
@@ -185,12 +185,7 @@ pub async fn complete_many(
             sqlx::query_as(&sql)
                 .bind(owner)
                 .bind(events.iter().map(|e| e.id.as_str()).collect::<Vec<_>>())
-                .bind(
-                    events
-                        .iter()
-                        .map(|e| e.payload.as_str())
-                        .collect::<Vec<_>>(),
-                )
+                .bind(events.iter().map(|e| &*e.payload).collect::<Vec<_>>())
                 .bind(events.iter().map(|e| e.processed_at).collect::<Vec<_>>())
                 .bind(now)
                 .bind(dels().map(|(_, d)| d.id.as_str()).collect::<Vec<_>>())
@@ -257,7 +252,7 @@ async fn complete_sqlite(
         )
         .bind(&e.id)
         .bind(owner)
-        .bind(&e.payload)
+        .bind(&*e.payload)
         .bind(e.processed_at)
         .execute(&mut *tx)
         .await?
