@@ -121,7 +121,7 @@ fn html_newsletter() {
             ("body:bulk-marker", "is_newsletter"),
             ("intent:newsletter", "intent:newsletter"),
             ("urgency:bulk", "urgency:low"),
-            ("language:lingua", "language:en"),
+            ("language:whatlang", "language:en"),
         ]
     );
 }
@@ -297,7 +297,7 @@ fn out_of_office_reply() {
             ("body:out-of-office", "is_auto_reply"),
             ("intent:auto-reply", "intent:auto_reply"),
             ("urgency:bulk", "urgency:low"),
-            ("language:lingua", "language:en"),
+            ("language:whatlang", "language:en"),
         ]
     );
     // Auto-Submitted: no is an ordinary mail.
