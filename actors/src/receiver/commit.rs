@@ -179,7 +179,9 @@ impl Receiver {
         for s in &due {
             st.touched.insert(s.clone(), now);
         }
-        let store = self.deps.store.clone();
+        // On the work store: a lost touch (PostgreSQL crashing within its commit delay) only
+        // leaves an older time, so it need not wait for the disk.
+        let store = self.deps.work.clone();
         spawn_guarded(myself, async move {
             if let Err(e) = subscriptions::touch_notified(&store, &due, now).await {
                 tracing::debug!(error = %e, "could not note last_notification_at");

@@ -168,12 +168,34 @@ pub async fn set_status(
     Ok(())
 }
 
-/// Notes that notifications arrived for these subscriptions (our ids) at `at`.
+/// Notes that notifications arrived for these subscriptions (our ids) at `at`, in one
+/// statement (one per subscription was a commit each: at a trickle of notifications over many
+/// mailboxes, as many commits as the notifications' own).
 pub async fn touch_notified(store: &Store, ids: &[String], at: i64) -> Result<(), StoreError> {
-    for id in ids {
-        with_pool!(store, p => { sqlx::query(
-            "update subscriptions set last_notification_at = $2 where id = $1")
-            .bind(id).bind(at).execute(p).await?; });
+    if ids.is_empty() {
+        return Ok(());
+    }
+    match store {
+        Store::Postgres(p) => {
+            sqlx::query(
+                "update subscriptions set last_notification_at = $2 \
+                 where id in (select unnest($1::text[]))",
+            )
+            .bind(ids)
+            .bind(at)
+            .execute(p)
+            .await?;
+        }
+        Store::Sqlite(p) => {
+            sqlx::query(
+                "update subscriptions set last_notification_at = $2 \
+                 where id in (select value from json_each($1))",
+            )
+            .bind(serde_json::to_string(ids).unwrap_or_default())
+            .bind(at)
+            .execute(p)
+            .await?;
+        }
     }
     Ok(())
 }

@@ -133,6 +133,16 @@ async fn subscriptions_round_trip_and_cascade() {
         assert_eq!(got.id, id);
         assert_eq!(got.expires_at, Some(5_000_000));
         assert_eq!(got.granted_lifetime_ms, Some(4_000_000));
+        // Touched in one statement with ids that do not exist: only the row named changes.
+        assert_eq!(got.last_notification_at, None, "{}", db.label);
+        subscriptions::touch_notified(&store, &[new_id(), id.clone(), new_id()], 4_242)
+            .await
+            .unwrap();
+        subscriptions::touch_notified(&store, &[], 9_999)
+            .await
+            .unwrap();
+        let touched = subscriptions::get(&store, &id).await.unwrap().unwrap();
+        assert_eq!(touched.last_notification_at, Some(4_242), "{}", db.label);
         assert_eq!(got.next_renewal_at, Some(3_000_000));
         assert_eq!(got.last_renewed_at, None);
         assert_eq!(got.client_state, "cs-secret");
