@@ -143,10 +143,7 @@ pub struct Deps {
 /// The writes of processing and delivery that every worker of a pool shares, so that what the
 /// workers write at the same time goes in one statement ([`crate::group_commit`]).
 pub struct Writes {
-    pub event_claims: crate::group_commit::GroupCommit<
-        Vec<String>,
-        Result<Vec<crate::store::events::EventRow>, String>,
-    >,
+    pub event_claims: crate::processor::work::ClaimsWriter,
     pub completions: crate::processor::work::CompletionsWriter,
     pub delivery_records: crate::delivery::send::RecordsWriter,
 }

@@ -85,11 +85,7 @@ pub async fn claim(deps: &Deps, ids: Vec<String>) -> Result<Vec<EventRow>, Strin
 }
 
 /// The pool-wide group commit of claims: each request is a worker's ids, each answer its rows.
-pub fn claims_writer(
-    work: Store,
-    owner: Arc<str>,
-    lease_ms: i64,
-) -> GroupCommit<Vec<String>, Result<Vec<EventRow>, String>> {
+pub fn claims_writer(work: Store, owner: Arc<str>, lease_ms: i64) -> ClaimsWriter {
     GroupCommit::new(move |requests: Vec<Vec<String>>| {
         let (work, owner) = (work.clone(), owner.clone());
         async move {
@@ -116,6 +112,9 @@ pub fn claims_writer(
         }
     })
 }
+
+/// See [`claims_writer`].
+pub type ClaimsWriter = GroupCommit<Vec<String>, Result<Vec<EventRow>, String>>;
 
 /// The pool-wide group commit of completions: each request is a worker's completions, each
 /// answer, per completion, its deliveries (`None`: the lease was lost).

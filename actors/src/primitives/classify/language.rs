@@ -199,7 +199,7 @@ fn words_only(text: &str) -> (String, usize) {
 }
 
 /// The ISO 639-1 code of one of [`WHATLANG_LANGUAGES`] (`und` for any other: none is allowed).
-fn whatlang_code(language: whatlang::Lang) -> &'static str {
+pub(crate) fn whatlang_code(language: whatlang::Lang) -> &'static str {
     use whatlang::Lang::*;
     match language {
         Eng => "en",
