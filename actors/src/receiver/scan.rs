@@ -1,6 +1,7 @@
 //! A JSON scanner for the notification parser (`notification.rs`): one linear pass over the
-//! body that checks its syntax and hands out only what is asked for, the member names (decoded)
-//! and the text of each value, skipping everything else byte by byte.
+//! body that checks its syntax and hands out only what is asked for, the member names (as
+//! written, and decoded when they hold escapes) and the text of each value, skipping
+//! everything else byte by byte.
 //!
 //! Why not serde_json: a 1 MiB body of 64,000 members cost the serde parser over 5 ms, mostly
 //! in the machinery around each member (a `RawValue` and a `Cow` key per member, a map to find
@@ -102,23 +103,48 @@ pub(super) fn position(body: &[u8], at: usize) -> (usize, usize) {
     (line, at - start_of_line)
 }
 
-/// A decoded member name: a slice of the body when it holds no escapes (the usual case), else
-/// a range of the caller's arena, where its decoded text was appended.
+/// A member name: its text as written between its quotes, and where its decoded text is when
+/// it holds escapes (a range of the caller's arena, where it was appended). Without escapes
+/// the written text is the name (the usual case).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Name<'a> {
-    Body(&'a str),
-    Arena(usize, usize),
+pub(super) struct Name<'a> {
+    /// The name as sent, without its quotes, escapes as written: valid JSON string content.
+    pub written: &'a str,
+    /// The range of the arena holding the decoded name, if it holds escapes.
+    decoded: Option<(usize, usize)>,
 }
 
 impl<'a> Name<'a> {
-    /// The name's text.
+    /// A name without escapes.
+    pub fn plain(written: &'a str) -> Self {
+        Name {
+            written,
+            decoded: None,
+        }
+    }
+
+    /// A name with escapes, decoded into `from..to` of the arena.
+    pub fn escaped(written: &'a str, from: usize, to: usize) -> Self {
+        Name {
+            written,
+            decoded: Some((from, to)),
+        }
+    }
+
+    /// Whether the name holds escapes (its text is in the arena).
+    pub fn has_escapes(&self) -> bool {
+        self.decoded.is_some()
+    }
+
+    /// The name's (decoded) text.
+    #[inline]
     pub fn get<'s>(&self, arena: &'s str) -> &'s str
     where
         'a: 's,
     {
-        match *self {
-            Name::Body(s) => s,
-            Name::Arena(from, to) => arena.get(from..to).unwrap_or_default(),
+        match self.decoded {
+            None => self.written,
+            Some((from, to)) => arena.get(from..to).unwrap_or_default(),
         }
     }
 }

@@ -1,5 +1,6 @@
-//! The scanner's strings: skipping them eight bytes at a time, decoding member names (into
-//! the arena only when they hold escapes) and their escapes, as serde_json's `SliceRead` does.
+//! The scanner's strings: skipping them eight bytes at a time, reading member names (as
+//! written, decoded into the arena only when they hold escapes) and their escapes, as
+//! serde_json's `SliceRead` does.
 
 use super::*;
 
@@ -121,7 +122,8 @@ impl<'a> Scanner<'a> {
     }
 
     /// A member name, the scanner on its quote: decoded strictly (surrogates paired, UTF-8
-    /// valid), borrowed from the body unless it holds escapes, else appended to `arena`.
+    /// valid), its written text borrowed from the body, its decoded text appended to `arena`
+    /// only if it holds escapes.
     pub(in crate::receiver) fn name(&mut self, arena: &mut String) -> Result<Name<'a>, Syntax> {
         match self.text {
             Some(text) => self.name_in(text, arena),
@@ -138,26 +140,28 @@ impl<'a> Scanner<'a> {
     ) -> Result<Name<'a>, Syntax> {
         self.i += 1;
         let b = self.b;
+        let open = self.i;
         let mut start = self.i;
         let mut from = None;
         loop {
             self.skip_to_escape();
-            // `start` and `self.i` are next to ASCII bytes: character boundaries.
-            let run = text.get(start..self.i).unwrap_or_default();
+            // `start`, `open` and `self.i` are next to ASCII bytes: character boundaries.
             match b.get(self.i) {
                 None => return Err(self.err(Code::EofString)),
                 Some(b'"') => {
+                    let written = text.get(open..self.i).unwrap_or_default();
+                    let end = self.i;
                     self.i += 1;
                     let Some(from) = from else {
-                        return Ok(Name::Body(run));
+                        return Ok(Name::plain(written));
                     };
-                    arena.push_str(run);
-                    return Ok(Name::Arena(from, arena.len()));
+                    arena.push_str(text.get(start..end).unwrap_or_default());
+                    return Ok(Name::escaped(written, from, arena.len()));
                 }
                 Some(b'\\') => {
                     from.get_or_insert(arena.len());
-                    if !run.is_empty() {
-                        arena.push_str(run);
+                    if start < self.i {
+                        arena.push_str(text.get(start..self.i).unwrap_or_default());
                     }
                     self.i += 1;
                     let c = self.escape()?;
@@ -178,6 +182,7 @@ impl<'a> Scanner<'a> {
         self.i += 1;
         self.scratch.clear();
         let b = self.b;
+        let open = self.i;
         let mut start = self.i;
         loop {
             self.skip_to_escape();
@@ -191,20 +196,23 @@ impl<'a> Scanner<'a> {
                         at,
                         back: len - e.valid_up_to(),
                     };
-                    if self.scratch.is_empty() {
-                        let text = &b[start..self.i];
-                        self.i += 1;
-                        let text = std::str::from_utf8(text)
-                            .map_err(|e| invalid(self.i, text.len(), e))?;
-                        return Ok(Name::Body(text));
-                    }
-                    self.scratch.extend_from_slice(&b[start..self.i]);
+                    let written = &b[open..self.i];
                     self.i += 1;
+                    if self.scratch.is_empty() {
+                        let text = std::str::from_utf8(written)
+                            .map_err(|e| invalid(self.i, written.len(), e))?;
+                        return Ok(Name::plain(text));
+                    }
+                    self.scratch.extend_from_slice(&b[start..self.i - 1]);
                     let text = std::str::from_utf8(&self.scratch)
                         .map_err(|e| invalid(self.i, self.scratch.len(), e))?;
                     let from = arena.len();
                     arena.push_str(text);
-                    return Ok(Name::Arena(from, arena.len()));
+                    // The escapes are ASCII and each decodes to a whole character: the written
+                    // text is valid UTF-8 exactly when the decoded one is.
+                    let written = std::str::from_utf8(written)
+                        .map_err(|e| invalid(self.i, written.len(), e))?;
+                    return Ok(Name::escaped(written, from, arena.len()));
                 }
                 Some(b'\\') => {
                     self.scratch.extend_from_slice(&b[start..self.i]);
