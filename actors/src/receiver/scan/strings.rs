@@ -27,6 +27,21 @@ static HEX: [i8; 256] = {
     table
 };
 
+/// The character of each escape that is one byte after its backslash (`n`: a line feed), 0 for
+/// the others (`u`, and the bytes that are no escape).
+static SIMPLE: [u8; 256] = {
+    let mut table = [0u8; 256];
+    table[b'"' as usize] = b'"';
+    table[b'\\' as usize] = b'\\';
+    table[b'/' as usize] = b'/';
+    table[b'b' as usize] = 0x08;
+    table[b'f' as usize] = 0x0c;
+    table[b'n' as usize] = b'\n';
+    table[b'r' as usize] = b'\r';
+    table[b't' as usize] = b'\t';
+    table
+};
+
 /// Four hex digits; negative if one is not.
 fn hex4(a: u8, b: u8, c: u8, d: u8) -> i32 {
     let digit = |x: u8| i32::from(HEX[usize::from(x)]);
@@ -93,6 +108,29 @@ impl<'a> Scanner<'a> {
             }
             None => Err(self.err(Code::EofString)),
         }
+    }
+
+    /// The escape whose backslash the scanner is on, if it is a usual one: a one-byte escape,
+    /// or `\u` and a character outside the surrogates; the scanner then past it. `None` leaves
+    /// the scanner where it was, for [`Scanner::escape`] to read the escape (and word what is
+    /// wrong with it): a surrogate pair, or an error.
+    #[inline]
+    fn usual_escape(&mut self) -> Option<char> {
+        let next = *self.b.get(self.i + 1)?;
+        let simple = SIMPLE[usize::from(next)];
+        if simple != 0 {
+            self.i += 2;
+            return Some(char::from(simple));
+        }
+        if next != b'u' {
+            return None;
+        }
+        let Some(&[a, b, c, d]) = self.b.get(self.i + 2..self.i + 6) else {
+            return None;
+        };
+        let c = char::from_u32(u32::try_from(hex4(a, b, c, d)).ok()?)?;
+        self.i += 6;
+        Some(c)
     }
 
     /// Skips the rest of a string whose quote was consumed, checking its escapes but not what
@@ -163,8 +201,7 @@ impl<'a> Scanner<'a> {
                     if start < self.i {
                         arena.push_str(text.get(start..self.i).unwrap_or_default());
                     }
-                    self.i += 1;
-                    let c = self.escape()?;
+                    let c = self.name_escape()?;
                     arena.push(c);
                     start = self.i;
                 }
@@ -216,8 +253,10 @@ impl<'a> Scanner<'a> {
                 }
                 Some(b'\\') => {
                     self.scratch.extend_from_slice(&b[start..self.i]);
-                    self.i += 1;
-                    self.decode_escape()?;
+                    let c = self.name_escape()?;
+                    let mut buf = [0u8; 4];
+                    self.scratch
+                        .extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
                     start = self.i;
                 }
                 Some(_) => {
@@ -228,13 +267,15 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    /// One escape of a name into `scratch` (serde_json's `parse_escape`, validating).
-    pub(super) fn decode_escape(&mut self) -> Result<(), Syntax> {
-        let c = self.escape()?;
-        let mut buf = [0u8; 4];
-        self.scratch
-            .extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
-        Ok(())
+    /// The character of the escape whose backslash the scanner is on, in a name: the usual
+    /// ones read at once, the others (surrogate pairs, errors) as serde_json reads them.
+    #[inline]
+    fn name_escape(&mut self) -> Result<char, Syntax> {
+        if let Some(c) = self.usual_escape() {
+            return Ok(c);
+        }
+        self.i += 1;
+        self.escape()
     }
 
     /// The character of the escape after a backslash (serde_json's `parse_escape` and
