@@ -152,9 +152,11 @@ impl<'a> Name<'a> {
 /// The scanner: a position in the body, and the buffers it reuses.
 pub(super) struct Scanner<'a> {
     b: &'a [u8],
-    /// The body as text, when all of it is valid UTF-8 (checked once, at the start): then no
-    /// slice of it needs checking again.
-    text: Option<&'a str>,
+    /// A stretch of the body known to be valid UTF-8, from byte `base`: all of it when the
+    /// whole body is (checked once, at the start), else from where text was last asked for to
+    /// the next byte that is not (see [`Scanner::text`]). Text in it needs no checking again.
+    text: &'a str,
+    base: usize,
     i: usize,
     /// The arrays and objects a skipped value is inside (`[` or `{`), outermost first.
     frames: Vec<u8>,
@@ -162,11 +164,24 @@ pub(super) struct Scanner<'a> {
     scratch: Vec<u8>,
 }
 
+/// The valid UTF-8 that `b` starts with. (`from_utf8` checks a word at a time, `utf8_chunks`
+/// a byte at a time; the prefix is checked twice only when there is an invalid byte.)
+fn valid_start(b: &[u8]) -> &str {
+    match std::str::from_utf8(b) {
+        Ok(text) => text,
+        Err(e) => b
+            .get(..e.valid_up_to())
+            .and_then(|valid| std::str::from_utf8(valid).ok())
+            .unwrap_or_default(),
+    }
+}
+
 impl<'a> Scanner<'a> {
     pub fn new(b: &'a [u8]) -> Self {
         Scanner {
             b,
-            text: std::str::from_utf8(b).ok(),
+            text: valid_start(b),
+            base: 0,
             i: 0,
             frames: Vec::new(),
             scratch: Vec::new(),
@@ -177,7 +192,8 @@ impl<'a> Scanner<'a> {
     pub fn of_text(text: &'a str) -> Self {
         Scanner {
             b: text.as_bytes(),
-            text: Some(text),
+            text,
+            base: 0,
             i: 0,
             frames: Vec::new(),
             scratch: Vec::new(),
@@ -189,10 +205,41 @@ impl<'a> Scanner<'a> {
         self.i
     }
 
+    /// The text of `from..to`, if it is valid UTF-8 and `from` and `to` are character
+    /// boundaries (the parser only asks next to ASCII bytes); `None` says neither.
+    #[inline]
+    pub fn text(&mut self, from: usize, to: usize) -> Option<&'a str> {
+        if from < self.base || to > self.base + self.text.len() {
+            self.text_from(from);
+        }
+        self.text
+            .get(from.checked_sub(self.base)?..to.checked_sub(self.base)?)
+    }
+
+    /// Whether the stretch of valid text holds byte `at` (moving it there if it did not).
+    #[inline]
+    pub fn text_holds(&mut self, at: usize) -> bool {
+        (at >= self.base && at < self.base + self.text.len()) || self.text_from(at)
+    }
+
+    /// Moves the stretch of valid text to start at `at` and run to the next invalid byte;
+    /// whether it holds any. Only when text is asked for outside it, which stays linear in
+    /// the body: the parser asks for text in the body's order, but for an item's whole text
+    /// after its members, so each stretch between two invalid bytes is checked at most twice
+    /// (from its first name, from its first item), and text that runs past an invalid byte
+    /// ends the parse.
+    #[cold]
+    #[inline(never)]
+    fn text_from(&mut self, at: usize) -> bool {
+        self.text = valid_start(self.b.get(at..).unwrap_or_default());
+        self.base = at;
+        !self.text.is_empty()
+    }
+
     /// The text of `from..to` (on character boundaries), if it is valid UTF-8: serde_json's
     /// check of a `RawValue`, failing as it fails.
-    pub fn slice(&self, from: usize, to: usize) -> Result<&'a str, Syntax> {
-        if let Some(text) = self.text.and_then(|t| t.get(from..to)) {
+    pub fn slice(&mut self, from: usize, to: usize) -> Result<&'a str, Syntax> {
+        if let Some(text) = self.text(from, to) {
             return Ok(text);
         }
         std::str::from_utf8(self.b.get(from..to).unwrap_or_default())

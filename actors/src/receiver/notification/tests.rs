@@ -194,6 +194,31 @@ fn names_are_stored_as_written() {
 }
 
 #[test]
+fn a_body_not_all_valid_utf8_is_read_alike() {
+    // Invalid UTF-8 in a member that is skipped is accepted (as serde_json accepted it); the
+    // items after it are read as in a body that is all valid.
+    let items = r#""value":[{"changeType":"created","\u00e9\n":1,"é":"é"},{"lifecycleEvent":"missed", "\u0063lientState":"s"}]"#;
+    let valid = format!("{{\"x\":\"?\",{items},\"y\":\"?\"}}");
+    let invalid = valid.replace('?', "\u{1}").into_bytes();
+    let invalid: Vec<u8> = invalid
+        .into_iter()
+        .map(|b| if b == 1 { 0xff } else { b })
+        .collect();
+    let outcome = |body: &[u8]| -> Vec<(Option<String>, ItemKind, String)> {
+        parse_collection(body)
+            .unwrap()
+            .into_iter()
+            .map(|i| (i.client_state, i.kind, i.raw))
+            .collect()
+    };
+    assert_eq!(outcome(&invalid), outcome(valid.as_bytes()));
+    assert_eq!(
+        outcome(&invalid)[1].2,
+        r#"{"lifecycleEvent":"missed","\u0063lientState":"***"}"#
+    );
+}
+
+#[test]
 fn syntax_errors_are_worded_as_serde_json_words_them() {
     for (body, message) in [
         (&b""[..], "EOF while parsing a value at line 1 column 0"),

@@ -163,19 +163,28 @@ impl<'a> Scanner<'a> {
     /// valid), its written text borrowed from the body, its decoded text appended to `arena`
     /// only if it holds escapes.
     pub(in crate::receiver) fn name(&mut self, arena: &mut String) -> Result<Name<'a>, Syntax> {
-        match self.text {
-            Some(text) => self.name_in(text, arena),
-            None => self.name_checked(arena),
+        let (at, mark) = (self.i, arena.len());
+        // Read in the stretch of valid text from the quote (a name that is not all valid
+        // UTF-8 runs past it: read again, as serde_json reads it, to fail where it fails).
+        if self.text_holds(at) {
+            if let Some(name) = self.name_in(arena)? {
+                return Ok(name);
+            }
+            self.i = at;
+            arena.truncate(mark);
         }
+        self.name_checked(arena)
     }
 
-    /// [`Scanner::name`] in a body known to be valid UTF-8: the text between escapes is
-    /// appended as it is, each escape as its character.
-    pub(super) fn name_in(
-        &mut self,
-        text: &'a str,
-        arena: &mut String,
-    ) -> Result<Name<'a>, Syntax> {
+    /// [`Scanner::name`] in the stretch of the body known to be valid UTF-8, which holds its
+    /// quote: the text between escapes is appended as it is, each escape as its character.
+    /// `None` if the name runs past that stretch. Its errors are those of
+    /// [`Scanner::name_checked`], which reads in the same order and checks UTF-8 last.
+    #[inline]
+    pub(super) fn name_in(&mut self, arena: &mut String) -> Result<Option<Name<'a>>, Syntax> {
+        let (text, base) = (self.text, self.base);
+        // `from` and `to` are next to ASCII bytes: character boundaries if in the stretch.
+        let run = |from: usize, to: usize| text.get(from.checked_sub(base)?..to.checked_sub(base)?);
         self.i += 1;
         let b = self.b;
         let open = self.i;
@@ -183,23 +192,27 @@ impl<'a> Scanner<'a> {
         let mut from = None;
         loop {
             self.skip_to_escape();
-            // `start`, `open` and `self.i` are next to ASCII bytes: character boundaries.
             match b.get(self.i) {
                 None => return Err(self.err(Code::EofString)),
                 Some(b'"') => {
-                    let written = text.get(open..self.i).unwrap_or_default();
+                    let Some(written) = run(open, self.i) else {
+                        return Ok(None);
+                    };
                     let end = self.i;
                     self.i += 1;
                     let Some(from) = from else {
-                        return Ok(Name::plain(written));
+                        return Ok(Some(Name::plain(written)));
                     };
-                    arena.push_str(text.get(start..end).unwrap_or_default());
-                    return Ok(Name::escaped(written, from, arena.len()));
+                    arena.push_str(run(start, end).unwrap_or_default());
+                    return Ok(Some(Name::escaped(written, from, arena.len())));
                 }
                 Some(b'\\') => {
                     from.get_or_insert(arena.len());
                     if start < self.i {
-                        arena.push_str(text.get(start..self.i).unwrap_or_default());
+                        let Some(plain) = run(start, self.i) else {
+                            return Ok(None);
+                        };
+                        arena.push_str(plain);
                     }
                     let c = self.name_escape()?;
                     arena.push(c);
@@ -213,8 +226,10 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    /// [`Scanner::name`] in a body that is not all valid UTF-8: decoded first, then checked,
-    /// so that the error is where serde_json reports it.
+    /// [`Scanner::name`] of a name that is not all valid UTF-8 (or not in the body's valid
+    /// text): decoded first, then checked, so that the error is where serde_json reports it.
+    #[cold]
+    #[inline(never)]
     pub(super) fn name_checked(&mut self, arena: &mut String) -> Result<Name<'a>, Syntax> {
         self.i += 1;
         self.scratch.clear();

@@ -178,7 +178,36 @@ fn every_escape_is_decoded_as_serde_json_decodes_it() {
             .map(|n| n.get(&arena).to_string())
             .map_err(|e| e.message(&bytes));
         assert_eq!(ours, theirs, "{text:?}, not all UTF-8");
+        // And after an invalid byte: the stretch of valid text is found again from the name.
+        let mut later = b"\xff\n".to_vec();
+        later.extend_from_slice(&bytes);
+        let mut s = Scanner::new(&later);
+        s.i = 2;
+        let mut arena = String::new();
+        let ours = s
+            .name(&mut arena)
+            .map(|n| n.get(&arena).to_string())
+            .map_err(|e| Syntax { at: e.at - 2, ..e }.message(&bytes));
+        assert_eq!(ours, theirs, "{text:?}, after an invalid byte");
     }
+}
+
+#[test]
+fn text_is_checked_once_between_invalid_bytes() {
+    let body = b"{\"a\":\"\xff\",\"b\xc3\xa9\":\"\xc3\xa9\",\"c\":\"\xfe\"}";
+    let mut s = Scanner::new(body);
+    assert_eq!(s.text(0, 6), Some("{\"a\":\""));
+    assert_eq!(s.text(0, 7), None);
+    assert_eq!(s.text(9, 22), Some("\"b\u{e9}\":\"\u{e9}\",\"c"));
+    assert_eq!((s.base, s.text.len()), (9, 16));
+    assert_eq!(s.text(10, 14), Some("b\u{e9}\""));
+    assert_eq!(s.base, 9);
+    assert_eq!(s.text(12, 13), None, "not a character boundary");
+    assert_eq!(s.text(20, 28), None);
+    assert_eq!(
+        s.slice(20, 28).unwrap_err().message(body),
+        "invalid unicode code point at line 1 column 26"
+    );
 }
 
 #[test]
