@@ -524,5 +524,11 @@ mod tests {
         ] {
             same(body.as_bytes()).unwrap();
         }
+        // Escaped names after a byte of invalid UTF-8 (accepted: it is only skipped).
+        let mut invalid = b"{\"x\":\"\xff\",".to_vec();
+        invalid.extend_from_slice(
+            format!(r#""value":[{{"changeType":"created"{escaped}}}]}}"#).as_bytes(),
+        );
+        same(&invalid).unwrap();
     }
 }
