@@ -9,8 +9,9 @@
 //! It starts `relay365` (beside this example, or `--server`) on a temporary SQLite database
 //! and measures, one after another:
 //! 1. the answer time of the worst bodies of up to 1 MiB the parser may see: the most
-//!    members, the deepest nesting, the longest escaped strings, escaped member names, the
-//!    40,000-member item, and a genuine notification for comparison;
+//!    members, the deepest nesting, the longest escaped strings, escaped member names (also
+//!    in a body with one byte of invalid UTF-8 elsewhere), the 40,000-member item, and a
+//!    genuine notification for comparison;
 //! 2. `/healthz` answer times while two connections keep sending the costliest body;
 //! 3. the server's resident memory while `--stalled` uploads each announce 1 MB, send 960 KiB
 //!    and stop, and how many of them were refused at once (503).
@@ -50,6 +51,16 @@ fn collection_of(item: &str) -> Vec<u8> {
     format!(r#"{{"value":[{}]}}"#, vec![item; n].join(",")).into_bytes()
 }
 
+/// [`collection_of`] led by a member whose string is not valid UTF-8: accepted (a skipped value
+/// is not decoded, as serde_json did not), it keeps the parser from taking the body as text.
+fn collection_with_invalid_byte(item: &str) -> Vec<u8> {
+    let n = ((MIB - 32) / (item.len() + 1)).min(1000);
+    let mut body = b"{\"x\":\"\xff\",\"value\":[".to_vec();
+    body.extend_from_slice(vec![item; n].join(",").as_bytes());
+    body.extend_from_slice(b"]}");
+    body
+}
+
 /// An item of 64 members (the most the parser takes) whose values are `value`.
 fn wide_item(name_len: usize, value: &str) -> String {
     let members: Vec<String> = (0..63)
@@ -83,6 +94,10 @@ fn bodies(graph_sub: &str, client_state: &str) -> Vec<(&'static str, Vec<u8>)> {
         (
             "escaped member names",
             collection_of(&format!(r#"{{"changeType":"created"{escaped_name}}}"#)),
+        ),
+        (
+            "escaped member names, one invalid byte",
+            collection_with_invalid_byte(&format!(r#"{{"changeType":"created"{escaped_name}}}"#)),
         ),
         (
             "longest string (escaped)",

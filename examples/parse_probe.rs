@@ -15,6 +15,14 @@ fn collection_of(item: &str) -> Vec<u8> {
     let n = ((MIB - 16) / (item.len() + 1)).min(1000);
     format!(r#"{{"value":[{}]}}"#, vec![item; n].join(",")).into_bytes()
 }
+/// `collection_of` led by a member whose string is not valid UTF-8 (accepted: only skipped).
+fn collection_with_invalid_byte(item: &str) -> Vec<u8> {
+    let n = ((MIB - 32) / (item.len() + 1)).min(1000);
+    let mut body = b"{\"x\":\"\xff\",\"value\":[".to_vec();
+    body.extend_from_slice(vec![item; n].join(",").as_bytes());
+    body.extend_from_slice(b"]}");
+    body
+}
 fn wide_item(name_len: usize, value: &str) -> String {
     let members: Vec<String> = (0..63)
         .map(|i| format!(r#""m{i:02}{}":{value}"#, "x".repeat(name_len)))
@@ -33,6 +41,10 @@ fn main() {
         (
             "escaped names",
             collection_of(&format!(r#"{{"changeType":"created"{escaped_name}}}"#)),
+        ),
+        (
+            "escaped names, one invalid byte",
+            collection_with_invalid_byte(&format!(r#"{{"changeType":"created"{escaped_name}}}"#)),
         ),
         (
             "long string",

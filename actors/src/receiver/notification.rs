@@ -9,8 +9,9 @@
 //! are listed as name and text, and only the few fields the receiver checks are decoded. A
 //! 1 MiB body of 64,000 members built to cost the parser must be answered in 5 ms (issue 9),
 //! which serde_json's structures around each member did not allow. It answers every body as
-//! the serde_json parser before it did, the same items, raw text and error messages
-//! (`reference.rs` keeps that parser and a property test compares the two).
+//! the serde_json parser before it did, the same items and error messages, and stored texts of
+//! the same meaning: that parser wrote member names decoded and escaped again, this one writes
+//! them as sent (`reference.rs` keeps that parser and a property test compares the two).
 
 use std::hash::BuildHasher;
 
@@ -381,9 +382,10 @@ impl<'a> Parser<'a> {
 
     /// The item's text to store: its members as sent, `clientState` (if any) as `"***"`.
     ///
-    /// A repeated member is kept once, with its last value (what a JSON reader would see).
-    /// Most items need none of that and are written without a space between their members:
-    /// then the text is the item as sent, copied whole.
+    /// A repeated member (names compared decoded) is kept once, with its last value (what a
+    /// JSON reader would see). Names are written as sent, escapes and all: the same JSON
+    /// string, not decoded and escaped again. Most items need none of that and are written
+    /// without a space between their members: then the text is the item as sent, copied whole.
     fn masked(&self, text: Option<&str>, client_state: bool) -> String {
         const SLOTS: usize = 2 * MAX_MEMBERS;
         let members = &self.members;
@@ -415,22 +417,21 @@ impl<'a> Parser<'a> {
                 }
             }
         }
+        // `"name":value,` for each member.
         let size: usize = members
             .iter()
-            .map(|m| name(m).len() + m.value.len() + 4)
+            .map(|m| m.name.written.len() + m.value.len() + 4)
             .sum();
         if let Some(text) = text {
             if !repeated
                 && !client_state
-                && members.iter().all(|m| matches!(m.name, Name::Body(_)))
                 && text.len() == size + 2 - usize::from(!members.is_empty())
             {
                 return text.to_owned();
             }
         }
-        // Escaped names are written decoded (never longer) or escaped again (as long): the
-        // item as sent, and room for a `"***"` longer than the value it replaces.
-        let mut out = String::with_capacity(text.map_or(2 * size, str::len) + 8);
+        // The item as sent at most, and room for a `"***"` longer than the value it replaces.
+        let mut out = String::with_capacity(text.map_or(size + 2, str::len) + 8);
         out.push('{');
         for (m, overridden) in members.iter().zip(overridden) {
             if overridden {
@@ -439,10 +440,10 @@ impl<'a> Parser<'a> {
             if out.len() > 1 {
                 out.push(',');
             }
-            let n = name(m);
-            push_name(&mut out, n);
-            out.push(':');
-            out.push_str(if n == "clientState" {
+            out.push('"');
+            out.push_str(m.name.written);
+            out.push_str("\":");
+            out.push_str(if name(m) == "clientState" {
                 "\"***\""
             } else {
                 m.value
@@ -451,51 +452,6 @@ impl<'a> Parser<'a> {
         out.push('}');
         out
     }
-}
-
-/// How serde_json escapes each byte of a string: 0 not at all, `u` as `\u00XX`, else as a
-/// backslash and that byte.
-static ESCAPE: [u8; 256] = {
-    let mut table = [0u8; 256];
-    let mut c = 0;
-    while c < 0x20 {
-        table[c] = b'u';
-        c += 1;
-    }
-    table[0x08] = b'b';
-    table[0x0c] = b'f';
-    table[b'\n' as usize] = b'n';
-    table[b'\r' as usize] = b'r';
-    table[b'\t' as usize] = b't';
-    table[b'"' as usize] = b'"';
-    table[b'\\' as usize] = b'\\';
-    table
-};
-
-/// `name` as a JSON string, escaped as serde_json escapes it.
-fn push_name(out: &mut String, name: &str) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    out.push('"');
-    let mut from = 0;
-    for (i, b) in name.bytes().enumerate() {
-        let escape = ESCAPE[usize::from(b)];
-        if escape == 0 {
-            continue;
-        }
-        // `b` is ASCII: `i` and `i + 1` are character boundaries.
-        out.push_str(name.get(from..i).unwrap_or_default());
-        out.push('\\');
-        if escape == b'u' {
-            out.push_str("u00");
-            out.push(char::from(HEX[usize::from(b >> 4)]));
-            out.push(char::from(HEX[usize::from(b & 0xf)]));
-        } else {
-            out.push(char::from(escape));
-        }
-        from = i + 1;
-    }
-    out.push_str(name.get(from..).unwrap_or_default());
-    out.push('"');
 }
 
 /// The string a field holds: absent or null is `None`; another type is an error naming
@@ -507,8 +463,8 @@ fn string(value: Option<&str>, idx: usize, path: &str) -> Result<Option<String>,
         Some(v) if v.starts_with('"') => {
             let mut decoded = String::new();
             match Scanner::of_text(v).name(&mut decoded) {
-                Ok(Name::Body(text)) => Ok(Some(text.to_owned())),
-                Ok(Name::Arena(..)) => Ok(Some(decoded)),
+                Ok(name) if name.has_escapes() => Ok(Some(decoded)),
+                Ok(name) => Ok(Some(name.written.to_owned())),
                 Err(_) => Err(wrong()),
             }
         }

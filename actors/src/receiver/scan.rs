@@ -1,6 +1,7 @@
 //! A JSON scanner for the notification parser (`notification.rs`): one linear pass over the
-//! body that checks its syntax and hands out only what is asked for, the member names (decoded)
-//! and the text of each value, skipping everything else byte by byte.
+//! body that checks its syntax and hands out only what is asked for, the member names (as
+//! written, and decoded when they hold escapes) and the text of each value, skipping
+//! everything else byte by byte.
 //!
 //! Why not serde_json: a 1 MiB body of 64,000 members cost the serde parser over 5 ms, mostly
 //! in the machinery around each member (a `RawValue` and a `Cow` key per member, a map to find
@@ -102,23 +103,48 @@ pub(super) fn position(body: &[u8], at: usize) -> (usize, usize) {
     (line, at - start_of_line)
 }
 
-/// A decoded member name: a slice of the body when it holds no escapes (the usual case), else
-/// a range of the caller's arena, where its decoded text was appended.
+/// A member name: its text as written between its quotes, and where its decoded text is when
+/// it holds escapes (a range of the caller's arena, where it was appended). Without escapes
+/// the written text is the name (the usual case).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Name<'a> {
-    Body(&'a str),
-    Arena(usize, usize),
+pub(super) struct Name<'a> {
+    /// The name as sent, without its quotes, escapes as written: valid JSON string content.
+    pub written: &'a str,
+    /// The range of the arena holding the decoded name, if it holds escapes.
+    decoded: Option<(usize, usize)>,
 }
 
 impl<'a> Name<'a> {
-    /// The name's text.
+    /// A name without escapes.
+    pub fn plain(written: &'a str) -> Self {
+        Name {
+            written,
+            decoded: None,
+        }
+    }
+
+    /// A name with escapes, decoded into `from..to` of the arena.
+    pub fn escaped(written: &'a str, from: usize, to: usize) -> Self {
+        Name {
+            written,
+            decoded: Some((from, to)),
+        }
+    }
+
+    /// Whether the name holds escapes (its text is in the arena).
+    pub fn has_escapes(&self) -> bool {
+        self.decoded.is_some()
+    }
+
+    /// The name's (decoded) text.
+    #[inline]
     pub fn get<'s>(&self, arena: &'s str) -> &'s str
     where
         'a: 's,
     {
-        match *self {
-            Name::Body(s) => s,
-            Name::Arena(from, to) => arena.get(from..to).unwrap_or_default(),
+        match self.decoded {
+            None => self.written,
+            Some((from, to)) => arena.get(from..to).unwrap_or_default(),
         }
     }
 }
@@ -126,9 +152,11 @@ impl<'a> Name<'a> {
 /// The scanner: a position in the body, and the buffers it reuses.
 pub(super) struct Scanner<'a> {
     b: &'a [u8],
-    /// The body as text, when all of it is valid UTF-8 (checked once, at the start): then no
-    /// slice of it needs checking again.
-    text: Option<&'a str>,
+    /// A stretch of the body known to be valid UTF-8, from byte `base`: all of it when the
+    /// whole body is (checked once, at the start), else from where text was last asked for to
+    /// the next byte that is not (see [`Scanner::text`]). Text in it needs no checking again.
+    text: &'a str,
+    base: usize,
     i: usize,
     /// The arrays and objects a skipped value is inside (`[` or `{`), outermost first.
     frames: Vec<u8>,
@@ -136,11 +164,24 @@ pub(super) struct Scanner<'a> {
     scratch: Vec<u8>,
 }
 
+/// The valid UTF-8 that `b` starts with. (`from_utf8` checks a word at a time, `utf8_chunks`
+/// a byte at a time; the prefix is checked twice only when there is an invalid byte.)
+fn valid_start(b: &[u8]) -> &str {
+    match std::str::from_utf8(b) {
+        Ok(text) => text,
+        Err(e) => b
+            .get(..e.valid_up_to())
+            .and_then(|valid| std::str::from_utf8(valid).ok())
+            .unwrap_or_default(),
+    }
+}
+
 impl<'a> Scanner<'a> {
     pub fn new(b: &'a [u8]) -> Self {
         Scanner {
             b,
-            text: std::str::from_utf8(b).ok(),
+            text: valid_start(b),
+            base: 0,
             i: 0,
             frames: Vec::new(),
             scratch: Vec::new(),
@@ -151,7 +192,8 @@ impl<'a> Scanner<'a> {
     pub fn of_text(text: &'a str) -> Self {
         Scanner {
             b: text.as_bytes(),
-            text: Some(text),
+            text,
+            base: 0,
             i: 0,
             frames: Vec::new(),
             scratch: Vec::new(),
@@ -163,10 +205,41 @@ impl<'a> Scanner<'a> {
         self.i
     }
 
+    /// The text of `from..to`, if it is valid UTF-8 and `from` and `to` are character
+    /// boundaries (the parser only asks next to ASCII bytes); `None` says neither.
+    #[inline]
+    pub fn text(&mut self, from: usize, to: usize) -> Option<&'a str> {
+        if from < self.base || to > self.base + self.text.len() {
+            self.text_from(from);
+        }
+        self.text
+            .get(from.checked_sub(self.base)?..to.checked_sub(self.base)?)
+    }
+
+    /// Whether the stretch of valid text holds byte `at` (moving it there if it did not).
+    #[inline]
+    pub fn text_holds(&mut self, at: usize) -> bool {
+        (at >= self.base && at < self.base + self.text.len()) || self.text_from(at)
+    }
+
+    /// Moves the stretch of valid text to start at `at` and run to the next invalid byte;
+    /// whether it holds any. Only when text is asked for outside it, which stays linear in
+    /// the body: the parser asks for text in the body's order, but for an item's whole text
+    /// after its members, so each stretch between two invalid bytes is checked at most twice
+    /// (from its first name, from its first item), and text that runs past an invalid byte
+    /// ends the parse.
+    #[cold]
+    #[inline(never)]
+    fn text_from(&mut self, at: usize) -> bool {
+        self.text = valid_start(self.b.get(at..).unwrap_or_default());
+        self.base = at;
+        !self.text.is_empty()
+    }
+
     /// The text of `from..to` (on character boundaries), if it is valid UTF-8: serde_json's
     /// check of a `RawValue`, failing as it fails.
-    pub fn slice(&self, from: usize, to: usize) -> Result<&'a str, Syntax> {
-        if let Some(text) = self.text.and_then(|t| t.get(from..to)) {
+    pub fn slice(&mut self, from: usize, to: usize) -> Result<&'a str, Syntax> {
+        if let Some(text) = self.text(from, to) {
             return Ok(text);
         }
         std::str::from_utf8(self.b.get(from..to).unwrap_or_default())

@@ -135,9 +135,10 @@ fn names_are_compared_decoded() {
         }
     );
     assert_eq!(items[0].client_state.as_deref(), Some("secret"));
+    // Each kept name as it was written.
     assert_eq!(
         items[0].raw,
-        r#"{"changeType":"updated","clientState":"***","resourceData":{"\u0069d":"m1","id":"m2"}}"#
+        r#"{"\u0063hangeType":"updated","client\u0053tate":"***","resourceData":{"\u0069d":"m1","id":"m2"}}"#
     );
 }
 
@@ -163,13 +164,58 @@ fn the_stored_text_drops_the_spaces_between_members_only() {
 }
 
 #[test]
-fn names_are_stored_escaped_as_serde_json_escapes_them() {
-    for c in (0u32..0x80).chain([0xe9, 0x1f600]) {
-        let name = format!("a{}b", char::from_u32(c).unwrap());
-        let mut ours = String::new();
-        push_name(&mut ours, &name);
-        assert_eq!(ours, serde_json::to_string(&name).unwrap(), "{c:#x}");
-    }
+fn names_are_stored_as_written() {
+    // Escapes are kept as sent (the same JSON string), whether the item is copied whole or
+    // written member by member (a space, a repeat, a clientState).
+    let names = r#""\u0041\/\n\t\"\\\u00e9\ud83d\ude00 x":1,"\u0063":2,"c":3"#;
+    let body = format!(
+        r#"{{"value":[{{"changeType":"created",{names}}},{{"changeType":"created", {names},"clientState":"s"}}]}}"#
+    );
+    let items = parse_collection(body.as_bytes()).unwrap();
+    assert_eq!(
+        items[0].raw,
+        r#"{"changeType":"created","\u0041\/\n\t\"\\\u00e9\ud83d\ude00 x":1,"c":3}"#
+    );
+    assert_eq!(
+        items[1].raw,
+        r#"{"changeType":"created","\u0041\/\n\t\"\\\u00e9\ud83d\ude00 x":1,"c":3,"clientState":"***"}"#
+    );
+    let raw: Value = serde_json::from_str(&items[0].raw).unwrap();
+    assert_eq!(raw["A/\n\t\"\\é😀 x"], 1);
+    assert_eq!(raw["c"], 3);
+    // Sent without spaces, repeats or clientState: the item as sent.
+    let body = format!(r#"{{"value":[{{"changeType":"created",{names},"d":4}}]}}"#);
+    let body = body.replace(r#""c":3,"#, "");
+    let items = parse_collection(body.as_bytes()).unwrap();
+    assert_eq!(
+        items[0].raw,
+        r#"{"changeType":"created","\u0041\/\n\t\"\\\u00e9\ud83d\ude00 x":1,"\u0063":2,"d":4}"#
+    );
+}
+
+#[test]
+fn a_body_not_all_valid_utf8_is_read_alike() {
+    // Invalid UTF-8 in a member that is skipped is accepted (as serde_json accepted it); the
+    // items after it are read as in a body that is all valid.
+    let items = r#""value":[{"changeType":"created","\u00e9\n":1,"é":"é"},{"lifecycleEvent":"missed", "\u0063lientState":"s"}]"#;
+    let valid = format!("{{\"x\":\"?\",{items},\"y\":\"?\"}}");
+    let invalid = valid.replace('?', "\u{1}").into_bytes();
+    let invalid: Vec<u8> = invalid
+        .into_iter()
+        .map(|b| if b == 1 { 0xff } else { b })
+        .collect();
+    let outcome = |body: &[u8]| -> Vec<(Option<String>, ItemKind, String)> {
+        parse_collection(body)
+            .unwrap()
+            .into_iter()
+            .map(|i| (i.client_state, i.kind, i.raw))
+            .collect()
+    };
+    assert_eq!(outcome(&invalid), outcome(valid.as_bytes()));
+    assert_eq!(
+        outcome(&invalid)[1].2,
+        r#"{"lifecycleEvent":"missed","\u0063lientState":"***"}"#
+    );
 }
 
 #[test]

@@ -1,5 +1,6 @@
-//! The scanner's strings: skipping them eight bytes at a time, decoding member names (into
-//! the arena only when they hold escapes) and their escapes, as serde_json's `SliceRead` does.
+//! The scanner's strings: skipping them eight bytes at a time, reading member names (as
+//! written, decoded into the arena only when they hold escapes) and their escapes, as
+//! serde_json's `SliceRead` does.
 
 use super::*;
 
@@ -23,6 +24,21 @@ static HEX: [i8; 256] = {
         };
         c += 1;
     }
+    table
+};
+
+/// The character of each escape that is one byte after its backslash (`n`: a line feed), 0 for
+/// the others (`u`, and the bytes that are no escape).
+static SIMPLE: [u8; 256] = {
+    let mut table = [0u8; 256];
+    table[b'"' as usize] = b'"';
+    table[b'\\' as usize] = b'\\';
+    table[b'/' as usize] = b'/';
+    table[b'b' as usize] = 0x08;
+    table[b'f' as usize] = 0x0c;
+    table[b'n' as usize] = b'\n';
+    table[b'r' as usize] = b'\r';
+    table[b't' as usize] = b'\t';
     table
 };
 
@@ -94,6 +110,29 @@ impl<'a> Scanner<'a> {
         }
     }
 
+    /// The escape whose backslash the scanner is on, if it is a usual one: a one-byte escape,
+    /// or `\u` and a character outside the surrogates; the scanner then past it. `None` leaves
+    /// the scanner where it was, for [`Scanner::escape`] to read the escape (and word what is
+    /// wrong with it): a surrogate pair, or an error.
+    #[inline]
+    fn usual_escape(&mut self) -> Option<char> {
+        let next = *self.b.get(self.i + 1)?;
+        let simple = SIMPLE[usize::from(next)];
+        if simple != 0 {
+            self.i += 2;
+            return Some(char::from(simple));
+        }
+        if next != b'u' {
+            return None;
+        }
+        let Some(&[a, b, c, d]) = self.b.get(self.i + 2..self.i + 6) else {
+            return None;
+        };
+        let c = char::from_u32(u32::try_from(hex4(a, b, c, d)).ok()?)?;
+        self.i += 6;
+        Some(c)
+    }
+
     /// Skips the rest of a string whose quote was consumed, checking its escapes but not what
     /// a `\u` escape names (serde_json's `ignore_str`).
     pub(super) fn skip_str(&mut self) -> Result<(), Syntax> {
@@ -121,46 +160,61 @@ impl<'a> Scanner<'a> {
     }
 
     /// A member name, the scanner on its quote: decoded strictly (surrogates paired, UTF-8
-    /// valid), borrowed from the body unless it holds escapes, else appended to `arena`.
+    /// valid), its written text borrowed from the body, its decoded text appended to `arena`
+    /// only if it holds escapes.
     pub(in crate::receiver) fn name(&mut self, arena: &mut String) -> Result<Name<'a>, Syntax> {
-        match self.text {
-            Some(text) => self.name_in(text, arena),
-            None => self.name_checked(arena),
+        let (at, mark) = (self.i, arena.len());
+        // Read in the stretch of valid text from the quote (a name that is not all valid
+        // UTF-8 runs past it: read again, as serde_json reads it, to fail where it fails).
+        if self.text_holds(at) {
+            if let Some(name) = self.name_in(arena)? {
+                return Ok(name);
+            }
+            self.i = at;
+            arena.truncate(mark);
         }
+        self.name_checked(arena)
     }
 
-    /// [`Scanner::name`] in a body known to be valid UTF-8: the text between escapes is
-    /// appended as it is, each escape as its character.
-    pub(super) fn name_in(
-        &mut self,
-        text: &'a str,
-        arena: &mut String,
-    ) -> Result<Name<'a>, Syntax> {
+    /// [`Scanner::name`] in the stretch of the body known to be valid UTF-8, which holds its
+    /// quote: the text between escapes is appended as it is, each escape as its character.
+    /// `None` if the name runs past that stretch. Its errors are those of
+    /// [`Scanner::name_checked`], which reads in the same order and checks UTF-8 last.
+    #[inline]
+    pub(super) fn name_in(&mut self, arena: &mut String) -> Result<Option<Name<'a>>, Syntax> {
+        let (text, base) = (self.text, self.base);
+        // `from` and `to` are next to ASCII bytes: character boundaries if in the stretch.
+        let run = |from: usize, to: usize| text.get(from.checked_sub(base)?..to.checked_sub(base)?);
         self.i += 1;
         let b = self.b;
+        let open = self.i;
         let mut start = self.i;
         let mut from = None;
         loop {
             self.skip_to_escape();
-            // `start` and `self.i` are next to ASCII bytes: character boundaries.
-            let run = text.get(start..self.i).unwrap_or_default();
             match b.get(self.i) {
                 None => return Err(self.err(Code::EofString)),
                 Some(b'"') => {
+                    let Some(written) = run(open, self.i) else {
+                        return Ok(None);
+                    };
+                    let end = self.i;
                     self.i += 1;
                     let Some(from) = from else {
-                        return Ok(Name::Body(run));
+                        return Ok(Some(Name::plain(written)));
                     };
-                    arena.push_str(run);
-                    return Ok(Name::Arena(from, arena.len()));
+                    arena.push_str(run(start, end).unwrap_or_default());
+                    return Ok(Some(Name::escaped(written, from, arena.len())));
                 }
                 Some(b'\\') => {
                     from.get_or_insert(arena.len());
-                    if !run.is_empty() {
-                        arena.push_str(run);
+                    if start < self.i {
+                        let Some(plain) = run(start, self.i) else {
+                            return Ok(None);
+                        };
+                        arena.push_str(plain);
                     }
-                    self.i += 1;
-                    let c = self.escape()?;
+                    let c = self.name_escape()?;
                     arena.push(c);
                     start = self.i;
                 }
@@ -172,12 +226,15 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    /// [`Scanner::name`] in a body that is not all valid UTF-8: decoded first, then checked,
-    /// so that the error is where serde_json reports it.
+    /// [`Scanner::name`] of a name that is not all valid UTF-8 (or not in the body's valid
+    /// text): decoded first, then checked, so that the error is where serde_json reports it.
+    #[cold]
+    #[inline(never)]
     pub(super) fn name_checked(&mut self, arena: &mut String) -> Result<Name<'a>, Syntax> {
         self.i += 1;
         self.scratch.clear();
         let b = self.b;
+        let open = self.i;
         let mut start = self.i;
         loop {
             self.skip_to_escape();
@@ -191,25 +248,30 @@ impl<'a> Scanner<'a> {
                         at,
                         back: len - e.valid_up_to(),
                     };
-                    if self.scratch.is_empty() {
-                        let text = &b[start..self.i];
-                        self.i += 1;
-                        let text = std::str::from_utf8(text)
-                            .map_err(|e| invalid(self.i, text.len(), e))?;
-                        return Ok(Name::Body(text));
-                    }
-                    self.scratch.extend_from_slice(&b[start..self.i]);
+                    let written = &b[open..self.i];
                     self.i += 1;
+                    if self.scratch.is_empty() {
+                        let text = std::str::from_utf8(written)
+                            .map_err(|e| invalid(self.i, written.len(), e))?;
+                        return Ok(Name::plain(text));
+                    }
+                    self.scratch.extend_from_slice(&b[start..self.i - 1]);
                     let text = std::str::from_utf8(&self.scratch)
                         .map_err(|e| invalid(self.i, self.scratch.len(), e))?;
                     let from = arena.len();
                     arena.push_str(text);
-                    return Ok(Name::Arena(from, arena.len()));
+                    // The escapes are ASCII and each decodes to a whole character: the written
+                    // text is valid UTF-8 exactly when the decoded one is.
+                    let written = std::str::from_utf8(written)
+                        .map_err(|e| invalid(self.i, written.len(), e))?;
+                    return Ok(Name::escaped(written, from, arena.len()));
                 }
                 Some(b'\\') => {
                     self.scratch.extend_from_slice(&b[start..self.i]);
-                    self.i += 1;
-                    self.decode_escape()?;
+                    let c = self.name_escape()?;
+                    let mut buf = [0u8; 4];
+                    self.scratch
+                        .extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
                     start = self.i;
                 }
                 Some(_) => {
@@ -220,13 +282,15 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    /// One escape of a name into `scratch` (serde_json's `parse_escape`, validating).
-    pub(super) fn decode_escape(&mut self) -> Result<(), Syntax> {
-        let c = self.escape()?;
-        let mut buf = [0u8; 4];
-        self.scratch
-            .extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
-        Ok(())
+    /// The character of the escape whose backslash the scanner is on, in a name: the usual
+    /// ones read at once, the others (surrogate pairs, errors) as serde_json reads them.
+    #[inline]
+    fn name_escape(&mut self) -> Result<char, Syntax> {
+        if let Some(c) = self.usual_escape() {
+            return Ok(c);
+        }
+        self.i += 1;
+        self.escape()
     }
 
     /// The character of the escape after a backslash (serde_json's `parse_escape` and

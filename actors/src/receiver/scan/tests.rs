@@ -131,6 +131,86 @@ fn names_are_decoded_strictly() {
 }
 
 #[test]
+fn every_escape_is_decoded_as_serde_json_decodes_it() {
+    // Each byte after a backslash, and `\u` escapes around the edges of UTF-8's lengths and
+    // the surrogates; in a body of valid UTF-8 and in one that is not (another path).
+    let mut texts: Vec<String> = (0u8..=0x7f)
+        .map(|c| format!("\"a\\{}b\"", char::from(c)))
+        .collect();
+    for hex in [
+        "0000",
+        "001f",
+        "0041",
+        "007f",
+        "0080",
+        "07ff",
+        "0800",
+        "d7ff",
+        "D7FF",
+        "e000",
+        "fffd",
+        "ffff",
+        "FfFf",
+        "00g0",
+        "12",
+        "d800\\udc00",
+        "dbff\\udfff",
+        "D83D\\uDE00",
+        "dc00",
+        "d800\\ud800",
+    ] {
+        texts.push(format!("\"a\\u{hex}b\""));
+    }
+    for text in texts {
+        let theirs = serde_json::from_str::<String>(&text).map_err(|e| e.to_string());
+        assert_eq!(name(&text), theirs, "{text:?}");
+        let mut bytes = text.clone().into_bytes();
+        bytes.extend_from_slice(b" \xff");
+        // serde_json reading the string alone from the same bytes.
+        let theirs = <String as serde::Deserialize>::deserialize(
+            &mut serde_json::Deserializer::from_slice(&bytes),
+        )
+        .map_err(|e| e.to_string());
+        let mut s = Scanner::new(&bytes);
+        let mut arena = String::new();
+        let ours = s
+            .name(&mut arena)
+            .map(|n| n.get(&arena).to_string())
+            .map_err(|e| e.message(&bytes));
+        assert_eq!(ours, theirs, "{text:?}, not all UTF-8");
+        // And after an invalid byte: the stretch of valid text is found again from the name.
+        let mut later = b"\xff\n".to_vec();
+        later.extend_from_slice(&bytes);
+        let mut s = Scanner::new(&later);
+        s.i = 2;
+        let mut arena = String::new();
+        let ours = s
+            .name(&mut arena)
+            .map(|n| n.get(&arena).to_string())
+            .map_err(|e| Syntax { at: e.at - 2, ..e }.message(&bytes));
+        assert_eq!(ours, theirs, "{text:?}, after an invalid byte");
+    }
+}
+
+#[test]
+fn text_is_checked_once_between_invalid_bytes() {
+    let body = b"{\"a\":\"\xff\",\"b\xc3\xa9\":\"\xc3\xa9\",\"c\":\"\xfe\"}";
+    let mut s = Scanner::new(body);
+    assert_eq!(s.text(0, 6), Some("{\"a\":\""));
+    assert_eq!(s.text(0, 7), None);
+    assert_eq!(s.text(9, 22), Some("\"b\u{e9}\":\"\u{e9}\",\"c"));
+    assert_eq!((s.base, s.text.len()), (9, 16));
+    assert_eq!(s.text(10, 14), Some("b\u{e9}\""));
+    assert_eq!(s.base, 9);
+    assert_eq!(s.text(12, 13), None, "not a character boundary");
+    assert_eq!(s.text(20, 28), None);
+    assert_eq!(
+        s.slice(20, 28).unwrap_err().message(body),
+        "invalid unicode code point at line 1 column 26"
+    );
+}
+
+#[test]
 fn positions_count_lines_and_columns_as_serde_json_does() {
     let text = "{\n  \"a\": [1,\n   2,, 3]\n}";
     assert_eq!(skip(text).unwrap_err(), serde_skip(text).unwrap_err());
