@@ -43,7 +43,8 @@ use clap::Parser;
 use relay365::sim::{NewMail, SimConfig, Simulator};
 use serde_json::{json, Value};
 use support::{
-    actor_info, cpu_seconds, post, postgres_cpu_seconds_of, rss_kb, server_bin, Conn, Server,
+    actor_info, cpu_seconds, html_mail, post, postgres_cpu_seconds_of, rss_kb, server_bin, Conn,
+    Server,
 };
 
 #[derive(Parser)]
@@ -84,28 +85,6 @@ struct Run {
     p99: f64,
     relay_us: f64,
     pg_us: f64,
-}
-
-/// A realistic HTML mail of about 5 KB: a reply with a quote and a signature.
-fn html_mail(i: usize) -> String {
-    let mut body = format!(
-        "<html><body><div>Hi team,</div><p>Order #{i} is confirmed for delivery on 2026-12-14. \
-         Please find the invoice total of EUR 1,234.50 below and call +49 30 1234567 if anything \
-         is missing.</p>"
-    );
-    while body.len() < 3500 {
-        body.push_str(
-            "<p>We reviewed the schedule with the warehouse and the carrier; the pallets ship in \
-             two loads, the second one on the following Monday, and the paperwork follows by \
-             mail.</p>",
-        );
-    }
-    body.push_str(
-        "<p>Best regards,<br>Kim Lee<br>Logistics, Fabrikam GmbH</p><hr><div>From: Ann \
-         &lt;ann@example.com&gt;<br>Sent: Monday<br>Subject: Order</div><blockquote>Can you \
-         confirm the delivery date for the order? Thanks, Ann</blockquote></body></html>",
-    );
-    body
 }
 
 fn notification(graph_sub: &str, client_state: &str, mailbox: &str, message_id: &str) -> String {

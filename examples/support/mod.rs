@@ -291,3 +291,25 @@ pub async fn actor_info(
         .map(|n| n["info"].clone())
         .unwrap_or_default())
 }
+
+/// A realistic HTML mail of about 5 KB: a reply with a quote and a signature.
+pub fn html_mail(i: usize) -> String {
+    let mut body = format!(
+        "<html><body><div>Hi team,</div><p>Order #{i} is confirmed for delivery on 2026-12-14. \
+         Please find the invoice total of EUR 1,234.50 below and call +49 30 1234567 if anything \
+         is missing.</p>"
+    );
+    while body.len() < 3500 {
+        body.push_str(
+            "<p>We reviewed the schedule with the warehouse and the carrier; the pallets ship in \
+             two loads, the second one on the following Monday, and the paperwork follows by \
+             mail.</p>",
+        );
+    }
+    body.push_str(
+        "<p>Best regards,<br>Kim Lee<br>Logistics, Fabrikam GmbH</p><hr><div>From: Ann \
+         &lt;ann@example.com&gt;<br>Sent: Monday<br>Subject: Order</div><blockquote>Can you \
+         confirm the delivery date for the order? Thanks, Ann</blockquote></body></html>",
+    );
+    body
+}
