@@ -21,6 +21,12 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
+/// The most a connection's read buffer holds (hyper's default lets it grow to about 400 KiB).
+/// A body passes through it into the public routes' budget, so a held upload costs its share
+/// of the budget plus at most this; headers must fit in it too (64 KiB is eight times what
+/// common proxies allow).
+const READ_BUFFER_MAX: usize = 64 * 1024;
+
 /// The connection limits of [`serve`].
 #[derive(Debug, Clone, Copy)]
 pub struct ServerLimits {
@@ -51,7 +57,8 @@ pub async fn serve(
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_timeout);
+        .header_read_timeout(limits.header_timeout)
+        .max_buf_size(READ_BUFFER_MAX);
     builder
         .http2()
         .timer(TokioTimer::new())

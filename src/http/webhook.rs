@@ -118,9 +118,9 @@ fn is_json(headers: &HeaderMap) -> bool {
         .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
 }
 
-/// Reads at most [`MAX_BODY`] bytes; more is a 413, without reading the rest. Every byte is
-/// counted against the public routes' memory budget as it arrives (`share`); a body that does
-/// not fit is a 503 at once.
+/// Reads at most [`MAX_BODY`] bytes; more is a 413, without reading the rest. The buffer is
+/// counted against the public routes' memory budget as it grows with what arrives (`share`); a
+/// body that does not fit is a 503 at once.
 async fn read_body(
     headers: &HeaderMap,
     body: Body,
@@ -145,12 +145,22 @@ async fn read_body(
         if buf.len() + chunk.len() > MAX_BODY {
             return Err(ApiError::PayloadTooLarge);
         }
-        if !share.grow_to(buf.len() + chunk.len()) {
+        // The buffer is grown here rather than by `extend`, so that what the budget counts is
+        // what is allocated: the capacity, the next power of two (as a `Vec` doubles), never
+        // past the largest body.
+        let needed = buf.len() + chunk.len();
+        let cap = if needed > buf.capacity() {
+            needed.next_power_of_two().min(MAX_BODY)
+        } else {
+            buf.capacity()
+        };
+        if !share.grow_to(cap) {
             metrics::counter!("relay365_http_shed_total").increment(1);
             return Err(ApiError::Unavailable(
                 "too many notification bodies in progress; retry later".into(),
             ));
         }
+        buf.reserve_exact(cap - buf.len());
         buf.extend_from_slice(&chunk);
     }
     Ok(Bytes::from(buf))
