@@ -16,13 +16,13 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
+use super::folded::{rule, Folded};
 use super::{EmailInput, Signal};
 
 static AUTO_REPLY_SUBJECT: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(
-        r"(?i)^\s*auto(?:matic)?(?:[- ]?reply)?\s*:|(?-u:\b)(?:automatic reply|auto-?reply|out of (?:the )?office|automatische antwort|abwesenheitsnotiz|réponse automatique|respuesta automática)(?-u:\b)",
+    rule(
+        r"^\s*auto(?:matic)?(?:[- ]?reply)?\s*:|(?-u:\b)(?:automatic reply|auto-?reply|out of (?:the )?office|automatische antwort|abwesenheitsnotiz|réponse automatique|respuesta automática)(?-u:\b)",
     )
-    .expect("valid regex")
 });
 
 /// How much of the new text is read for out-of-office wording: a notice says it at once.
@@ -30,40 +30,37 @@ const AUTO_REPLY_SCAN: usize = 1_500;
 
 /// "I am away / out of the office / on leave" in the 13 languages.
 static ABSENCE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(
-        r"(?i)out of (?:the )?office|(?:i am|i'm|i will be|i'll be)\s+(?:currently\s+)?(?:away|out|on (?:annual |parental |sick )?leave|on vacation|on holiday|travell?ing|off)|currently (?:away|out of|on leave|on vacation|on holiday|unavailable)|nicht im büro|abwesend|außer haus|im urlaub|urlaubsbedingt|absente?s? (?:du bureau|jusqu)|je suis absente?|en congés?|en vacances|fuera de la oficina|estaré fuera|estoy ausente|de vacaciones|fuori (?:ufficio|sede)|sarò assente|in ferie|niet op kantoor|afwezig|met vakantie|fora do escritório|estarei ausente|de férias|poza biurem|na urlopie|nieobecn[ya]|inte på kontoret|på semester|tjänstledig|frånvarande|ikke på kontoret|på ferie|fraværende|poissa toimistolta|lomalla|mimo kancelář|na dovolené|nepřítomn[ýá]|не в офисе|в отпуске|отсутствую",
+    rule(
+        r"out of (?:the )?office|(?:i am|i'm|i will be|i'll be)\s+(?:currently\s+)?(?:away|out|on (?:annual |parental |sick )?leave|on vacation|on holiday|travell?ing|off)|currently (?:away|out of|on leave|on vacation|on holiday|unavailable)|nicht im büro|abwesend|außer haus|im urlaub|urlaubsbedingt|absente?s? (?:du bureau|jusqu)|je suis absente?|en congés?|en vacances|fuera de la oficina|estaré fuera|estoy ausente|de vacaciones|fuori (?:ufficio|sede)|sarò assente|in ferie|niet op kantoor|afwezig|met vakantie|fora do escritório|estarei ausente|de férias|poza biurem|na urlopie|nieobecn[ya]|inte på kontoret|på semester|tjänstledig|frånvarande|ikke på kontoret|på ferie|fraværende|poissa toimistolta|lomalla|mimo kancelář|na dovolené|nepřítomn[ýá]|не в офисе|в отпуске|отсутствую",
     )
-    .expect("valid regex")
 });
 /// When the writer is back, or whom to write to instead.
 static RETURN_OR_CONTACT: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(
-        r"(?i)(?:^|[^\p{L}])(?:until|till|returning|return on|back (?:on|in the office)|will be back|limited access|no access to (?:my )?e-?mail|in urgent cases|for urgent matters|please contact|bis (?:zum|einschließlich)?|zurück|wieder (?:im büro|erreichbar|da)|in dringenden fällen|wenden sie sich|jusqu|de retour|en cas d'urgence|veuillez contacter|hasta el|regresaré|vuelvo el|en caso de urgencia|póngase en contacto|fino al|rientrerò|per urgenze|contattare|tot en met|tot |weer aanwezig|ben ik (?:weer|terug)|neem contact|até |retornarei|regresso|em caso de urgência|do (?:dnia|poniedziałku|wtorku|środy|czwartku|piątku|soboty|niedzieli|[0-9])|wracam|w pilnych sprawach|proszę o kontakt|till och med|tillbaka|kontakta|til og med|tilbake|tilbage|kontakt|asti|palaan|kiireellisissä|do (?:pondělí|úterý|středy|čtvrtka|pátku|soboty|neděle)|vrátím|v naléhavých|kontaktujte|до |вернусь|по срочным)",
+    rule(
+        r"(?:^|[^\p{L}])(?:until|till|returning|return on|back (?:on|in the office)|will be back|limited access|no access to (?:my )?e-?mail|in urgent cases|for urgent matters|please contact|bis (?:zum|einschließlich)?|zurück|wieder (?:im büro|erreichbar|da)|in dringenden fällen|wenden sie sich|jusqu|de retour|en cas d'urgence|veuillez contacter|hasta el|regresaré|vuelvo el|en caso de urgencia|póngase en contacto|fino al|rientrerò|per urgenze|contattare|tot en met|tot |weer aanwezig|ben ik (?:weer|terug)|neem contact|até |retornarei|regresso|em caso de urgência|do (?:dnia|poniedziałku|wtorku|środy|czwartku|piątku|soboty|niedzieli|[0-9])|wracam|w pilnych sprawach|proszę o kontakt|till och med|tillbaka|kontakta|til og med|tilbake|tilbage|kontakt|asti|palaan|kiireellisissä|do (?:pondělí|úterý|středy|čtvrtka|pátku|soboty|neděle)|vrátím|v naléhavých|kontaktujte|до |вернусь|по срочным)",
     )
-    .expect("valid regex")
 });
 /// Saying outright that the mail is an automatic reply.
 static AUTOMATIC_REPLY_TEXT: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(
-        r"(?i)this is an automatic (?:reply|response|message)|this (?:e-?mail|message) (?:is|was) (?:sent |generated )?automatically|automatische (?:antwort|abwesenheitsnotiz)|dies ist eine automatische|réponse automatique|ceci est une réponse automatique|respuesta automática|risposta automatica|automatisch antwoord|resposta automática|automatyczna odpowiedź|automatiskt svar|automatisk svar|automaattinen vastaus|automatická odpověď|автоматический ответ",
+    rule(
+        r"this is an automatic (?:reply|response|message)|this (?:e-?mail|message) (?:is|was) (?:sent |generated )?automatically|automatische (?:antwort|abwesenheitsnotiz)|dies ist eine automatische|réponse automatique|ceci est une réponse automatique|respuesta automática|risposta automatica|automatisch antwoord|resposta automática|automatyczna odpowiedź|automatiskt svar|automatisk svar|automaattinen vastaus|automatická odpověď|автоматический ответ",
     )
-    .expect("valid regex")
 });
 
 /// The out-of-office wording of the new text, if it reads as a notice.
-fn out_of_office(own_text: &str) -> Option<String> {
-    let scan = super::head(own_text, AUTO_REPLY_SCAN);
-    if let Some(m) = AUTOMATIC_REPLY_TEXT.find(scan) {
-        return Some(m.as_str().to_string());
+fn out_of_office(own_text: &Folded<'_>) -> Option<String> {
+    let scan = own_text.head(AUTO_REPLY_SCAN);
+    if let Some(m) = scan.find(&AUTOMATIC_REPLY_TEXT) {
+        return Some(m.to_string());
     }
-    let absence = ABSENCE.find(scan)?;
-    let back = RETURN_OR_CONTACT.find(scan)?;
-    Some(format!("{} … {}", absence.as_str(), back.as_str().trim()))
+    let absence = scan.find(&ABSENCE)?;
+    let back = scan.find(&RETURN_OR_CONTACT)?;
+    Some(format!("{} … {}", absence, back.trim()))
 }
 
 pub(super) fn auto_reply_signals(
     input: &EmailInput,
-    own_text: &str,
+    own_text: &Folded<'_>,
     signals: &mut Vec<Signal>,
 ) -> bool {
     let before = signals.len();
@@ -98,12 +95,8 @@ pub(super) fn auto_reply_signals(
     {
         signals.push(Signal::new("header:precedence", "is_auto_reply", value));
     }
-    if let Some(m) = AUTO_REPLY_SUBJECT.find(&input.subject) {
-        signals.push(Signal::new(
-            "subject:auto-reply",
-            "is_auto_reply",
-            m.as_str().trim(),
-        ));
+    if let Some(m) = Folded::new(&input.subject).find(&AUTO_REPLY_SUBJECT) {
+        signals.push(Signal::new("subject:auto-reply", "is_auto_reply", m.trim()));
     }
     if let Some(evidence) = out_of_office(own_text) {
         signals.push(Signal::new("body:out-of-office", "is_auto_reply", evidence));
@@ -122,22 +115,25 @@ const BULK_HEADERS: [&str; 6] = [
 ];
 /// An unsubscribe or preferences link.
 static UNSUBSCRIBE_LINK: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)unsub|opt-?out|optout|abmeld|abbestell|desinscri|désinscri|desabonn|désabonn|baja|afmeld|uitschrijv|cancelar|wypisz|avregistr|avmeld|manage[-_]?preferences|email[-_]?preferences")
-        .expect("valid regex")
+    rule(
+        r"unsub|opt-?out|optout|abmeld|abbestell|desinscri|désinscri|desabonn|désabonn|baja|afmeld|uitschrijv|cancelar|wypisz|avregistr|avmeld|manage[-_]?preferences|email[-_]?preferences",
+    )
 });
 /// What bulk mail says and a person's mail does not.
 static BULK_MARKER: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)view (?:this (?:e-?mail|message) )?(?:in|on) (?:your |a )?(?:web )?browser|view (?:it )?online|you (?:are|were) receiving this (?:e-?mail|message|newsletter|because)|you received this (?:e-?mail|message) because|manage (?:your )?(?:e-?mail |subscription )?preferences|update your (?:e-?mail )?preferences|im browser (?:ansehen|anzeigen|öffnen)|diese e-mail im browser|afficher (?:dans|sur) (?:le|votre) navigateur|ver (?:en|en el) navegador|visualizza nel browser|bekijk (?:deze e-?mail )?in (?:je|uw) browser|zobacz w przeglądarce|visa i webbläsaren|vis i browser")
-        .expect("valid regex")
+    rule(
+        r"view (?:this (?:e-?mail|message) )?(?:in|on) (?:your |a )?(?:web )?browser|view (?:it )?online|you (?:are|were) receiving this (?:e-?mail|message|newsletter|because)|you received this (?:e-?mail|message) because|manage (?:your )?(?:e-?mail |subscription )?preferences|update your (?:e-?mail )?preferences|im browser (?:ansehen|anzeigen|öffnen)|diese e-mail im browser|afficher (?:dans|sur) (?:le|votre) navigateur|ver (?:en|en el) navegador|visualizza nel browser|bekijk (?:deze e-?mail )?in (?:je|uw) browser|zobacz w przeglądarce|visa i webbläsaren|vis i browser",
+    )
 });
 static UNSUBSCRIBE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)(?-u:\b)(?:unsubscribe|opt[- ]out|abmelden|abbestellen|newsletter abbestellen|se désabonner|désinscription|darse de baja)(?-u:\b)")
-        .expect("valid regex")
+    rule(
+        r"(?-u:\b)(?:unsubscribe|opt[- ]out|abmelden|abbestellen|newsletter abbestellen|se désabonner|désinscription|darse de baja)(?-u:\b)",
+    )
 });
 
 pub(super) fn newsletter_signals(
     input: &EmailInput,
-    own_text: &str,
+    own_text: &Folded<'_>,
     links: &[String],
     signals: &mut Vec<Signal>,
 ) -> bool {
@@ -169,18 +165,21 @@ pub(super) fn newsletter_signals(
             break;
         }
     }
-    if let Some(m) = UNSUBSCRIBE.find(own_text) {
-        signals.push(Signal::new("body:unsubscribe", "is_newsletter", m.as_str()));
+    if let Some(m) = own_text.find(&UNSUBSCRIBE) {
+        signals.push(Signal::new("body:unsubscribe", "is_newsletter", m));
     }
-    if let Some(link) = links.iter().find(|l| UNSUBSCRIBE_LINK.is_match(l)) {
+    if let Some(link) = links
+        .iter()
+        .find(|l| UNSUBSCRIBE_LINK.is_match(&l.to_ascii_lowercase()))
+    {
         signals.push(Signal::new(
             "body:unsubscribe-link",
             "is_newsletter",
             link.as_str(),
         ));
     }
-    if let Some(m) = BULK_MARKER.find(own_text) {
-        signals.push(Signal::new("body:bulk-marker", "is_newsletter", m.as_str()));
+    if let Some(m) = own_text.find(&BULK_MARKER) {
+        signals.push(Signal::new("body:bulk-marker", "is_newsletter", m));
     }
     signals.len() > before
 }

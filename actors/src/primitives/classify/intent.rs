@@ -4,11 +4,12 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
+use super::folded::{rule, Folded};
 use super::{EmailInput, Intent, Signal};
 
 /// Keyword rules per intent, in the order that breaks ties: when two intents score the same,
-/// the one listed first wins (a complaint about an invoice is a complaint). Written in lower case:
-/// they are matched against the text lowercased.
+/// the one listed first wins (a complaint about an invoice is a complaint). Written in lower case
+/// ([`rule`]).
 static KEYWORDS: LazyLock<Vec<(Intent, Regex)>> = LazyLock::new(|| {
     let rules: [(Intent, &str); 7] = [
         (
@@ -42,12 +43,7 @@ static KEYWORDS: LazyLock<Vec<(Intent, Regex)>> = LazyLock::new(|| {
     ];
     rules
         .into_iter()
-        .map(|(intent, words)| {
-            (
-                intent,
-                Regex::new(&format!(r"(?-u:\b)(?:{words})(?-u:\b)")).expect("valid regex"),
-            )
-        })
+        .map(|(intent, words)| (intent, rule(&format!(r"(?-u:\b)(?:{words})(?-u:\b)"))))
         .collect()
 });
 
@@ -69,8 +65,8 @@ const SUBJECT_WEIGHT: u32 = 2;
 
 pub(super) fn intent(
     input: &EmailInput,
-    subject: &str,
-    own_text: &str,
+    subject: &Folded<'_>,
+    own_text: &Folded<'_>,
     is_auto_reply: bool,
     is_newsletter: bool,
     signals: &mut Vec<Signal>,
@@ -122,18 +118,13 @@ pub(super) fn intent(
             ));
         }
     }
-    // Lowercased once, so that the keyword rules match case-sensitively: literals the regex
-    // engine finds with its SIMD prefilter, where `(?i)` made it try every case at every byte.
-    let (subject_lower, text_lower) = (subject.to_lowercase(), own_text.to_lowercase());
     for (intent, regex) in KEYWORDS.iter() {
-        for (place, text, weight) in [
-            ("subject", subject_lower.as_str(), SUBJECT_WEIGHT),
-            ("body", text_lower.as_str(), 1),
-        ] {
-            let mut matched: Vec<&str> = Vec::new();
-            for m in regex.find_iter(text) {
-                if !matched.contains(&m.as_str()) {
-                    matched.push(m.as_str());
+        for (place, text, weight) in [("subject", subject, SUBJECT_WEIGHT), ("body", own_text, 1)] {
+            let mut matched: Vec<String> = Vec::new();
+            for m in text.find_iter(regex) {
+                let word = m.to_lowercase();
+                if !matched.contains(&word) {
+                    matched.push(word);
                 }
             }
             for word in matched {
@@ -146,15 +137,16 @@ pub(super) fn intent(
             }
         }
     }
-    if subject.ends_with('?') {
+    if subject.text.ends_with('?') {
         add(Intent::Question, SUBJECT_WEIGHT);
         signals.push(Signal::new(
             "subject:question-mark",
             "intent:question",
-            subject,
+            subject.text,
         ));
     }
     if let Some(sentence) = own_text
+        .text
         .lines()
         .map(str::trim)
         .find(|l| l.ends_with('?') && !l.starts_with('>'))

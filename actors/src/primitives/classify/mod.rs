@@ -10,11 +10,13 @@ use super::input::EmailInput;
 use super::parse::{parse_rendered, render_body, Parsed};
 
 mod bulk;
+mod folded;
 mod intent;
 pub(crate) mod language;
 mod urgency;
 
 use bulk::{auto_reply_signals, newsletter_signals};
+use folded::Folded;
 use intent::intent;
 use language::language;
 pub use language::warm_up;
@@ -130,21 +132,23 @@ pub fn classify_parsed(input: &EmailInput, parsed: &Parsed) -> Classification {
     };
     let own_text = head(own_text, SCAN_LIMIT);
     let subject = input.subject.trim();
+    // Lowercased once for every keyword rule (`folded`).
+    let (own, subject_folded) = (Folded::new(own_text), Folded::new(subject));
 
-    let is_auto_reply = auto_reply_signals(input, own_text, &mut signals);
-    let is_newsletter = newsletter_signals(input, own_text, &parsed.links, &mut signals);
+    let is_auto_reply = auto_reply_signals(input, &own, &mut signals);
+    let is_newsletter = newsletter_signals(input, &own, &parsed.links, &mut signals);
     let intent = intent(
         input,
-        subject,
-        own_text,
+        &subject_folded,
+        &own,
         is_auto_reply,
         is_newsletter,
         &mut signals,
     );
     let urgency = urgency(
         input,
-        subject,
-        own_text,
+        &subject_folded,
+        &own,
         is_auto_reply || is_newsletter,
         &mut signals,
     );

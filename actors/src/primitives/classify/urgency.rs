@@ -4,17 +4,19 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
+use super::folded::{rule, Folded};
 use super::{EmailInput, Signal, Urgency};
 
 static URGENT_WORDS: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)(?-u:\b)(?:urgent|urgently|asap|as soon as possible|immediately|emergency|critical|right away|time[- ]sensitive|dringend|eilt|sofort|umgehend|schnellstmöglich|urgence)(?-u:\b)")
-        .expect("valid regex")
+    rule(
+        r"(?-u:\b)(?:urgent|urgently|asap|as soon as possible|immediately|emergency|critical|right away|time[- ]sensitive|dringend|eilt|sofort|umgehend|schnellstmöglich|urgence)(?-u:\b)",
+    )
 });
 
 pub(super) fn urgency(
     input: &EmailInput,
-    subject: &str,
-    own_text: &str,
+    subject: &Folded<'_>,
+    own_text: &Folded<'_>,
     is_bulk: bool,
     signals: &mut Vec<Signal>,
 ) -> Urgency {
@@ -64,12 +66,12 @@ pub(super) fn urgency(
         }
     }
     for (place, text) in [("subject", subject), ("body", own_text)] {
-        if let Some(m) = URGENT_WORDS.find(text) {
+        if let Some(m) = text.find(&URGENT_WORDS) {
             high = true;
             signals.push(Signal::new(
                 format!("{place}:urgent-keyword"),
                 "urgency:high",
-                m.as_str().to_lowercase(),
+                m.to_lowercase(),
             ));
         }
     }
