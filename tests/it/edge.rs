@@ -145,6 +145,29 @@ async fn a_half_sent_request_is_closed_by_the_server() {
     app.stop().await.unwrap();
 }
 
+#[tokio::test]
+async fn headers_larger_than_the_read_buffer_are_refused() {
+    let db = TestDb::sqlite().await;
+    let app = spawn_app(test_config(&db.url, &[])).await;
+    let mut conn = TcpStream::connect(app.addr).await.unwrap();
+    let head = format!(
+        "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Padding: {}\r\n\r\n",
+        "a".repeat(100 * 1024)
+    );
+    // The server may answer and close before it has read all of it.
+    let _ = conn.write_all(head.as_bytes()).await;
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(30), conn.read_to_end(&mut buf)).await;
+    let answer = String::from_utf8_lossy(&buf);
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
+    // A request of ordinary size on a new connection is served as usual.
+    let ok = reqwest::get(format!("{}/healthz", app.url()))
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    app.stop().await.unwrap();
+}
+
 /// Opens a connection that announces a 1 MB notification and sends only its first KB.
 async fn stalled_upload(addr: std::net::SocketAddr) -> TcpStream {
     let mut conn = TcpStream::connect(addr).await.unwrap();

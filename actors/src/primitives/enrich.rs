@@ -63,8 +63,8 @@ pub struct Enrichment {
 /// `message` is a Graph message or a normalized one (see [`EmailInput`]); one without a body is
 /// treated as empty rather than refused, so a message always gets its primitives. The CPU work
 /// of a body over [`INLINE_BODY_BYTES`] and of every attachment runs on blocking threads; each
-/// attachment has [`EXTRACT_TIMEOUT`]. Never fails: an attachment
-/// that cannot be read gets `text: null` and a `text_error`.
+/// attachment has [`EXTRACT_TIMEOUT`]. Never fails: an attachment that cannot be read gets
+/// `text: null` and a `text_error`.
 pub async fn enrich(message: &Value, attachments: &[AttachmentBytes]) -> Enrichment {
     let input = EmailInput::from_json_lenient(message).unwrap_or_else(|err| {
         tracing::warn!(error = %err, "message has an unexpected shape; primitives see an empty mail");
