@@ -4,18 +4,22 @@
 //! Supervised by `processors` (a pool supervisor under `root`). Events reach a worker by
 //! subscription (sticky routing), from the receiver's hand-off and from the sweep of the store
 //! ([`crate::sweeper`]); nothing in a worker's memory is the only copy of anything, so a
-//! restart loses no work. A worker runs one event per subscription at a time, in the order it
-//! was handed them, and many subscriptions at once: each event's attempt runs in a task of its
-//! own ([`work::run`]), so a mailbox that Graph throttles or answers slowly only waits for
-//! itself. An event whose attempt failed goes back to the store with its next attempt time and
-//! does not hold up the events after it (one bad message must not stop a mailbox for an hour).
+//! restart loses no work (events it was handed claimed are swept when their lease runs out). A
+//! worker runs one event per subscription at a time, in the order it was handed them, and many
+//! subscriptions at once: each event's attempt runs in a task of its own ([`work::run`]), so a
+//! mailbox that Graph throttles or answers slowly only waits for itself. An event whose attempt
+//! failed goes back to the store with its next attempt time and does not hold up the events
+//! after it (one bad message must not stop a mailbox for an hour).
 //!
-//! The store sees the pool's events in batches: the events a worker starts while its claim is
-//! in flight are claimed together by its next one, and the events that succeed while a
-//! completing write is in flight are completed together by the next (group commit, as the
-//! receiver does for inserts). The workers' claims and completions then meet in one statement
-//! per kind for the whole pool ([`crate::group_commit`]). Under load a statement serves tens of
-//! events; at a trickle each waits for no one.
+//! The receiver stores the changes of mailboxes held here claimed already, under this
+//! instance's lease, and hands over the rows: such an event starts without a claim of its own
+//! unless it waited in the queue until too little of its lease was left. The store sees the
+//! other events in batches: the events a worker starts while its claim is in flight are
+//! claimed together by its next one, and the events that succeed while a completing write is
+//! in flight are completed together by the next (group commit, as the receiver does for
+//! inserts). The workers' claims and completions then meet in one statement per kind for the
+//! whole pool ([`crate::group_commit`]). Under load a statement serves tens of events; at a
+//! trickle each waits for no one.
 
 mod normalize;
 pub mod targets;
@@ -65,6 +69,8 @@ pub enum ProcessorMsg {
     /// Stored events to process: (event id, subscription id). The store stays the truth: a
     /// lost message only delays an event until the next sweep.
     Process(Vec<(String, Option<String>)>),
+    /// Events stored claimed under this instance's lease (by the receiver), as stored.
+    Run(Vec<EventRow>),
     /// Self-sent: the claim of these (key, event id) pairs answered (the rows claimed).
     Claimed(Vec<(String, String)>, Result<Vec<EventRow>, String>),
     /// Self-sent: an event's attempt ran.
@@ -88,10 +94,12 @@ pub struct Processor {
     pub index: usize,
 }
 
-/// A worker's state: its queue, the claims and completions waiting for their write, and what
-/// it last added to the pool's counters (so that a restart takes its share back out).
+/// A worker's state: its queue, the events of it claimed already, the claims and completions
+/// waiting for their write, and what it last added to the pool's counters (so that a restart
+/// takes its share back out).
 pub struct ProcessorState {
     queue: KeyedQueue,
+    claimed: HashMap<String, EventRow>,
     to_claim: Vec<(String, String)>,
     claiming: bool,
     to_complete: Vec<(String, Box<work::Ready>)>,
@@ -103,8 +111,11 @@ impl Processor {
     /// Starts what the queue allows, writes what waits if no write of its kind is in flight,
     /// and shows the queue in the pool's counters.
     fn pump(&self, myself: &ActorRef<ProcessorMsg>, st: &mut ProcessorState) {
-        while let Some(started) = st.queue.start_next() {
-            st.to_claim.push(started);
+        while let Some((key, id)) = st.queue.start_next() {
+            match st.claimed.remove(&id) {
+                Some(row) if work::holds_for(&self.deps, &row) => self.start(myself, key, row),
+                _ => st.to_claim.push((key, id)),
+            }
         }
         if !st.claiming && !st.to_claim.is_empty() {
             st.claiming = true;
@@ -132,6 +143,20 @@ impl Processor {
         }
         let now = (st.queue.queued() as u64, st.queue.in_flight() as u64);
         self.deps.processor_stats.shift(&mut st.shown, now);
+    }
+
+    /// Runs an attempt of a claimed event in a task of its own.
+    fn start(&self, myself: &ActorRef<ProcessorMsg>, key: String, row: EventRow) {
+        let deps = self.deps.clone();
+        spawn_reply(
+            myself,
+            async move {
+                let id = row.id.clone();
+                let step = work::run(&deps, row).await;
+                (key, id, step)
+            },
+            |(key, id, step)| ProcessorMsg::Attempted { key, id, step },
+        );
     }
 
     /// An event's attempt ended: its key may start its next event.
@@ -176,6 +201,7 @@ impl Actor for Processor {
     ) -> Result<ProcessorState, ActorProcessingErr> {
         Ok(ProcessorState {
             queue: KeyedQueue::new(1, MAX_IN_FLIGHT_PER_WORKER),
+            claimed: HashMap::new(),
             to_claim: Vec::new(),
             claiming: false,
             to_complete: Vec::new(),
@@ -205,6 +231,15 @@ impl Actor for Processor {
                     st.queue.push(sub.as_deref().unwrap_or(""), id);
                 }
             }
+            ProcessorMsg::Run(rows) => {
+                for row in rows {
+                    // Should it be known already, it is run once, as known.
+                    let key = row.subscription_id.clone().unwrap_or_default();
+                    if st.queue.push(&key, row.id.clone()) {
+                        st.claimed.insert(row.id.clone(), row);
+                    }
+                }
+            }
             ProcessorMsg::Claimed(asked, rows) => {
                 st.claiming = false;
                 match rows {
@@ -212,20 +247,11 @@ impl Actor for Processor {
                         let mut rows: HashMap<String, EventRow> =
                             rows.into_iter().map(|r| (r.id.clone(), r)).collect();
                         for (key, id) in asked {
-                            let Some(row) = rows.remove(&id) else {
+                            match rows.remove(&id) {
+                                Some(row) => self.start(&myself, key, row),
                                 // Done, not due, or another processor's.
-                                st.queue.done(&key, &id);
-                                continue;
-                            };
-                            let deps = self.deps.clone();
-                            spawn_reply(
-                                &myself,
-                                async move {
-                                    let step = work::run(&deps, row).await;
-                                    (key, id, step)
-                                },
-                                |(key, id, step)| ProcessorMsg::Attempted { key, id, step },
-                            );
+                                None => st.queue.done(&key, &id),
+                            }
                         }
                     }
                     Err(e) => {
@@ -266,9 +292,13 @@ impl Actor for Processor {
 /// Events whose mailbox another instance holds go to that instance instead (through the
 /// store's notifications, [`cluster::hand_over`]): only the holder sends requests on a mailbox.
 pub fn dispatch(deps: &Deps, inserted: Vec<Inserted>) {
+    // One stored claimed stays here even if the mailbox moved meanwhile: its attempt finds
+    // that out and gives it back to the store, due now, for the holder.
     let (here, elsewhere): (Vec<Inserted>, Vec<Inserted>) = inserted.into_iter().partition(|e| {
-        deps.mailboxes
-            .holds(e.credential_id.as_deref().unwrap_or(""))
+        e.claimed.is_some()
+            || deps
+                .mailboxes
+                .holds(e.credential_id.as_deref().unwrap_or(""))
     });
     if !elsewhere.is_empty() {
         cluster::hand_over(
@@ -289,7 +319,34 @@ pub fn dispatch(deps: &Deps, inserted: Vec<Inserted>) {
     if !lifecycle.is_empty() {
         renewal::lifecycle(deps, lifecycle.into_iter().map(|e| e.id).collect());
     }
-    route(deps, changes.into_iter().map(|e| (e.id, e.subscription_id)));
+    let mut claimed = Vec::new();
+    let mut unclaimed = Vec::new();
+    for e in changes {
+        match e.claimed {
+            Some(row) => claimed.push(*row),
+            None => unclaimed.push((e.id, e.subscription_id)),
+        }
+    }
+    run(deps, claimed);
+    route(deps, unclaimed);
+}
+
+/// Hands events claimed already under this instance's lease to their workers.
+pub fn run(deps: &Deps, rows: Vec<EventRow>) {
+    let workers = deps.settings.workers.max(1);
+    let mut per_worker: Vec<Vec<EventRow>> = vec![Vec::new(); workers];
+    for row in rows {
+        per_worker[worker_for(row.subscription_id.as_deref().unwrap_or(""), workers)].push(row);
+    }
+    for (i, batch) in per_worker
+        .into_iter()
+        .enumerate()
+        .filter(|(_, b)| !b.is_empty())
+    {
+        if let Some(w) = deps.health.actor::<ProcessorMsg>(&worker_name(i)) {
+            let _ = w.send_message(ProcessorMsg::Run(batch));
+        }
+    }
 }
 
 /// Hands (event id, subscription id) pairs to their workers.

@@ -165,6 +165,19 @@ pub struct SendLease {
 /// See [`completions_writer`].
 pub type CompletionsWriter = GroupCommit<Vec<Completion>, Completed>;
 
+/// How long one attempt may take: within the lease, so that no other processor can take the
+/// event while this one still works on it.
+fn budget(deps: &Deps) -> Duration {
+    deps.settings.lease / 2
+}
+
+/// Whether the claim on `row` still holds long enough for an attempt started now.
+pub fn holds_for(deps: &Deps, row: &EventRow) -> bool {
+    let need = i64::try_from(budget(deps).as_millis()).unwrap_or(i64::MAX / 4);
+    row.lease_until
+        .is_some_and(|until| until > now_ms().saturating_add(need))
+}
+
 /// Runs one attempt of a claimed event, up to the payload and its deliveries.
 pub async fn run(deps: &Deps, row: EventRow) -> Step {
     if !deps
@@ -174,9 +187,7 @@ pub async fn run(deps: &Deps, row: EventRow) -> Step {
         return Step::Settled(settle(deps, &row, Outcome::Elsewhere).await);
     }
     let started = Instant::now();
-    // Within the lease, so that no other processor can take the event while this one still
-    // works on it.
-    let budget = deps.settings.lease / 2;
+    let budget = budget(deps);
     let outcome = match tokio::time::timeout(budget, attempt(deps, &row)).await {
         Ok(o) => o,
         Err(_) => Outcome::Retry {

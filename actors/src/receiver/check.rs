@@ -80,6 +80,9 @@ impl Receiver {
                 resource_id,
                 raw: item.raw,
                 received_at,
+                // A change of a mailbox held here goes straight to a processor: stored
+                // claimed, it needs no claim of its own.
+                claim: kind == "change" && self.deps.mailboxes.holds(&sub.credential_id),
             });
         }
         if unknown > 0 {

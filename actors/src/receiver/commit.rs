@@ -17,7 +17,7 @@ use super::{
     MAX_BATCH_ITEMS,
 };
 use crate::deps::Deps;
-use crate::store::events::{Inserted, NewEvent, Writer};
+use crate::store::events::{Inserted, Lease, NewEvent, Writer};
 use crate::store::subscriptions;
 use crate::store::{now_ms, StoreError};
 use crate::util::{spawn_guarded, spawn_reply};
@@ -132,11 +132,18 @@ impl Receiver {
                         panic!("injected fault: the commit task panics");
                     }
                     let started = std::time::Instant::now();
-                    let result =
-                        match tokio::time::timeout(limit, writer.insert_batch(&batch)).await {
-                            Ok(r) => r,
-                            Err(_) => Err(StoreError::Db(sqlx::Error::PoolTimedOut)),
-                        };
+                    // Changes of mailboxes held here are stored claimed for the processors,
+                    // under the lease their own claims take.
+                    let lease = Lease {
+                        owner: &deps.instance,
+                        now: now_ms(),
+                        ms: i64::try_from(deps.settings.lease.as_millis()).unwrap_or(i64::MAX / 2),
+                    };
+                    let insert = writer.insert_batch(&batch, Some(lease));
+                    let result = match tokio::time::timeout(limit, insert).await {
+                        Ok(r) => r,
+                        Err(_) => Err(StoreError::Db(sqlx::Error::PoolTimedOut)),
+                    };
                     metrics::histogram!("relay365_receiver_commit_seconds")
                         .record(started.elapsed().as_secs_f64());
                     let ok = answer(&stats, &deps, result, batch.len(), waiters);

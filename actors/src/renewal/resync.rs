@@ -219,6 +219,7 @@ fn to_events(row: &SubscriptionRow, items: &[DeltaItem], full: bool, since: i64)
             resource_id: Some(id.to_string()),
             raw: raw.to_string(),
             received_at: now,
+            claim: false,
         });
     }
     out

@@ -18,7 +18,7 @@ pub use processing::{
 };
 
 /// An event as stored.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct EventRow {
     pub id: String,
     /// [`idempotency_digest`] of the idempotency key.
@@ -61,6 +61,10 @@ pub struct NewEvent {
     pub resource_id: Option<String>,
     pub raw: String,
     pub received_at: i64,
+    /// Inserted claimed under the writer's lease ([`Writer::insert_batch`]): `processing`, its
+    /// first attempt counted, for the receiver to hand straight to a processor, which then
+    /// needs no claim of its own (one statement and one row version less per event).
+    pub claim: bool,
 }
 
 /// An event that an insert really added (not a duplicate).
@@ -70,6 +74,9 @@ pub struct Inserted {
     pub subscription_id: Option<String>,
     pub credential_id: Option<String>,
     pub kind: String,
+    /// The row as stored, when it was inserted claimed.
+    #[sqlx(skip)]
+    pub claimed: Option<Box<EventRow>>,
 }
 
 /// A new event id: a UUIDv7 whose time is `received_at` (Unix ms), random below that.
@@ -109,27 +116,29 @@ const CHUNK: usize = 500;
 
 /// Inserts events in one transaction, skipping any whose idempotency key is already stored
 /// (or repeats earlier in `events`). Returns the events really added. Either all of them are
-/// durable when this returns `Ok`, or none is.
+/// durable when this returns `Ok`, or none is. Every event is inserted pending (`claim` is
+/// the receiver's writer's, [`Writer::insert_batch`]).
 pub async fn insert_batch(store: &Store, events: &[NewEvent]) -> Result<Vec<Inserted>, StoreError> {
-    let unique = dedup(events);
+    let unique = dedup(events, None);
     if unique.is_empty() {
         return Ok(Vec::new());
     }
     match store {
-        Store::Postgres(p) => insert_pg(p, &unique).await,
-        Store::Sqlite(p) => insert_sqlite(&mut *p.acquire().await?, &unique).await,
+        Store::Postgres(p) => insert_pg(p, &unique, None).await,
+        Store::Sqlite(p) => insert_sqlite(&mut *p.acquire().await?, &unique, None).await,
     }
 }
 
-/// An event to insert, with the digest of its key.
+/// An event to insert, with the digest of its key and whether it is inserted claimed.
 struct Row<'a> {
     event: &'a NewEvent,
     digest: String,
+    claim: bool,
 }
 
 /// The events of `events` whose idempotency key is not repeated earlier in it, with their
-/// digests.
-fn dedup(events: &[NewEvent]) -> Vec<Row<'_>> {
+/// digests; those that ask for it claimed when there is a lease to claim them under.
+fn dedup<'a>(events: &'a [NewEvent], lease: Option<&Lease<'_>>) -> Vec<Row<'a>> {
     let mut seen = std::collections::HashSet::with_capacity(events.len());
     events
         .iter()
@@ -137,16 +146,65 @@ fn dedup(events: &[NewEvent]) -> Vec<Row<'_>> {
         .map(|event| Row {
             event,
             digest: idempotency_digest(&event.idempotency_key),
+            claim: event.claim && lease.is_some(),
         })
         .collect()
 }
 
+/// The rows of those of `added` that were inserted claimed, as stored (built here rather
+/// than read back: the insert sends them, and `raw` need not cross the wire twice).
+fn with_claimed(
+    mut added: Vec<Inserted>,
+    unique: &[Row<'_>],
+    lease: Option<Lease<'_>>,
+) -> Vec<Inserted> {
+    let Some(lease) = lease else {
+        return added;
+    };
+    let claimed: std::collections::HashMap<&str, &Row<'_>> = unique
+        .iter()
+        .filter(|r| r.claim)
+        .map(|r| (r.event.id.as_str(), r))
+        .collect();
+    if claimed.is_empty() {
+        return added;
+    }
+    for a in &mut added {
+        if let Some(Row {
+            event: e, digest, ..
+        }) = claimed.get(a.id.as_str())
+        {
+            a.claimed = Some(Box::new(EventRow {
+                id: e.id.clone(),
+                idempotency_digest: digest.clone(),
+                kind: e.kind.to_string(),
+                subscription_id: e.subscription_id.clone(),
+                credential_id: e.credential_id.clone(),
+                change_type: e.change_type.clone(),
+                resource_id: e.resource_id.clone(),
+                raw: e.raw.clone(),
+                status: EventStatus::Processing,
+                attempts: 1,
+                next_attempt_at: e.received_at,
+                lease_owner: Some(lease.owner.to_string()),
+                lease_until: Some(lease.now + lease.ms),
+                last_error: None,
+                payload: None,
+                received_at: e.received_at,
+                processed_at: None,
+            }));
+        }
+    }
+    added
+}
+
 /// One fixed statement whatever the batch size: prepared once per connection, one round trip
-/// per batch, 9 parameters (arrays) instead of 12 per row. A single statement is atomic on its
+/// per batch, 12 parameters (10 arrays) instead of 14 per row. A single statement is atomic on its
 /// own: no BEGIN/COMMIT round trips.
 async fn insert_pg<'c>(
     conn: impl sqlx::PgExecutor<'c>,
     unique: &[Row<'_>],
+    lease: Option<Lease<'_>>,
 ) -> Result<Vec<Inserted>, StoreError> {
     let col = |f: fn(&NewEvent) -> &str| unique.iter().map(|r| f(r.event)).collect::<Vec<&str>>();
     let opt = |f: fn(&NewEvent) -> Option<&str>| {
@@ -157,11 +215,14 @@ async fn insert_pg<'c>(
     };
     Ok(sqlx::query_as::<_, Inserted>(
         "insert into events (id, idempotency_digest, kind, subscription_id, credential_id, \
-         change_type, resource_id, raw, status, attempts, next_attempt_at, received_at) \
-         select id, k, kind, sub, cred, ct, rid, raw, 'pending', 0, at, at \
+         change_type, resource_id, raw, status, attempts, next_attempt_at, received_at, \
+         lease_owner, lease_until) \
+         select id, k, kind, sub, cred, ct, rid, raw, \
+                case when c then 'processing' else 'pending' end, case when c then 1 else 0 end, \
+                at, at, case when c then $11 end, case when c then $12::int8 end \
          from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], \
-                     $6::text[], $7::text[], $8::text[], $9::int8[]) \
-              as t(id, k, kind, sub, cred, ct, rid, raw, at) \
+                     $6::text[], $7::text[], $8::text[], $9::int8[], $10::bool[]) \
+              as t(id, k, kind, sub, cred, ct, rid, raw, at, c) \
          on conflict (idempotency_digest) do nothing returning id, subscription_id, credential_id, kind",
     )
     .bind(col(|e| &e.id))
@@ -183,8 +244,12 @@ async fn insert_pg<'c>(
             .map(|r| r.event.received_at)
             .collect::<Vec<i64>>(),
     )
+    .bind(unique.iter().map(|r| r.claim).collect::<Vec<bool>>())
+    .bind(lease.map(|l| l.owner))
+    .bind(lease.map(|l| l.now + l.ms))
     .fetch_all(conn)
-    .await?)
+    .await
+    .map(|added| with_claimed(added, unique, lease))?)
 }
 
 /// One statement is atomic on its own (autocommit): a batch that fits one is a single call to
@@ -192,46 +257,66 @@ async fn insert_pg<'c>(
 async fn insert_sqlite(
     conn: &mut sqlx::SqliteConnection,
     unique: &[Row<'_>],
+    lease: Option<Lease<'_>>,
 ) -> Result<Vec<Inserted>, StoreError> {
     if unique.len() <= CHUNK {
-        return Ok(insert_sqlite_rows(unique)
+        let added = insert_sqlite_rows(unique, lease)
             .build_query_as()
             .fetch_all(conn)
-            .await?);
+            .await?;
+        return Ok(with_claimed(added, unique, lease));
     }
     let mut tx = sqlx::Connection::begin(conn).await?;
     let mut added = Vec::with_capacity(unique.len());
     for chunk in unique.chunks(CHUNK) {
         added.extend(
-            insert_sqlite_rows(chunk)
+            insert_sqlite_rows(chunk, lease)
                 .build_query_as()
                 .fetch_all(&mut *tx)
                 .await?,
         );
     }
     tx.commit().await?;
-    Ok(added)
+    Ok(with_claimed(added, unique, lease))
 }
 
-/// One multi-row insert of `chunk` on SQLite (at most [`CHUNK`] rows: 10 parameters a row).
-fn insert_sqlite_rows<'q>(chunk: &'q [Row<'q>]) -> QueryBuilder<'q, sqlx::Sqlite> {
+/// One multi-row insert of `chunk` on SQLite (at most [`CHUNK`] rows: 10 parameters a row, 12
+/// for a row inserted claimed).
+fn insert_sqlite_rows<'q>(
+    chunk: &'q [Row<'q>],
+    lease: Option<Lease<'q>>,
+) -> QueryBuilder<'q, sqlx::Sqlite> {
     let mut qb = QueryBuilder::new(
         "insert into events (id, idempotency_digest, kind, subscription_id, credential_id, \
-         change_type, resource_id, raw, status, attempts, next_attempt_at, received_at) ",
+         change_type, resource_id, raw, status, attempts, next_attempt_at, received_at, \
+         lease_owner, lease_until) ",
     );
-    qb.push_values(chunk, |mut b, Row { event: e, digest }| {
+    qb.push_values(chunk, |mut b, r| {
+        let e = r.event;
         b.push_bind(&e.id)
-            .push_bind(digest)
+            .push_bind(&r.digest)
             .push_bind(e.kind)
             .push_bind(&e.subscription_id)
             .push_bind(&e.credential_id)
             .push_bind(&e.change_type)
             .push_bind(&e.resource_id)
-            .push_bind(&e.raw)
-            .push("'pending'")
-            .push("0")
-            .push_bind(e.received_at)
-            .push_bind(e.received_at);
+            .push_bind(&e.raw);
+        match lease.filter(|_| r.claim) {
+            Some(l) => b
+                .push("'processing'")
+                .push("1")
+                .push_bind(e.received_at)
+                .push_bind(e.received_at)
+                .push_bind(l.owner)
+                .push_bind(l.now + l.ms),
+            None => b
+                .push("'pending'")
+                .push("0")
+                .push_bind(e.received_at)
+                .push_bind(e.received_at)
+                .push("null")
+                .push("null"),
+        };
     });
     qb.push(" on conflict (idempotency_digest) do nothing returning id, subscription_id, credential_id, kind");
     qb
@@ -282,10 +367,15 @@ impl Writer {
         Writer { target, conn: None }
     }
 
-    /// [`insert_batch`] on this writer's connection.
-    pub async fn insert_batch(&mut self, events: &[NewEvent]) -> Result<Vec<Inserted>, StoreError> {
+    /// [`insert_batch`] on this writer's connection; the events that ask for it ([`NewEvent::claim`])
+    /// inserted claimed under `lease`, their rows in the answer ([`Inserted::claimed`]).
+    pub async fn insert_batch(
+        &mut self,
+        events: &[NewEvent],
+        lease: Option<Lease<'_>>,
+    ) -> Result<Vec<Inserted>, StoreError> {
         use sqlx::ConnectOptions;
-        let unique = dedup(events);
+        let unique = dedup(events, lease.as_ref());
         if unique.is_empty() {
             return Ok(Vec::new());
         }
@@ -299,8 +389,8 @@ impl Writer {
             },
         };
         let result = match &mut conn {
-            WriterConn::Sqlite(c) => insert_sqlite(c, &unique).await,
-            WriterConn::Postgres(c) => insert_pg(&mut *c, &unique).await,
+            WriterConn::Sqlite(c) => insert_sqlite(c, &unique, lease).await,
+            WriterConn::Postgres(c) => insert_pg(&mut *c, &unique, lease).await,
         };
         if result.is_ok() {
             self.conn = Some(conn);
@@ -354,16 +444,19 @@ pub async fn list(store: &Store, f: &EventFilter) -> Result<Vec<EventRow>, Store
     }))
 }
 
-/// The condition of an event a processor may claim: pending and due, or processing under a
-/// lease that ran out (its owner died or lost it). Lifecycle events are the renewal actor's.
+/// The condition of an event a processor (of instance `$2`, at `$1`) may claim: pending and
+/// due, processing under a lease that ran out (its owner died or lost it), or processing under
+/// `$2`'s own lease (inserted claimed by its receiver, then kept waiting in a processor's queue
+/// until the claim ran short, [`Writer::insert_batch`]). Lifecycle events are the renewal
+/// actor's.
 ///
 /// Written as a `case`, which no index can answer, so that a claim by id is always planned as
 /// a look-up of each id in the primary key: as `status = … or status = …`, a planner misled
 /// by the statistics of a young table read every entry of the status index's `pending` and
 /// `processing` ranges (thousands, most of them dead) for each claim.
 const CLAIMABLE: &str = "kind <> 'lifecycle' and case status \
-    when 'pending' then next_attempt_at <= $1 when 'processing' then lease_until < $1 \
-    else false end";
+    when 'pending' then next_attempt_at <= $1 \
+    when 'processing' then lease_until < $1 or lease_owner = $2 else false end";
 
 /// Change events to hand to the processors, oldest first, with their subscription: pending
 /// ones due at or before `due_before`, and processing ones whose lease ran out by `now` (their

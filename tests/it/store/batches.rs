@@ -190,3 +190,79 @@ async fn batched_claims_completions_and_records_take_each_row_on_its_own_terms()
         db.cleanup().await;
     });
 }
+
+#[tokio::test]
+async fn the_receivers_writer_stores_changes_claimed_and_their_claimer_takes_them_again_uncounted()
+{
+    on_every_store!(|db| {
+        let store = db.store().await;
+        let mut writer = events::Writer::new(&store);
+        let mut batch: Vec<NewEvent> = (0..2).map(|i| event(&format!("p{i}"), "s", 1000)).collect();
+        batch[0].claim = true;
+        let added = writer
+            .insert_batch(&batch, Some(lease("me", 1000)))
+            .await
+            .unwrap();
+        assert_eq!(added.len(), 2, "{}", db.label);
+        let answer = |id: &str| added.iter().find(|a| a.id == id).unwrap().claimed.clone();
+
+        // Stored claimed, its first attempt counted; the answer carries the row as stored.
+        let stored = events::get(&store, &batch[0].id).await.unwrap().unwrap();
+        assert_eq!(
+            (
+                stored.status,
+                stored.attempts,
+                stored.lease_owner.as_deref(),
+                stored.lease_until
+            ),
+            (EventStatus::Processing, 1, Some("me"), Some(2000)),
+            "{}",
+            db.label
+        );
+        assert_eq!(answer(&batch[0].id).as_deref(), Some(&stored));
+        // The other did not ask: pending, as any insert.
+        let pending = events::get(&store, &batch[1].id).await.unwrap().unwrap();
+        assert_eq!(
+            (pending.status, pending.attempts),
+            (EventStatus::Pending, 0)
+        );
+        assert!(answer(&batch[1].id).is_none());
+
+        // Held: no one else claims it while the lease runs, and the sweep leaves it alone.
+        assert!(events::claim(&store, &batch[0].id, lease("other", 1500))
+            .await
+            .unwrap()
+            .is_none());
+        let due = events::due(&store, 1500, 1500, 10).await.unwrap();
+        assert_eq!(
+            due.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(),
+            vec![batch[1].id.as_str()]
+        );
+        // Its claimer takes it again (the claim ran short in a queue): not counted twice.
+        let again = events::claim(&store, &batch[0].id, lease("me", 1800))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((again.attempts, again.lease_until), (1, Some(2800)));
+        // Once the lease ran out a claim counts, even its holder's: an attempt that never
+        // ended (a poison message) spends the attempts.
+        let later = events::claim(&store, &batch[0].id, lease("me", 3000))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(later.attempts, 2, "{}", db.label);
+
+        // No lease, no claim.
+        let mut unleased = event("p9", "s", 1000);
+        unleased.claim = true;
+        let added = writer
+            .insert_batch(std::slice::from_ref(&unleased), None)
+            .await
+            .unwrap();
+        assert!(added[0].claimed.is_none());
+        let row = events::get(&store, &unleased.id).await.unwrap().unwrap();
+        assert_eq!((row.status, row.lease_owner), (EventStatus::Pending, None));
+        store.close().await;
+        db.cleanup().await;
+    });
+}

@@ -34,6 +34,7 @@ fn event(key: &str, sub: &str, at: i64) -> NewEvent {
         resource_id: Some("AAMk".into()),
         raw: r#"{"clientState":"***"}"#.into(),
         received_at: at,
+        claim: false,
     }
 }
 
@@ -272,7 +273,7 @@ async fn the_receivers_writer_inserts_alike_and_reconnects_after_a_lost_connecti
             event("w:created:2:e1", "w", 1000),
             event("w:created:1:e1", "w", 1000),
         ];
-        let added = writer.insert_batch(&batch).await.unwrap();
+        let added = writer.insert_batch(&batch, None).await.unwrap();
         assert_eq!(added.len(), 2, "{}", db.label);
         // The writer and the pool see the same keys.
         let again = vec![
@@ -280,11 +281,11 @@ async fn the_receivers_writer_inserts_alike_and_reconnects_after_a_lost_connecti
             event("w:created:3:e1", "w", 2000),
         ];
         assert_eq!(events::insert_batch(&store, &again).await.unwrap().len(), 1);
-        assert!(writer.insert_batch(&again).await.unwrap().is_empty());
+        assert!(writer.insert_batch(&again, None).await.unwrap().is_empty());
         let many: Vec<NewEvent> = (0..1200)
             .map(|i| event(&format!("wm:{i}"), "w", 3000))
             .collect();
-        assert_eq!(writer.insert_batch(&many).await.unwrap().len(), 1200);
+        assert_eq!(writer.insert_batch(&many, None).await.unwrap().len(), 1200);
 
         if let Store::Postgres(pool) = &store {
             // The database drops the writer's connection: that batch fails (answered 503 by
@@ -302,9 +303,9 @@ async fn the_receivers_writer_inserts_alike_and_reconnects_after_a_lost_connecti
                 "the writer has a connection to drop"
             );
             let lost = vec![event("w:created:4:e1", "w", 4000)];
-            assert!(writer.insert_batch(&lost).await.is_err());
-            assert_eq!(writer.insert_batch(&lost).await.unwrap().len(), 1);
-            assert!(writer.insert_batch(&lost).await.unwrap().is_empty());
+            assert!(writer.insert_batch(&lost, None).await.is_err());
+            assert_eq!(writer.insert_batch(&lost, None).await.unwrap().len(), 1);
+            assert!(writer.insert_batch(&lost, None).await.unwrap().is_empty());
         }
         let n = events::list(
             &store,

@@ -28,7 +28,7 @@ pub async fn claim(
 }
 
 /// Claims those of `ids` that are claimable: marks them `processing` under the lease and
-/// counts the attempt. The others (done, not due, or held by another processor) are left out
+/// counts the attempt (unless the claimer held it already). The others (done, not due, or held by another processor) are left out
 /// of the answer. On PostgreSQL a row another process holds is skipped, not waited for
 /// (`FOR UPDATE SKIP LOCKED`), so several instances can share the table.
 pub async fn claim_many(
@@ -39,8 +39,12 @@ pub async fn claim_many(
     if ids.is_empty() {
         return Ok(Vec::new());
     }
+    // An event this claimer holds already is claimed again without counting its attempt twice;
+    // one whose lease ran out counts anew (an attempt that never ended, a poison message, must
+    // spend the attempts).
     let set = "update events set status = 'processing', lease_owner = $2, lease_until = $3, \
-               attempts = attempts + 1";
+               attempts = attempts + case when status = 'processing' and lease_owner = $2 \
+               and lease_until >= $1 then 0 else 1 end";
     Ok(match store {
         Store::Postgres(p) => {
             // The ids joined to `unnest` rather than `id = any($4)`: with `any`, the planner
