@@ -203,10 +203,15 @@ impl Store {
                     ("enable_seqscan", "off"),
                     ("plan_cache_mode", "force_generic_plan"),
                 ]);
+                // No ping when a connection is taken: sqlx pings it again when it is given
+                // back (always), and a ping is a round trip, which at a trickle cost as much
+                // as the statement it guarded. A connection that broke while idle fails its
+                // one statement, which is redone like any failed write of this pool.
                 Store::Postgres(
                     PgPoolOptions::new()
                         .max_connections(max_connections.max(1))
                         .acquire_timeout(Duration::from_secs(10))
+                        .test_before_acquire(false)
                         .connect_lazy_with(o),
                 )
             }
