@@ -23,6 +23,7 @@ use crate::deps::Deps;
 use crate::group_commit::GroupCommit;
 use crate::store::deliveries::{self, Attempt, DeliveryRow, Outgoing};
 use crate::store::events::Lease;
+use crate::store::lane::{on_lane, Lane};
 use crate::store::status::DeliveryStatus;
 use crate::store::{now_ms, Store};
 use crate::util::backoff;
@@ -204,15 +205,17 @@ pub async fn record(deps: &Deps, ended: Vec<Ended>) -> Vec<(String, String, Opti
 /// The pool-wide group commit of delivery answers: each request is a worker's ended attempts,
 /// each answer whether each was still held (see [`deliveries::record_many`]).
 pub fn records_writer(work: Store, owner: Arc<str>) -> RecordsWriter {
+    let lane = Arc::new(tokio::sync::Mutex::new(Lane::new(&work)));
     GroupCommit::new(move |requests: Vec<Vec<Ended>>| {
-        let (work, owner) = (work.clone(), owner.clone());
+        let (lane, owner) = (lane.clone(), owner.clone());
         async move {
             let attempts: Vec<(&str, Attempt<'_>, i64)> = requests
                 .iter()
                 .flatten()
                 .map(|e| (e.id.as_str(), e.attempt(), e.at))
                 .collect();
-            match deliveries::record_many(&work, &owner, &attempts).await {
+            let mut lane = lane.lock().await;
+            match on_lane!(lane, |on| deliveries::record_many(on, &owner, &attempts)) {
                 Ok(held) => {
                     let mut held = held.into_iter();
                     requests

@@ -24,6 +24,7 @@ use crate::graph::{Attachment, GraphError, Message};
 use crate::group_commit::GroupCommit;
 use crate::primitives::{enrich, AttachmentBytes, AttachmentText};
 use crate::store::events::{self, Completion, EventRow, Lease, NewDelivery};
+use crate::store::lane::{on_lane, Lane};
 use crate::store::status::EventStatus;
 use crate::store::targets::TargetRow;
 use crate::store::{new_id, now_ms, to_time, Store, StoreError};
@@ -86,8 +87,9 @@ pub async fn claim(deps: &Deps, ids: Vec<String>) -> Result<Vec<EventRow>, Strin
 
 /// The pool-wide group commit of claims: each request is a worker's ids, each answer its rows.
 pub fn claims_writer(work: Store, owner: Arc<str>, lease_ms: i64) -> ClaimsWriter {
+    let lane = Arc::new(tokio::sync::Mutex::new(Lane::new(&work)));
     GroupCommit::new(move |requests: Vec<Vec<String>>| {
-        let (work, owner) = (work.clone(), owner.clone());
+        let (lane, owner) = (lane.clone(), owner.clone());
         async move {
             let ids: Vec<&str> = requests.iter().flatten().map(String::as_str).collect();
             let lease = Lease {
@@ -95,7 +97,8 @@ pub fn claims_writer(work: Store, owner: Arc<str>, lease_ms: i64) -> ClaimsWrite
                 now: now_ms(),
                 ms: lease_ms,
             };
-            match events::claim_many(&work, &ids, lease).await {
+            let mut lane = lane.lock().await;
+            match on_lane!(lane, |on| events::claim_many(on, &ids, lease)) {
                 Ok(rows) => {
                     let mut rows: HashMap<String, EventRow> =
                         rows.into_iter().map(|r| (r.id.clone(), r)).collect();
@@ -119,8 +122,9 @@ pub type ClaimsWriter = GroupCommit<Vec<String>, Result<Vec<EventRow>, String>>;
 /// The pool-wide group commit of completions: each request is a worker's completions, each
 /// answer, per completion, its deliveries (`None`: the lease was lost).
 pub fn completions_writer(work: Store, owner: Arc<str>, lease_ms: i64) -> CompletionsWriter {
+    let lane = Arc::new(tokio::sync::Mutex::new(Lane::new(&work)));
     GroupCommit::new(move |requests: Vec<Vec<Completion>>| {
-        let (work, owner) = (work.clone(), owner.clone());
+        let (lane, owner) = (lane.clone(), owner.clone());
         async move {
             let all: Vec<&Completion> = requests.iter().flatten().collect();
             let send = Lease {
@@ -128,7 +132,15 @@ pub fn completions_writer(work: Store, owner: Arc<str>, lease_ms: i64) -> Comple
                 now: now_ms(),
                 ms: lease_ms,
             };
-            match events::complete_many(&work, &owner, &all, Some(send), send.now).await {
+            let mut lane = lane.lock().await;
+            let completed = on_lane!(lane, |on| events::complete_many(
+                on,
+                &owner,
+                &all,
+                Some(send),
+                send.now
+            ));
+            match completed {
                 Ok(results) => {
                     let mut results = results.into_iter();
                     requests

@@ -2,6 +2,7 @@
 //! lease by the delivery pool, retried with backoff, and ended `delivered` or `failed`.
 
 use super::events::Lease;
+use super::lane::On;
 use super::status::DeliveryStatus;
 use super::{with_pool, Store, StoreError};
 
@@ -193,7 +194,7 @@ pub async fn record(
 /// lease, in one statement on PostgreSQL, one transaction on SQLite. Answers, in order,
 /// whether each was still held (false: the lease was lost, nothing recorded).
 pub async fn record_many(
-    store: &Store,
+    on: impl Into<On<'_>>,
     owner: &str,
     attempts: &[(&str, Attempt<'_>, i64)],
 ) -> Result<Vec<bool>, StoreError> {
@@ -204,33 +205,42 @@ pub async fn record_many(
         .iter()
         .map(|(id, a, now)| columns(id, a, *now))
         .collect();
-    let recorded: Vec<String> = match store {
+    let pg = || {
         // Each row found by the primary key, one look-up each: no condition on `status`,
         // which let the planner prefer the status index and read every pending delivery
         // (thousands in a backlog) for each batch. A lease is only ever held on a pending
         // delivery (every write that ends one clears it), so the owner says it all.
-        Store::Postgres(p) => {
-            let rows: Vec<(String,)> = sqlx::query_as(
-                "update deliveries d set status = r.status, last_status_code = r.code, \
+        sqlx::query_as::<_, (String,)>(
+            "update deliveries d set status = r.status, last_status_code = r.code, \
                  last_error = r.error, next_attempt_at = coalesce(r.next, d.next_attempt_at), \
                  delivered_at = r.delivered_at, lease_owner = null, lease_until = null \
                  from unnest($2::text[], $3::text[], $4::int8[], $5::text[], $6::int8[], \
                      $7::int8[]) as r(id, status, code, error, next, delivered_at) \
                  where d.id = r.id and d.lease_owner = $1 \
                  returning d.id",
-            )
-            .bind(owner)
-            .bind(cols.iter().map(|c| c.id).collect::<Vec<_>>())
-            .bind(cols.iter().map(|c| c.status.as_str()).collect::<Vec<_>>())
-            .bind(cols.iter().map(|c| c.code).collect::<Vec<_>>())
-            .bind(cols.iter().map(|c| c.error).collect::<Vec<_>>())
-            .bind(cols.iter().map(|c| c.next).collect::<Vec<_>>())
-            .bind(cols.iter().map(|c| c.delivered_at).collect::<Vec<_>>())
+        )
+        .bind(owner)
+        .bind(cols.iter().map(|c| c.id).collect::<Vec<_>>())
+        .bind(cols.iter().map(|c| c.status.as_str()).collect::<Vec<_>>())
+        .bind(cols.iter().map(|c| c.code).collect::<Vec<_>>())
+        .bind(cols.iter().map(|c| c.error).collect::<Vec<_>>())
+        .bind(cols.iter().map(|c| c.next).collect::<Vec<_>>())
+        .bind(cols.iter().map(|c| c.delivered_at).collect::<Vec<_>>())
+    };
+    let recorded: Vec<String> = match on.into() {
+        On::Pg(c) => pg()
+            .fetch_all(c)
+            .await?
+            .into_iter()
+            .map(|(id,)| id)
+            .collect(),
+        On::Store(Store::Postgres(p)) => pg()
             .fetch_all(p)
-            .await?;
-            rows.into_iter().map(|(id,)| id).collect()
-        }
-        Store::Sqlite(p) => {
+            .await?
+            .into_iter()
+            .map(|(id,)| id)
+            .collect(),
+        On::Store(Store::Sqlite(p)) => {
             let mut tx = p.begin().await?;
             let mut recorded = Vec::new();
             for c in &cols {

@@ -19,6 +19,7 @@ pub mod deliveries;
 pub mod delta;
 pub mod events;
 pub mod instances;
+pub mod lane;
 pub mod lifecycle;
 pub mod status;
 pub mod subscriptions;

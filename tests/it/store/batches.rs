@@ -266,3 +266,69 @@ async fn the_receivers_writer_stores_changes_claimed_and_their_claimer_takes_the
         db.cleanup().await;
     });
 }
+
+#[tokio::test]
+async fn a_lane_keeps_its_connection_and_opens_a_new_one_after_a_failed_statement() {
+    use relay365_actors::store::lane::{Lane, On, LANE_APPLICATION_NAME};
+    use relay365_actors::store::Store;
+    on_every_store!(|db| {
+        let store = db.store().await;
+        let batch: Vec<NewEvent> = (0..3).map(|i| event(&format!("l{i}"), "s", 1000)).collect();
+        events::insert_batch(&store, &batch).await.unwrap();
+        let ids: Vec<&str> = batch.iter().map(|e| e.id.as_str()).collect();
+        let mut lane = Lane::new(&store);
+        let mut taken = lane.take().await.unwrap();
+        assert_eq!(
+            events::claim_many(taken.on(), &ids[0..1], lease("me", 5000))
+                .await
+                .unwrap()
+                .len(),
+            1,
+            "{}",
+            db.label
+        );
+        lane.put_back(taken);
+
+        let mut taken = lane.take().await.unwrap();
+        if let (On::Pg(conn), Store::Postgres(pool)) = (taken.on(), &store) {
+            // The database drops the lane's connection (this one only: other tests run
+            // beside this one): the next statement fails, and the lane opens a new
+            // connection for the one after.
+            let (pid, name): (i32, String) =
+                sqlx::query_as("select pg_backend_pid(), current_setting('application_name')")
+                    .fetch_one(conn)
+                    .await
+                    .unwrap();
+            assert_eq!(name, LANE_APPLICATION_NAME);
+            lane.put_back(taken);
+            let killed: bool = sqlx::query_scalar("select pg_terminate_backend($1, 5000)")
+                .bind(pid)
+                .fetch_one(pool)
+                .await
+                .unwrap();
+            assert!(killed);
+            let mut taken = lane.take().await.unwrap();
+            assert!(
+                events::claim_many(taken.on(), &ids[1..2], lease("me", 5000))
+                    .await
+                    .is_err()
+            );
+            drop(taken);
+        } else {
+            assert_eq!(store.backend(), relay365_actors::store::Backend::Sqlite);
+            lane.put_back(taken);
+        }
+        let mut taken = lane.take().await.unwrap();
+        assert_eq!(
+            events::claim_many(taken.on(), &ids[2..3], lease("me", 5000))
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+        lane.put_back(taken);
+        drop(lane);
+        store.close().await;
+        db.cleanup().await;
+    });
+}

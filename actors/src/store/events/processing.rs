@@ -6,6 +6,7 @@
 //! event spent more in the statements than in the rows. Every function holds for one event as
 //! for many; each row is claimed, completed or put back on its own terms (its lease).
 
+use super::super::lane::On;
 use super::super::{with_pool, Store, StoreError};
 use super::{EventRow, EventStatus, CLAIMABLE, COLUMNS};
 
@@ -32,7 +33,7 @@ pub async fn claim(
 /// of the answer. On PostgreSQL a row another process holds is skipped, not waited for
 /// (`FOR UPDATE SKIP LOCKED`), so several instances can share the table.
 pub async fn claim_many(
-    store: &Store,
+    on: impl Into<On<'_>>,
     ids: &[&str],
     lease: Lease<'_>,
 ) -> Result<Vec<EventRow>, StoreError> {
@@ -45,25 +46,26 @@ pub async fn claim_many(
     let set = "update events set status = 'processing', lease_owner = $2, lease_until = $3, \
                attempts = attempts + case when status = 'processing' and lease_owner = $2 \
                and lease_until >= $1 then 0 else 1 end";
-    Ok(match store {
-        Store::Postgres(p) => {
-            // The ids joined to `unnest` rather than `id = any($4)`: with `any`, the planner
-            // combined the primary key with the status index, whose `pending` and `processing`
-            // ranges hold an entry for every version of every row processed lately, and a
-            // claim of 20 events read thousands of index entries.
-            sqlx::query_as::<_, EventRow>(&format!(
-                "{set} where id in (select e.id from unnest($4::text[]) as k(id) \
-                 join events e on e.id = k.id where {CLAIMABLE} for update of e skip locked) \
-                 returning {COLUMNS}"
-            ))
+    // The ids joined to `unnest` rather than `id = any($4)`: with `any`, the planner combined
+    // the primary key with the status index, whose `pending` and `processing` ranges hold an
+    // entry for every version of every row processed lately, and a claim of 20 events read
+    // thousands of index entries.
+    let pg = format!(
+        "{set} where id in (select e.id from unnest($4::text[]) as k(id) \
+         join events e on e.id = k.id where {CLAIMABLE} for update of e skip locked) \
+         returning {COLUMNS}"
+    );
+    let pg = || {
+        sqlx::query_as::<_, EventRow>(&pg)
             .bind(lease.now)
             .bind(lease.owner)
             .bind(lease.now + lease.ms)
             .bind(ids)
-            .fetch_all(p)
-            .await?
-        }
-        Store::Sqlite(p) => {
+    };
+    Ok(match on.into() {
+        On::Pg(c) => pg().fetch_all(c).await?,
+        On::Store(Store::Postgres(p)) => pg().fetch_all(p).await?,
+        On::Store(Store::Sqlite(p)) => {
             sqlx::query_as::<_, EventRow>(&format!(
                 "{set} where id in (select value from json_each($4)) and {CLAIMABLE} \
                  returning {COLUMNS}"
@@ -147,7 +149,7 @@ pub async fn complete(
 /// Answers, in the order of `events`, the (delivery id, target id) pairs of each event, or
 /// `None` for an event whose lease was lost.
 pub async fn complete_many(
-    store: &Store,
+    on: impl Into<On<'_>>,
     owner: &str,
     events: &[&Completion],
     send: Option<Lease<'_>>,
@@ -160,12 +162,16 @@ pub async fn complete_many(
         Some(l) => (1i64, Some(l.owner), Some(l.now + l.ms)),
         None => (0, None, None),
     };
-    let rows: Vec<(String, String, String, String)> = match store {
-        // Joined to `unnest`, the rows are found by the primary key, one look-up each (see
-        // `claim_many`), and with no condition on `status`, which could make the planner
-        // prefer the status index: a lease is only ever held on a `processing` event (every
-        // write that ends one clears it), so the owner says it all.
-        Store::Postgres(p) => {
+    // Joined to `unnest`, the rows are found by the primary key, one look-up each (see
+    // `claim_many`), and with no condition on `status`, which could make the planner prefer
+    // the status index: a lease is only ever held on a `processing` event (every write that
+    // ends one clears it), so the owner says it all.
+    let on = on.into();
+    let rows: Vec<(String, String, String, String)> = match on {
+        On::Store(Store::Sqlite(p)) => {
+            complete_sqlite(p, owner, events, (attempts, lease_owner, lease_until), now).await?
+        }
+        On::Store(Store::Postgres(_)) | On::Pg(_) => {
             let dels = || {
                 events
                     .iter()
@@ -186,7 +192,7 @@ pub async fn complete_many(
                  select 'event', id, '', '' from done \
                  union all select 'delivery', id, event_id, target_id from made"
             );
-            sqlx::query_as(&sql)
+            let q = sqlx::query_as(&sql)
                 .bind(owner)
                 .bind(events.iter().map(|e| e.id.as_str()).collect::<Vec<_>>())
                 .bind(events.iter().map(|e| &*e.payload).collect::<Vec<_>>())
@@ -201,12 +207,12 @@ pub async fn complete_many(
                     dels()
                         .map(|(_, d)| d.target_id.as_str())
                         .collect::<Vec<_>>(),
-                )
-                .fetch_all(p)
-                .await?
-        }
-        Store::Sqlite(p) => {
-            complete_sqlite(p, owner, events, (attempts, lease_owner, lease_until), now).await?
+                );
+            match on {
+                On::Pg(c) => q.fetch_all(c).await?,
+                On::Store(Store::Postgres(p)) => q.fetch_all(p).await?,
+                On::Store(Store::Sqlite(_)) => Vec::new(),
+            }
         }
     };
     let mut done: std::collections::HashMap<&str, Vec<(String, String)>> = rows
