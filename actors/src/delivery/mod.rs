@@ -21,7 +21,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 use crate::deps::Deps;
 use crate::keyed::KeyedQueue;
-use crate::processor::worker_for;
+use crate::processor::to_workers;
 use crate::supervision::Crash;
 use crate::util::{spawn_guarded, spawn_reply};
 
@@ -256,36 +256,22 @@ impl Actor for Delivery {
 
 /// Hands deliveries claimed already (by the processor that created them) to their workers.
 pub fn hand(deps: &Deps, claimed: Vec<Claimed>) {
-    let workers = deps.settings.delivery_workers.max(1);
-    let mut per_worker: Vec<Vec<Claimed>> = vec![Vec::new(); workers];
-    for d in claimed {
-        per_worker[worker_for(&d.target_id, workers)].push(d);
-    }
-    for (i, batch) in per_worker
-        .into_iter()
-        .enumerate()
-        .filter(|(_, b)| !b.is_empty())
-    {
-        if let Some(w) = deps.health.actor::<DeliveryMsg>(&worker_name(i)) {
-            let _ = w.send_message(DeliveryMsg::SendClaimed(batch));
-        }
-    }
+    to_workers(
+        deps,
+        (deps.settings.delivery_workers, worker_name),
+        claimed,
+        |d| d.target_id.as_str(),
+        DeliveryMsg::SendClaimed,
+    );
 }
 
 /// Hands (delivery id, target id) pairs to their workers.
 pub fn route(deps: &Deps, deliveries: impl IntoIterator<Item = (String, String)>) {
-    let workers = deps.settings.delivery_workers.max(1);
-    let mut per_worker: Vec<Vec<(String, String)>> = vec![Vec::new(); workers];
-    for (id, target) in deliveries {
-        per_worker[worker_for(&target, workers)].push((id, target));
-    }
-    for (i, batch) in per_worker
-        .into_iter()
-        .enumerate()
-        .filter(|(_, b)| !b.is_empty())
-    {
-        if let Some(w) = deps.health.actor::<DeliveryMsg>(&worker_name(i)) {
-            let _ = w.send_message(DeliveryMsg::Send(batch));
-        }
-    }
+    to_workers(
+        deps,
+        (deps.settings.delivery_workers, worker_name),
+        deliveries,
+        |(_, target)| target.as_str(),
+        DeliveryMsg::Send,
+    );
 }

@@ -333,36 +333,48 @@ pub fn dispatch(deps: &Deps, inserted: Vec<Inserted>) {
 
 /// Hands events claimed already under this instance's lease to their workers.
 pub fn run(deps: &Deps, rows: Vec<EventRow>) {
-    let workers = deps.settings.workers.max(1);
-    let mut per_worker: Vec<Vec<EventRow>> = vec![Vec::new(); workers];
-    for row in rows {
-        per_worker[worker_for(row.subscription_id.as_deref().unwrap_or(""), workers)].push(row);
-    }
-    for (i, batch) in per_worker
-        .into_iter()
-        .enumerate()
-        .filter(|(_, b)| !b.is_empty())
-    {
-        if let Some(w) = deps.health.actor::<ProcessorMsg>(&worker_name(i)) {
-            let _ = w.send_message(ProcessorMsg::Run(batch));
-        }
-    }
+    to_workers(
+        deps,
+        (deps.settings.workers, worker_name),
+        rows,
+        |r| r.subscription_id.as_deref().unwrap_or(""),
+        ProcessorMsg::Run,
+    );
 }
 
 /// Hands (event id, subscription id) pairs to their workers.
 pub fn route(deps: &Deps, events: impl IntoIterator<Item = (String, Option<String>)>) {
-    let workers = deps.settings.workers.max(1);
-    let mut per_worker: Vec<Vec<(String, Option<String>)>> = vec![Vec::new(); workers];
-    for (id, sub) in events {
-        per_worker[worker_for(sub.as_deref().unwrap_or(""), workers)].push((id, sub));
+    to_workers(
+        deps,
+        (deps.settings.workers, worker_name),
+        events,
+        |(_, sub)| sub.as_deref().unwrap_or(""),
+        ProcessorMsg::Process,
+    );
+}
+
+/// Sends each of a pool's `workers` (how many, and the name of worker `i`) the items it takes,
+/// by [`worker_for`] of each item's `key`, in one message each. A worker that is not running
+/// (restarting) misses its share; the store still has it, for the sweep.
+pub fn to_workers<T, M: ractor::Message>(
+    deps: &Deps,
+    (workers, name): (usize, fn(usize) -> String),
+    items: impl IntoIterator<Item = T>,
+    key: impl Fn(&T) -> &str,
+    msg: impl Fn(Vec<T>) -> M,
+) {
+    let workers = workers.max(1);
+    let mut per_worker: Vec<Vec<T>> = (0..workers).map(|_| Vec::new()).collect();
+    for item in items {
+        per_worker[worker_for(key(&item), workers)].push(item);
     }
     for (i, batch) in per_worker
         .into_iter()
         .enumerate()
         .filter(|(_, b)| !b.is_empty())
     {
-        if let Some(w) = deps.health.actor::<ProcessorMsg>(&worker_name(i)) {
-            let _ = w.send_message(ProcessorMsg::Process(batch));
+        if let Some(w) = deps.health.actor::<M>(&name(i)) {
+            let _ = w.send_message(msg(batch));
         }
     }
 }

@@ -199,8 +199,8 @@ fn with_claimed(
 }
 
 /// One fixed statement whatever the batch size: prepared once per connection, one round trip
-/// per batch, 12 parameters (10 arrays) instead of 14 per row. A single statement is atomic on its
-/// own: no BEGIN/COMMIT round trips.
+/// per batch, 12 parameters (10 arrays) instead of 14 per row. A single statement is atomic
+/// on its own: no BEGIN/COMMIT round trips.
 async fn insert_pg<'c>(
     conn: impl sqlx::PgExecutor<'c>,
     unique: &[Row<'_>],
@@ -367,8 +367,9 @@ impl Writer {
         Writer { target, conn: None }
     }
 
-    /// [`insert_batch`] on this writer's connection; the events that ask for it ([`NewEvent::claim`])
-    /// inserted claimed under `lease`, their rows in the answer ([`Inserted::claimed`]).
+    /// [`insert_batch`] on this writer's connection; the events that ask for it
+    /// ([`NewEvent::claim`]) inserted claimed under `lease`, their rows in the answer
+    /// ([`Inserted::claimed`]).
     pub async fn insert_batch(
         &mut self,
         events: &[NewEvent],

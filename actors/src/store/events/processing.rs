@@ -29,8 +29,8 @@ pub async fn claim(
 }
 
 /// Claims those of `ids` that are claimable: marks them `processing` under the lease and
-/// counts the attempt (unless the claimer held it already). The others (done, not due, or held by another processor) are left out
-/// of the answer. On PostgreSQL a row another process holds is skipped, not waited for
+/// counts the attempt (unless the claimer held it already). The others (done, not due, or
+/// held by another processor) are left out of the answer. On PostgreSQL a row another process holds is skipped, not waited for
 /// (`FOR UPDATE SKIP LOCKED`), so several instances can share the table.
 pub async fn claim_many(
     on: impl Into<On<'_>>,
@@ -158,62 +158,14 @@ pub async fn complete_many(
     if events.is_empty() {
         return Ok(Vec::new());
     }
-    let (attempts, lease_owner, lease_until) = match send {
+    let lease_cols = match send {
         Some(l) => (1i64, Some(l.owner), Some(l.now + l.ms)),
         None => (0, None, None),
     };
-    // Joined to `unnest`, the rows are found by the primary key, one look-up each (see
-    // `claim_many`), and with no condition on `status`, which could make the planner prefer
-    // the status index: a lease is only ever held on a `processing` event (every write that
-    // ends one clears it), so the owner says it all.
-    let on = on.into();
-    let rows: Vec<(String, String, String, String)> = match on {
-        On::Store(Store::Sqlite(p)) => {
-            complete_sqlite(p, owner, events, (attempts, lease_owner, lease_until), now).await?
-        }
-        On::Store(Store::Postgres(_)) | On::Pg(_) => {
-            let dels = || {
-                events
-                    .iter()
-                    .flat_map(|e| e.deliveries.iter().map(move |d| (e, d)))
-            };
-            let sql = format!(
-                "with i as (select * from unnest($2::text[], $3::text[], $4::int8[])                      as i(id, payload, processed_at)), \
-                 done as (update events e set status = 'completed', payload = i.payload, \
-                     last_error = null, processed_at = i.processed_at, lease_owner = null, \
-                     lease_until = null \
-                     from i where e.id = i.id and e.lease_owner = $1 \
-                     returning e.id), \
-                 made as (insert into deliveries (id, event_id, target_id, status, attempts, \
-                     next_attempt_at, created_at, lease_owner, lease_until) \
-                     select d.id, d.event_id, d.target_id, 'pending', $8, $5, $5, $9, $10 \
-                     from unnest($6::text[], $7::text[], $11::text[]) as d(id, event_id, target_id) \
-                     join done on done.id = d.event_id {UPSERT_DELIVERY}) \
-                 select 'event', id, '', '' from done \
-                 union all select 'delivery', id, event_id, target_id from made"
-            );
-            let q = sqlx::query_as(&sql)
-                .bind(owner)
-                .bind(events.iter().map(|e| e.id.as_str()).collect::<Vec<_>>())
-                .bind(events.iter().map(|e| &*e.payload).collect::<Vec<_>>())
-                .bind(events.iter().map(|e| e.processed_at).collect::<Vec<_>>())
-                .bind(now)
-                .bind(dels().map(|(_, d)| d.id.as_str()).collect::<Vec<_>>())
-                .bind(dels().map(|(e, _)| e.id.as_str()).collect::<Vec<_>>())
-                .bind(attempts)
-                .bind(lease_owner)
-                .bind(lease_until)
-                .bind(
-                    dels()
-                        .map(|(_, d)| d.target_id.as_str())
-                        .collect::<Vec<_>>(),
-                );
-            match on {
-                On::Pg(c) => q.fetch_all(c).await?,
-                On::Store(Store::Postgres(p)) => q.fetch_all(p).await?,
-                On::Store(Store::Sqlite(_)) => Vec::new(),
-            }
-        }
+    let rows = match on.into() {
+        On::Store(Store::Sqlite(p)) => complete_sqlite(p, owner, events, lease_cols, now).await?,
+        On::Store(Store::Postgres(p)) => complete_pg(p, owner, events, lease_cols, now).await?,
+        On::Pg(c) => complete_pg(c, owner, events, lease_cols, now).await?,
     };
     let mut done: std::collections::HashMap<&str, Vec<(String, String)>> = rows
         .iter()
@@ -237,6 +189,58 @@ const UPSERT_DELIVERY: &str =
     lease_owner = excluded.lease_owner, lease_until = excluded.lease_until, \
     last_status_code = null, last_error = null, delivered_at = null \
     returning id, event_id, target_id";
+
+/// One statement on PostgreSQL (data-modifying CTEs). Joined to `unnest`, the rows are found
+/// by the primary key, one look-up each (see `claim_many`), and with no condition on `status`,
+/// which could make the planner prefer the status index: a lease is only ever held on a
+/// `processing` event (every write that ends one clears it), so the owner says it all.
+async fn complete_pg<'e>(
+    exec: impl sqlx::PgExecutor<'e>,
+    owner: &str,
+    events: &[&Completion],
+    (attempts, lease_owner, lease_until): (i64, Option<&str>, Option<i64>),
+    now: i64,
+) -> Result<Vec<(String, String, String, String)>, StoreError> {
+    let dels = || {
+        events
+            .iter()
+            .flat_map(|e| e.deliveries.iter().map(move |d| (e, d)))
+    };
+    let sql = format!(
+        "with i as (select * from unnest($2::text[], $3::text[], $4::int8[]) \
+             as i(id, payload, processed_at)), \
+         done as (update events e set status = 'completed', payload = i.payload, \
+             last_error = null, processed_at = i.processed_at, lease_owner = null, \
+             lease_until = null \
+             from i where e.id = i.id and e.lease_owner = $1 \
+             returning e.id), \
+         made as (insert into deliveries (id, event_id, target_id, status, attempts, \
+             next_attempt_at, created_at, lease_owner, lease_until) \
+             select d.id, d.event_id, d.target_id, 'pending', $8, $5, $5, $9, $10 \
+             from unnest($6::text[], $7::text[], $11::text[]) as d(id, event_id, target_id) \
+             join done on done.id = d.event_id {UPSERT_DELIVERY}) \
+         select 'event', id, '', '' from done \
+         union all select 'delivery', id, event_id, target_id from made"
+    );
+    Ok(sqlx::query_as(&sql)
+        .bind(owner)
+        .bind(events.iter().map(|e| e.id.as_str()).collect::<Vec<_>>())
+        .bind(events.iter().map(|e| &*e.payload).collect::<Vec<_>>())
+        .bind(events.iter().map(|e| e.processed_at).collect::<Vec<_>>())
+        .bind(now)
+        .bind(dels().map(|(_, d)| d.id.as_str()).collect::<Vec<_>>())
+        .bind(dels().map(|(e, _)| e.id.as_str()).collect::<Vec<_>>())
+        .bind(attempts)
+        .bind(lease_owner)
+        .bind(lease_until)
+        .bind(
+            dels()
+                .map(|(_, d)| d.target_id.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .fetch_all(exec)
+        .await?)
+}
 
 /// SQLite runs in this process: a transaction of a few statements per event costs no round
 /// trips. Answers rows as the PostgreSQL statement does.
