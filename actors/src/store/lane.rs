@@ -4,9 +4,10 @@
 //!
 //! Why: sqlx pings a pooled connection whenever it is given back (a round trip, and a task to
 //! run it), so on the pool each of these statements cost PostgreSQL and relay365 two
-//! exchanges. At a trickle, where every statement carries one event, that was a fifth of the
-//! work. The receiver's [`super::events::Writer`] does the same for inserts. On SQLite, which
-//! runs in this process, a lane is the pool.
+//! exchanges instead of one. At a trickle every statement carries one event, so that was paid
+//! per event: at 500/s PostgreSQL's CPU per event fell by a tenth without it
+//! (`docs/benchmarks.md`). The receiver's [`super::events::Writer`] does the same for inserts.
+//! On SQLite, which runs in this process, a lane is the pool.
 //!
 //! A connection is taken out for a statement and put back only after it succeeded: one that
 //! failed, or whose statement was abandoned half-way, is closed, and the next statement opens a
