@@ -351,6 +351,12 @@ enum WriterConn {
 impl Writer {
     /// A writer to the database of `store` (connects on first use).
     pub fn new(store: &Store) -> Writer {
+        Writer::named(store, WRITER_APPLICATION_NAME)
+    }
+
+    /// [`Writer::new`], its PostgreSQL connection showing `application_name` in
+    /// `pg_stat_activity` (so that one writer can be told from the others of a cluster).
+    pub fn named(store: &Store, application_name: &str) -> Writer {
         let target = match store {
             Store::Sqlite(p) => WriterTarget::Sqlite(
                 (*p.connect_options())
@@ -361,7 +367,7 @@ impl Writer {
             Store::Postgres(p) => WriterTarget::Postgres(
                 (*p.connect_options())
                     .clone()
-                    .application_name(WRITER_APPLICATION_NAME),
+                    .application_name(application_name),
             ),
         };
         Writer { target, conn: None }
