@@ -140,6 +140,17 @@ pub struct Deps {
     pub writes: Arc<Writes>,
 }
 
+impl Deps {
+    /// A lease of this instance on work it claims now, for `settings.lease`.
+    pub fn lease(&self) -> crate::store::events::Lease<'_> {
+        crate::store::events::Lease {
+            owner: &self.instance,
+            now: crate::store::now_ms(),
+            ms: i64::try_from(self.settings.lease.as_millis()).unwrap_or(i64::MAX / 2),
+        }
+    }
+}
+
 /// The writes of processing and delivery that every worker of a pool shares, so that what the
 /// workers write at the same time goes in one statement ([`crate::group_commit`]).
 pub struct Writes {

@@ -22,7 +22,6 @@ use standardwebhooks::{
 use crate::deps::Deps;
 use crate::group_commit::GroupCommit;
 use crate::store::deliveries::{self, Attempt, DeliveryRow, Outgoing};
-use crate::store::events::Lease;
 use crate::store::lane::{on_lane, Lane};
 use crate::store::status::DeliveryStatus;
 use crate::store::{now_ms, Store};
@@ -115,12 +114,7 @@ fn timeout(deps: &Deps) -> Duration {
 
 /// Claims those of `ids` that are claimable, in one statement.
 pub async fn claim(deps: &Deps, ids: &[&str]) -> Result<Vec<Claimed>, String> {
-    let lease = Lease {
-        owner: deps.instance.as_ref(),
-        now: now_ms(),
-        ms: i64::try_from(deps.settings.lease.as_millis()).unwrap_or(i64::MAX / 2),
-    };
-    match deliveries::claim_many(&deps.work, ids, lease).await {
+    match deliveries::claim_many(&deps.work, ids, deps.lease()).await {
         Ok(found) => Ok(found.into_iter().map(|(r, o)| Claimed::of(r, o)).collect()),
         Err(e) => Err(e.to_string()),
     }

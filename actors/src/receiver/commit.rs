@@ -17,7 +17,7 @@ use super::{
     MAX_BATCH_ITEMS,
 };
 use crate::deps::Deps;
-use crate::store::events::{Inserted, Lease, NewEvent, Writer};
+use crate::store::events::{Inserted, NewEvent, Writer};
 use crate::store::subscriptions;
 use crate::store::{now_ms, StoreError};
 use crate::util::{spawn_guarded, spawn_reply};
@@ -134,12 +134,7 @@ impl Receiver {
                     let started = std::time::Instant::now();
                     // Changes of mailboxes held here are stored claimed for the processors,
                     // under the lease their own claims take.
-                    let lease = Lease {
-                        owner: &deps.instance,
-                        now: now_ms(),
-                        ms: i64::try_from(deps.settings.lease.as_millis()).unwrap_or(i64::MAX / 2),
-                    };
-                    let insert = writer.insert_batch(&batch, Some(lease));
+                    let insert = writer.insert_batch(&batch, Some(deps.lease()));
                     let result = match tokio::time::timeout(limit, insert).await {
                         Ok(r) => r,
                         Err(_) => Err(StoreError::Db(sqlx::Error::PoolTimedOut)),
