@@ -8,6 +8,12 @@
 //! that had something to write meanwhile: under load one statement carries tens of rows, and at
 //! a trickle a request waits for no one (it starts a write at once when none is in flight).
 //!
+//! Unless the write may linger ([`GroupCommit::lingering`]): a write that starts when none is in
+//! flight then waits those milliseconds for the requests of the same moment. At a trickle every
+//! statement carried one row, and on PostgreSQL the statement, not the row, is what costs
+//! (round trips, wake-ups, a commit); so writes whose callers can spare a few milliseconds
+//! linger, and the receiver's, which Graph waits for, does not.
+//!
 //! Not an actor: callers await [`GroupCommit::submit`] from their own tasks (the workers' I/O
 //! already runs off their mailboxes), and the write runs on a task of its own, so that a caller
 //! that goes away does not take the others' write with it. A write that panics answers its
@@ -15,6 +21,7 @@
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use futures::future::BoxFuture;
 use futures::FutureExt;
@@ -26,6 +33,7 @@ type Flush<Q, A> = Arc<dyn Fn(Vec<Q>) -> BoxFuture<'static, Vec<A>> + Send + Syn
 pub struct GroupCommit<Q, A> {
     shared: Arc<Mutex<Waiting<Q, A>>>,
     flush: Flush<Q, A>,
+    linger: Duration,
 }
 
 impl<Q, A> Clone for GroupCommit<Q, A> {
@@ -33,6 +41,7 @@ impl<Q, A> Clone for GroupCommit<Q, A> {
         Self {
             shared: self.shared.clone(),
             flush: self.flush.clone(),
+            linger: self.linger,
         }
     }
 }
@@ -57,7 +66,15 @@ impl<Q: Send + 'static, A: Send + 'static> GroupCommit<Q, A> {
                 writing: false,
             })),
             flush: Arc::new(move |batch| flush(batch).boxed()),
+            linger: Duration::ZERO,
         }
+    }
+
+    /// Makes a write that starts when none is in flight wait `linger` first, so that the
+    /// requests of that moment share it. See the module's doc for when that pays.
+    pub fn lingering(mut self, linger: Duration) -> Self {
+        self.linger = linger;
+        self
     }
 
     /// Writes `request` with whatever else waits, and answers what the write said of it; `None`
@@ -71,17 +88,20 @@ impl<Q: Send + 'static, A: Send + 'static> GroupCommit<Q, A> {
         };
         if start {
             let (shared, flush) = (self.shared.clone(), self.flush.clone());
-            tokio::spawn(write_all(shared, flush));
+            tokio::spawn(write_all(shared, flush, self.linger));
         }
         rx.await.ok()
     }
 }
 
 /// Writes what waits, batch after batch, until nothing does.
-async fn write_all<Q, A>(shared: Arc<Mutex<Waiting<Q, A>>>, flush: Flush<Q, A>) {
+async fn write_all<Q, A>(shared: Arc<Mutex<Waiting<Q, A>>>, flush: Flush<Q, A>, linger: Duration) {
     // Should a write panic, the requests waiting then are answered `None` (their senders are
     // dropped with the guard) and the next request starts a new writer.
     let guard = Writing(shared.clone());
+    if !linger.is_zero() {
+        tokio::time::sleep(linger).await;
+    }
     loop {
         let batch = {
             let mut w = lock(&shared);
@@ -122,7 +142,6 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::time::Duration;
 
     /// A write that records the size of each batch and answers each request doubled.
     fn doubling(sizes: Arc<Mutex<Vec<usize>>>, pause: Duration) -> GroupCommit<u32, u32> {
@@ -171,6 +190,29 @@ mod tests {
             vec![1, 9],
             "nine requests, one write"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lingering_write_waits_for_the_requests_of_the_same_moment() {
+        let sizes = Arc::new(Mutex::new(Vec::new()));
+        let g = doubling(sizes.clone(), Duration::ZERO).lingering(Duration::from_millis(5));
+        let started = tokio::time::Instant::now();
+        let first = tokio::spawn({
+            let g = g.clone();
+            async move { g.submit(1).await }
+        });
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        let second = tokio::spawn({
+            let g = g.clone();
+            async move { g.submit(2).await }
+        });
+        assert_eq!(first.await.unwrap(), Some(2));
+        assert_eq!(second.await.unwrap(), Some(4));
+        assert_eq!(*sizes.lock().unwrap(), vec![2], "one write for both");
+        assert!(started.elapsed() >= Duration::from_millis(5), "it lingered");
+        // Later requests start a write of their own, which lingers again.
+        assert_eq!(g.submit(3).await, Some(6));
+        assert_eq!(*sizes.lock().unwrap(), vec![2, 1]);
     }
 
     #[tokio::test]

@@ -196,6 +196,12 @@ pub async fn record(deps: &Deps, ended: Vec<Ended>) -> Vec<(String, String, Opti
         .collect()
 }
 
+/// How long a write of delivery answers that starts when none is in flight waits for the
+/// answers of the same moment. The answer is recorded after the target has the event, so no
+/// one waits for this write but the delivery's own lease: it can wait longer than a
+/// completion does, and at a trickle several answers then share one statement.
+pub const RECORDS_LINGER: Duration = Duration::from_millis(10);
+
 /// The pool-wide group commit of delivery answers: each request is a worker's ended attempts,
 /// each answer whether each was still held (see [`deliveries::record_many`]).
 pub fn records_writer(work: Store, owner: Arc<str>) -> RecordsWriter {
@@ -224,6 +230,7 @@ pub fn records_writer(work: Store, owner: Arc<str>) -> RecordsWriter {
             }
         }
     })
+    .lingering(RECORDS_LINGER)
 }
 
 /// See [`records_writer`].
