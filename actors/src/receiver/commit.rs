@@ -1,7 +1,8 @@
 //! The commit path: a batch of queued requests written in one transaction on the receiver's
 //! [`Writer`], on a task of its own, which answers each request as soon as the store has its
 //! items and then gives the writer back ([`ReceiverMsg::Committed`]); afterwards the
-//! subscriptions notified get their `last_notification_at` (at most once a second each).
+//! subscriptions notified get their `last_notification_at` (at most once a second each, in one
+//! statement a second for all of them).
 //!
 //! Apart from the actor in `mod.rs` because this is the part that does I/O (on tasks, never in
 //! `handle`) and the part the benchmarks measure.
@@ -73,8 +74,17 @@ fn answer(
     }
 }
 
-/// `last_notification_at` is written at most this often per subscription.
+/// `last_notification_at` is noted at most this often per subscription, and what was noted is
+/// written this long after the first of it.
 const TOUCH_EVERY_MS: i64 = 1_000;
+
+/// What waits for the next write of `last_notification_at`.
+#[derive(Default)]
+pub struct Touches {
+    ids: HashSet<String>,
+    at: i64,
+    due: bool,
+}
 
 impl Receiver {
     /// Starts a commit of everything that waits (up to [`MAX_BATCH_ITEMS`]) when none runs:
@@ -165,27 +175,44 @@ impl Receiver {
         }
     }
 
+    /// Notes the subscriptions of a commit whose time was not noted within the last second;
+    /// they are written together by the next [`ReceiverMsg::Touch`]. A statement per commit
+    /// was, at a trickle (a notification a request), a fifth as many statements again as the
+    /// notifications' own.
     fn touch(&self, myself: &ActorRef<ReceiverMsg>, st: &mut ReceiverState, subs: HashSet<String>) {
         let now = now_ms();
-        let due: Vec<String> = subs
-            .into_iter()
-            .filter(|s| {
-                st.touched
-                    .get(s)
-                    .is_none_or(|at| now - at >= TOUCH_EVERY_MS)
-            })
-            .collect();
+        for s in subs {
+            if st
+                .touched
+                .get(&s)
+                .is_none_or(|at| now - at >= TOUCH_EVERY_MS)
+            {
+                st.touched.insert(s.clone(), now);
+                st.to_touch.ids.insert(s);
+                st.to_touch.at = now;
+            }
+        }
+        if !st.to_touch.ids.is_empty() && !st.to_touch.due {
+            st.to_touch.due = true;
+            let every = Duration::from_millis(TOUCH_EVERY_MS.unsigned_abs());
+            myself.send_after(every, || ReceiverMsg::Touch);
+        }
+    }
+
+    /// Writes what [`Self::touch`] noted, in one statement.
+    pub(super) fn write_touches(&self, myself: &ActorRef<ReceiverMsg>, st: &mut ReceiverState) {
+        st.to_touch.due = false;
+        let due: Vec<String> = st.to_touch.ids.drain().collect();
         if due.is_empty() {
             return;
         }
-        for s in &due {
-            st.touched.insert(s.clone(), now);
-        }
-        // On the work store: a lost touch (PostgreSQL crashing within its commit delay) only
-        // leaves an older time, so it need not wait for the disk.
+        let at = st.to_touch.at;
+        // On the work store: a lost touch (PostgreSQL crashing within its commit delay, or the
+        // process stopping before the write) only leaves an older time, so it need not wait
+        // for the disk.
         let store = self.deps.work.clone();
         spawn_guarded(myself, async move {
-            if let Err(e) = subscriptions::touch_notified(&store, &due, now).await {
+            if let Err(e) = subscriptions::touch_notified(&store, &due, at).await {
                 tracing::debug!(error = %e, "could not note last_notification_at");
             }
         });

@@ -150,6 +150,8 @@ pub enum ReceiverMsg {
     Committed(Box<Commit>),
     /// Self-sent: the store's answer for a subscription id the map did not hold.
     LookedUp(Box<LookedUp>),
+    /// Self-sent: write the `last_notification_at` gathered since the last time.
+    Touch,
     /// Fail as if crashed (debug endpoint).
     Crash(String),
 }
@@ -210,8 +212,11 @@ pub struct ReceiverState {
     /// Requests waiting for a commit, oldest first.
     pending: VecDeque<Waiter>,
     pending_items: usize,
-    /// When we last wrote `last_notification_at` of a subscription (our id → Unix ms).
+    /// When we last noted `last_notification_at` of a subscription (our id → Unix ms).
     touched: HashMap<String, i64>,
+    /// The subscriptions noted since the last write, the time to write, and whether a
+    /// [`ReceiverMsg::Touch`] is on its way.
+    to_touch: commit::Touches,
     reload_waiters: Vec<oneshot::Sender<()>>,
     /// The connection commits are written on; taken by the running commit (one at a time) and
     /// given back when it ends.
@@ -279,6 +284,7 @@ impl Actor for Receiver {
             pending_items: 0,
             writer: Some(Writer::new(&self.deps.store)),
             touched: HashMap::new(),
+            to_touch: commit::Touches::default(),
             reload_waiters: Vec::new(),
         })
     }
@@ -315,6 +321,7 @@ impl Actor for Receiver {
                 self.committed(&myself, st, *commit);
                 self.start_commits(&myself, st);
             }
+            ReceiverMsg::Touch => self.write_touches(&myself, st),
             ReceiverMsg::LookedUp(found) => {
                 let (id, row) = *found;
                 self.looked_up(st, id, row);
