@@ -70,6 +70,12 @@ pub async fn enrich(message: &Value, attachments: &[AttachmentBytes]) -> Enrichm
         tracing::warn!(error = %err, "message has an unexpected shape; primitives see an empty mail");
         EmailInput::default()
     });
+    enrich_input(input, attachments).await
+}
+
+/// [`enrich`] of a mail already read: for a caller that holds the message typed, and need not
+/// write it as JSON for [`EmailInput::from_json_lenient`] to read it back.
+pub async fn enrich_input(input: EmailInput, attachments: &[AttachmentBytes]) -> Enrichment {
     let primitives = if input.body.len() <= INLINE_BODY_BYTES {
         std::panic::catch_unwind(|| email_primitives(&input)).map_err(|_| "panicked".to_string())
     } else {

@@ -32,7 +32,7 @@ pub mod parse;
 
 pub use classify::{classify, classify_parsed, warm_up, Classification, Intent, Signal, Urgency};
 pub use enrich::{
-    email_primitives, enrich, AttachmentBytes, AttachmentText, Enrichment,
+    email_primitives, enrich, enrich_input, AttachmentBytes, AttachmentText, Enrichment,
     MAX_ATTACHMENT_TEXT_CHARS,
 };
 pub use extract::{

@@ -14,15 +14,15 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
-use super::normalize::{event_type, normalize_message};
+use super::normalize::{email_input, event_type, normalize_message, Payload, PayloadMessage};
 use crate::credential::{self, CredentialError, GraphSession};
 use crate::delivery;
 use crate::deps::Deps;
 use crate::graph::{Attachment, GraphError, Message};
 use crate::group_commit::GroupCommit;
-use crate::primitives::{enrich, AttachmentBytes, AttachmentText};
+use crate::primitives::{enrich_input, AttachmentBytes, AttachmentText};
 use crate::store::events::{self, Completion, EventRow, Lease, NewDelivery};
 use crate::store::lane::{on_lane, Lane};
 use crate::store::status::EventStatus;
@@ -369,7 +369,6 @@ fn count(outcome: &'static str) {
 
 /// The attempt itself, up to and including the completing transaction.
 async fn attempt(deps: &Deps, row: &EventRow) -> Outcome {
-    let raw: Value = serde_json::from_str(&row.raw).unwrap_or(Value::Null);
     let event_type = event_type(&row.change_type);
     let Some(credential_id) = row.credential_id.as_deref() else {
         return fail(
@@ -379,9 +378,8 @@ async fn attempt(deps: &Deps, row: &EventRow) -> Outcome {
         )
         .await;
     };
-    let (message, attachments, primitives) = if row.change_type == "deleted" {
-        let id = row.resource_id.clone().unwrap_or_default();
-        (json!({ "id": id }), None, Value::Null)
+    let (fetched, attachments, primitives) = if row.change_type == "deleted" {
+        (None, None, Value::Null)
     } else {
         let Some(message_id) = row.resource_id.as_deref() else {
             return fail(
@@ -396,39 +394,37 @@ async fn attempt(deps: &Deps, row: &EventRow) -> Outcome {
             Err(e) => return classify(deps, row, e).await,
         };
         let (message, files, skipped) = fetched;
-        let graph_message = serde_json::to_value(&message).unwrap_or(Value::Null);
-        let enrichment = enrich(&graph_message, &files).await;
+        let enrichment = enrich_input(email_input(&message), &files).await;
         let attachments = message.has_attachments.unwrap_or(false).then(|| {
             let mut all = enrichment.attachments;
             all.extend(skipped);
             all
         });
-        (
-            normalize_message(&message),
-            attachments,
-            enrichment.primitives,
-        )
+        (Some(message), attachments, enrichment.primitives)
     };
     let processed_at = now_ms();
-    let mut payload = json!({
-        "id": row.id,
-        "type": event_type,
-        "provider": "ms365",
-        "credential_id": row.credential_id,
-        "subscription_id": row.subscription_id,
-        "received_at": to_time(row.received_at),
-        "processed_at": to_time(processed_at),
-        "message": message,
-        "primitives": primitives,
-        "raw_notification": raw,
-    });
-    if let (Some(list), Some(obj)) = (attachments, payload.as_object_mut()) {
-        obj.insert(
-            "attachments".into(),
-            serde_json::to_value(list).unwrap_or(Value::Null),
-        );
-    }
-    let payload = payload.to_string();
+    let payload = Payload {
+        attachments: attachments.map(|list| serde_json::to_value(list).unwrap_or(Value::Null)),
+        credential_id: row.credential_id.as_deref(),
+        id: &row.id,
+        message: match &fetched {
+            Some(m) => PayloadMessage::Fetched(normalize_message(m)),
+            None => PayloadMessage::Deleted {
+                id: row.resource_id.as_deref().unwrap_or_default(),
+            },
+        },
+        primitives: &primitives,
+        processed_at: to_time(processed_at),
+        provider: "ms365",
+        raw_notification: serde_json::from_str(&row.raw).ok(),
+        received_at: to_time(row.received_at),
+        subscription_id: row.subscription_id.as_deref(),
+        kind: &event_type,
+    };
+    let payload = match serde_json::to_string(&payload) {
+        Ok(p) => p,
+        Err(e) => return fail(deps, row, &format!("the payload could not be written: {e}")).await,
+    };
     let targets = match deps.targets.get(&deps.work).await {
         Ok(t) => t,
         Err(e) => return store_trouble(e),
