@@ -177,8 +177,12 @@ pub struct Message {
     pub internet_message_headers: Vec<MessageHeader>,
 }
 
-/// The `$select` relay365 asks for on a message GET (graph-contract §8).
-pub const MESSAGE_SELECT: &str = "id,subject,from,sender,toRecipients,ccRecipients,bccRecipients,replyTo,receivedDateTime,sentDateTime,bodyPreview,body,uniqueBody,hasAttachments,importance,isRead,isDraft,conversationId,internetMessageId,webLink,categories,parentFolderId,changeKey,inferenceClassification,internetMessageHeaders";
+/// The `$select` relay365 asks for on a message GET (graph-contract §8): what SPEC §4's
+/// `message` and the email primitives read, and no more. The contract's suggested list also
+/// has `uniqueBody` (the body a second time), `bccRecipients`, `replyTo`, `sentDateTime`,
+/// `isDraft`, `parentFolderId`, `changeKey` and `inferenceClassification`, which nothing
+/// reads: each fetch would carry them, and each event parse them, for nothing.
+pub const MESSAGE_SELECT: &str = "id,subject,from,sender,toRecipients,ccRecipients,receivedDateTime,bodyPreview,body,hasAttachments,importance,isRead,conversationId,internetMessageId,webLink,categories,internetMessageHeaders";
 
 /// An attachment from `GET …/messages/{id}/attachments`.
 #[derive(Clone, Deserialize, Serialize)]
