@@ -13,9 +13,16 @@
 //! failed, or whose statement was abandoned half-way, is closed, and the next statement opens a
 //! new one.
 
+use std::time::Duration;
+
 use sqlx::ConnectOptions;
 
 use super::{Store, StoreError};
+
+/// How long opening a lane's connection may take: what the pools allow for taking one, so that
+/// a database that accepts no connection fails the statement (to be redone) instead of holding
+/// every write of its group commit.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Where a statement runs: a store's pool, or a connection of a [`Lane`].
 pub enum On<'a> {
@@ -78,7 +85,11 @@ impl Lane {
     pub async fn take(&mut self) -> Result<Taken, StoreError> {
         let conn = match (self.conn.take(), &self.options) {
             (Some(c), _) => Some(c),
-            (None, Some(o)) => Some(o.connect().await?),
+            (None, Some(o)) => Some(
+                tokio::time::timeout(CONNECT_TIMEOUT, o.connect())
+                    .await
+                    .map_err(|_| StoreError::Db(sqlx::Error::PoolTimedOut))??,
+            ),
             (None, None) => None,
         };
         Ok(Taken {
@@ -110,3 +121,28 @@ macro_rules! on_lane {
     };
 }
 pub(crate) use on_lane;
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_database_that_never_answers_fails_the_lane_in_bounded_time() {
+        // A server that accepts connections and says nothing.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                held.push(socket);
+            }
+        });
+        let url = format!("postgres://postgres@{addr}/none");
+        let store = Store::Postgres(sqlx::PgPool::connect_lazy(&url).unwrap());
+        let mut lane = Lane::new(&store);
+        let started = tokio::time::Instant::now();
+        assert!(lane.take().await.is_err());
+        assert!(started.elapsed() <= CONNECT_TIMEOUT + Duration::from_secs(1));
+    }
+}
