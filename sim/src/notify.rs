@@ -14,7 +14,7 @@ use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use super::graph::graph_time;
+use super::graph::{event_message_type, graph_time};
 use super::state::{
     mailbox_key, AddressInput, Mailbox, MessageUpdate, NewMail, NotificationKind,
     NotificationRecord, SimAddress, SimAttachment, SimMessage, SimSubscription,
@@ -461,6 +461,14 @@ fn build_message(mb: &mut Mailbox, mail: NewMail) -> Result<SimMessage, SimError
             )))
         }
     };
+    if let Some(kind) = mail.meeting_message_type.as_deref() {
+        if event_message_type(kind).is_none() {
+            return Err(SimError::BadRequest(format!(
+                "meeting_message_type must be one of meetingRequest, meetingCancelled, \
+                 meetingAccepted, meetingTenativelyAccepted, meetingDeclined, not '{kind}'"
+            )));
+        }
+    }
     let mut attachments = Vec::new();
     for a in mail.attachments {
         let bytes = match (&a.content_base64, &a.content) {
@@ -526,6 +534,7 @@ fn build_message(mb: &mut Mailbox, mail: NewMail) -> Result<SimMessage, SimError
         importance: mail.importance.unwrap_or_else(|| "normal".into()),
         categories: mail.categories,
         attachments,
+        meeting_message_type: mail.meeting_message_type,
     })
 }
 

@@ -148,6 +148,11 @@ pub struct NewMail {
     pub categories: Vec<String>,
     #[serde(default)]
     pub internet_message_id: Option<String>,
+    /// Makes it a meeting message, as Graph's `meetingMessageType`: `meetingRequest`,
+    /// `meetingCancelled`, `meetingAccepted`, `meetingTenativelyAccepted` (Graph's spelling)
+    /// or `meetingDeclined`. Its `@odata.type` follows (`eventMessageRequest`, …).
+    #[serde(default)]
+    pub meeting_message_type: Option<String>,
 }
 
 /// A subscription to store as if Graph had created it earlier, with no validation handshake
@@ -214,6 +219,8 @@ pub(crate) struct SimMessage {
     pub internet_message_id: String,
     pub conversation_id: String,
     pub attachments: Vec<SimAttachment>,
+    /// `Some` for a meeting message (an `eventMessage`), see [`NewMail`].
+    pub meeting_message_type: Option<String>,
 }
 
 #[derive(Debug, Clone)]

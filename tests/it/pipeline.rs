@@ -387,7 +387,7 @@ async fn throttling_is_honoured_and_does_not_hold_up_another_mailbox() {
 }
 
 #[tokio::test]
-async fn gone_deleted_and_attachment_mail() {
+async fn gone_deleted_attachment_and_meeting_mail() {
     let sim = sim().await;
     on_every_store!(|db| {
         sim.sim().reset();
@@ -469,6 +469,27 @@ async fn gone_deleted_and_attachment_mail() {
         let e = &events_of(&list)[0];
         assert!(e["last_error"].as_str().unwrap().contains("404"));
         assert_eq!(sink.received().len(), 2, "nothing delivered for it");
+
+        // A meeting request: Graph types it an eventMessage, and the classification says so.
+        let meeting_signal = |body: &Value| {
+            body["primitives"]["classify"]["signals"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|s| s["rule"] == "graph:event-message")
+        };
+        assert!(
+            !meeting_signal(&got[0].json()),
+            "a plain mail is no meeting"
+        );
+        let mut invite = mail("Project sync");
+        invite.body = "<p>Let us walk through the plan.</p>".into();
+        invite.meeting_message_type = Some("meetingRequest".into());
+        deliver(&sim, ALICE, vec![invite]).await;
+        let got = delivered(&sink, "ok", 3, 20).await;
+        let body = got[2].json();
+        assert!(meeting_signal(&body), "{}", body["primitives"]);
+        assert_eq!(body["primitives"]["classify"]["intent"], "meeting");
         app.stop().await.unwrap();
         db.cleanup().await;
     });

@@ -125,6 +125,16 @@ pub struct Message {
     pub id: String,
     #[serde(default, rename = "@odata.etag")]
     pub etag: Option<String>,
+    /// Set when the message is of a derived type: `#microsoft.graph.eventMessageRequest`,
+    /// `…eventMessageResponse` or `…eventMessage` for a meeting request, response or
+    /// cancellation. Graph annotates a derived type under any `$select`; a plain message
+    /// carries no annotation on a GET (delta pages say `#microsoft.graph.message`).
+    #[serde(
+        default,
+        rename = "@odata.type",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub odata_type: Option<String>,
     #[serde(default)]
     pub subject: Option<String>,
     #[serde(default)]

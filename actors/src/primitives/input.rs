@@ -145,7 +145,7 @@ impl EmailInput {
         let importance = optional_string(obj.get("importance"), "importance")?
             .map(|s| s.trim().to_ascii_lowercase());
         let odata_type = optional_string(obj.get("@odata.type"), "@odata.type")?;
-        let is_meeting_message = odata_type.as_deref() == Some("#microsoft.graph.eventMessage")
+        let is_meeting_message = odata_type.as_deref().is_some_and(is_event_message_type)
             || obj.get("meetingMessageType").is_some_and(|v| !v.is_null());
 
         Ok(Self {
@@ -159,6 +159,17 @@ impl EmailInput {
             is_meeting_message,
         })
     }
+}
+
+/// True for an `@odata.type` of Graph's `eventMessage` or one of its derived types
+/// (`eventMessageRequest`, `eventMessageResponse`): a meeting request, response or
+/// cancellation. The leading `#` and the case vary between Graph's answers and samples.
+pub fn is_event_message_type(odata_type: &str) -> bool {
+    const EVENT_MESSAGE: &str = "microsoft.graph.eventMessage";
+    odata_type
+        .trim_start_matches('#')
+        .get(..EVENT_MESSAGE.len())
+        .is_some_and(|t| t.eq_ignore_ascii_case(EVENT_MESSAGE))
 }
 
 fn optional_string(value: Option<&Value>, field: &str) -> Result<Option<String>, PrimitiveError> {
@@ -362,6 +373,24 @@ mod tests {
         assert_eq!(input.header("list-unsubscribe"), Some("<mailto:u@x.com>"));
         assert_eq!(input.importance.as_deref(), Some("high"));
         assert!(!input.is_meeting_message);
+    }
+
+    #[test]
+    fn tells_a_meeting_message_by_its_graph_type() {
+        for (odata_type, meeting) in [
+            ("#microsoft.graph.eventMessage", true),
+            ("#microsoft.graph.eventMessageRequest", true),
+            ("#microsoft.graph.eventMessageResponse", true),
+            ("microsoft.graph.EventMessage", true),
+            ("#microsoft.graph.message", false),
+            ("#microsoft.graph.event", false),
+            ("#microsoft.graph.éventMessage", false),
+        ] {
+            let input =
+                EmailInput::from_json_lenient(&json!({"subject": "s", "@odata.type": odata_type}))
+                    .expect("valid");
+            assert_eq!(input.is_meeting_message, meeting, "{odata_type}");
+        }
     }
 
     #[test]

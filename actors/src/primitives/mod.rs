@@ -39,7 +39,9 @@ pub use extract::{
     extract, extract_named, extract_with_timeout, DocumentKind, ExtractError, Extracted,
     EXTRACT_TIMEOUT, MAX_DOCUMENT_BYTES,
 };
-pub use input::{BodyType, DocumentInput, EmailInput, Header, PrimitiveError};
+pub use input::{
+    is_event_message_type, BodyType, DocumentInput, EmailInput, Header, PrimitiveError,
+};
 pub use parse::{parse, Amount, Parsed};
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::graph::{Message, Recipient};
-use crate::primitives::{BodyType, EmailInput, Header};
+use crate::primitives::{self, BodyType, EmailInput, Header};
 
 /// The delivered `type` of an event of this change type: `message.created|updated|deleted`.
 /// (Resync events carry the change type they represent, so they map the same way.)
@@ -131,9 +131,10 @@ pub fn email_input(m: &Message) -> EmailInput {
             .importance
             .as_deref()
             .map(|i| i.trim().to_ascii_lowercase()),
-        // The JSON told a meeting message by `@odata.type` or `meetingMessageType`, which a
-        // fetched `Message` does not hold either.
-        is_meeting_message: false,
+        is_meeting_message: m
+            .odata_type
+            .as_deref()
+            .is_some_and(primitives::is_event_message_type),
     }
 }
 
@@ -349,6 +350,8 @@ mod tests {
             json!({"id": "AAMk2", "sender": {"emailAddress": {"address": "s@example.com"}}}),
             json!({"id": "AAMk3", "from": {"emailAddress": {"name": "N"}}, "body": {"contentType": "text"}}),
             json!({"id": "AAMk4", "subject": "odd", "body": {"contentType": "rtf", "content": "x"}}),
+            json!({"id": "AAMk5", "@odata.type": "#microsoft.graph.eventMessageRequest", "subject": "Sync"}),
+            json!({"id": "AAMk6", "@odata.type": "#microsoft.graph.message", "subject": "Plain"}),
         ];
         for m in messages {
             let m: Message = serde_json::from_value(m).unwrap();
@@ -356,5 +359,10 @@ mod tests {
             let read = EmailInput::from_json_lenient(&as_json).unwrap_or_default();
             assert_eq!(email_input(&m), read, "{}", m.id);
         }
+        let meeting: Message = serde_json::from_value(
+            json!({"id": "AAMk7", "@odata.type": "#microsoft.graph.eventMessageResponse"}),
+        )
+        .unwrap();
+        assert!(email_input(&meeting).is_meeting_message);
     }
 }

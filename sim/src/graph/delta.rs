@@ -111,7 +111,8 @@ pub(super) fn delta(
             } else {
                 let mut v = message_json(m, select.as_deref());
                 if let Some(o) = v.as_object_mut() {
-                    o.insert("@odata.type".into(), json!("#microsoft.graph.message"));
+                    o.entry("@odata.type")
+                        .or_insert_with(|| json!("#microsoft.graph.message"));
                 }
                 v
             }

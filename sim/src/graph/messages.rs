@@ -31,6 +31,19 @@ fn strip_html(s: &str) -> String {
     out.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
+/// The `@odata.type` of a meeting message by its `meetingMessageType`: Graph's `eventMessage`
+/// and its two derived types. `None` for a value Graph does not have.
+pub(crate) fn event_message_type(meeting_message_type: &str) -> Option<&'static str> {
+    Some(match meeting_message_type {
+        "meetingRequest" => "#microsoft.graph.eventMessageRequest",
+        "meetingAccepted" | "meetingTenativelyAccepted" | "meetingDeclined" => {
+            "#microsoft.graph.eventMessageResponse"
+        }
+        "meetingCancelled" => "#microsoft.graph.eventMessage",
+        _ => return None,
+    })
+}
+
 /// A message in the shape of fixture `message-get-response.json`. `uniqueBody` and
 /// `internetMessageHeaders` are only returned when selected, as in Graph.
 pub(super) fn message_json(m: &SimMessage, select: Option<&[String]>) -> Value {
@@ -75,6 +88,13 @@ pub(super) fn message_json(m: &SimMessage, select: Option<&[String]>) -> Value {
         "replyTo": [],
         "flag": {"flagStatus": "notFlagged"},
     });
+    // A derived type is annotated under any `$select`; its own property only when selected.
+    if let Some(kind) = m.meeting_message_type.as_deref() {
+        if let Some(o) = v.as_object_mut() {
+            o.insert("@odata.type".into(), json!(event_message_type(kind)));
+            o.insert("meetingMessageType".into(), json!(kind));
+        }
+    }
     let Some(select) = select else { return v };
     let extra = json!({
         "uniqueBody": {"contentType": m.body_type, "content": m.body},
@@ -90,8 +110,8 @@ pub(super) fn message_json(m: &SimMessage, select: Option<&[String]>) -> Value {
     }
     let mut out = Map::new();
     for (k, val) in all {
-        let keep =
-            k == "id" || k == "@odata.etag" || select.iter().any(|s| s.eq_ignore_ascii_case(&k));
+        let keep = matches!(k.as_str(), "id" | "@odata.etag" | "@odata.type")
+            || select.iter().any(|s| s.eq_ignore_ascii_case(&k));
         if keep {
             out.insert(k, val);
         }

@@ -24,6 +24,7 @@ use super::{graph_error, with_retry_after, Sim};
 
 mod delta;
 mod messages;
+pub(crate) use messages::event_message_type;
 mod subscriptions;
 
 use delta::delta;

@@ -461,6 +461,10 @@ async fn mail_notifications_message_get_and_attachments() {
     assert_eq!(id, report.message_ids[0]);
 
     let msg = graph.get_message(&token, Some(ALICE), id).await.unwrap();
+    assert_eq!(
+        msg.odata_type, None,
+        "a plain message carries no type annotation"
+    );
     assert_eq!(msg.subject.as_deref(), Some("Invoice 42"));
     assert_eq!(
         msg.from.unwrap().email_address.address.as_deref(),
@@ -515,6 +519,22 @@ async fn mail_notifications_message_get_and_attachments() {
     let items = receiver.items("/hook");
     assert_eq!(items.len(), 4);
     assert_eq!(items[2], items[3]);
+
+    // A meeting request is an eventMessage: its derived type is annotated under `$select`.
+    let mut invite = mail("Project sync");
+    invite.meeting_message_type = Some("meetingRequest".into());
+    let invite = sim.sim().deliver(ALICE, vec![invite]).await.unwrap();
+    let msg = graph
+        .get_message(&token, Some(ALICE), &invite.message_ids[0])
+        .await
+        .unwrap();
+    assert_eq!(
+        msg.odata_type.as_deref(),
+        Some("#microsoft.graph.eventMessageRequest")
+    );
+    let mut bad = mail("odd");
+    bad.meeting_message_type = Some("meetingMaybe".into());
+    assert!(sim.sim().deliver(ALICE, vec![bad]).await.is_err());
 
     // Lifecycle events in the fixtures' shape; subscriptionRemoved also removes it.
     sim.sim()
