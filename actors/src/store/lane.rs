@@ -24,6 +24,21 @@ use super::{Store, StoreError};
 /// every write of its group commit.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long one statement on a lane may take. Under load a statement carries tens of rows and
+/// takes milliseconds; one unanswered this long is on a connection that went silent (a
+/// failover that sent no reset), where TCP alone would wait about a quarter of an hour while
+/// every claim, completion or delivery answer of the instance queued behind it. It fails
+/// instead: its connection is closed, and its writes are redone like any failed write.
+pub const STATEMENT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The error of something on a lane that took longer than `after`.
+pub fn timed_out(what: &str, after: Duration) -> StoreError {
+    StoreError::Db(sqlx::Error::Io(std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        format!("{what} took longer than {after:?}"),
+    )))
+}
+
 /// Where a statement runs: a store's pool, or a connection of a [`Lane`].
 pub enum On<'a> {
     Store(&'a Store),
@@ -88,7 +103,7 @@ impl Lane {
             (None, Some(o)) => Some(
                 tokio::time::timeout(CONNECT_TIMEOUT, o.connect())
                     .await
-                    .map_err(|_| StoreError::Db(sqlx::Error::PoolTimedOut))??,
+                    .map_err(|_| timed_out("opening a connection", CONNECT_TIMEOUT))??,
             ),
             (None, None) => None,
         };
@@ -105,13 +120,17 @@ impl Lane {
 }
 
 /// Runs one statement, `$statement` (a future of a `Result<_, StoreError>`, using `$on`), on
-/// `$lane`'s connection, and keeps the connection for the next one only if it succeeded.
+/// `$lane`'s connection, within [`STATEMENT_TIMEOUT`], and keeps the connection for the next
+/// one only if it succeeded.
 macro_rules! on_lane {
     ($lane:expr, |$on:ident| $statement:expr) => {
         async {
+            use $crate::store::lane::{timed_out, STATEMENT_TIMEOUT};
             let mut taken = $lane.take().await?;
             let $on = taken.on();
-            let result = $statement.await;
+            let result = tokio::time::timeout(STATEMENT_TIMEOUT, $statement)
+                .await
+                .unwrap_or_else(|_| Err(timed_out("a statement", STATEMENT_TIMEOUT)));
             if result.is_ok() {
                 $lane.put_back(taken);
             }
@@ -144,5 +163,21 @@ mod tests {
         let started = tokio::time::Instant::now();
         assert!(lane.take().await.is_err());
         assert!(started.elapsed() <= CONNECT_TIMEOUT + Duration::from_secs(1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_statement_that_never_ends_fails_in_bounded_time() {
+        let store = Store::Sqlite(sqlx::SqlitePool::connect_lazy("sqlite::memory:").unwrap());
+        let mut lane = Lane::new(&store);
+        let started = tokio::time::Instant::now();
+        let result: Result<(), StoreError> =
+            on_lane!(lane, |_on| std::future::pending::<Result<(), StoreError>>());
+        let e = result.unwrap_err();
+        assert!(e.to_string().contains("took longer than"), "{e}");
+        assert!(started.elapsed() >= STATEMENT_TIMEOUT);
+        assert!(started.elapsed() <= STATEMENT_TIMEOUT + Duration::from_secs(1));
+        // The lane is usable again: the next statement runs.
+        let next: Result<u8, StoreError> = on_lane!(lane, |_on| async { Ok(7) });
+        assert_eq!(next.unwrap(), 7);
     }
 }
