@@ -59,16 +59,22 @@ async fn batched_claims_completions_and_records_take_each_row_on_its_own_terms()
             .await
             .unwrap()
             .is_some());
+        // The second also names a target deleted since its attempt read the targets: that
+        // delivery is left out, and the batch completes all the same.
         let completions: Vec<Completion> = ids[..3]
             .iter()
-            .map(|id| Completion {
+            .enumerate()
+            .map(|(i, id)| Completion {
                 id: id.to_string(),
                 payload: format!(r#"{{"id":"{id}"}}"#).into(),
                 processed_at: 7100,
-                deliveries: vec![NewDelivery {
-                    id: new_id(),
-                    target_id: target.id.clone(),
-                }],
+                deliveries: [target.id.as_str(), "deleted-target"][..if i == 1 { 2 } else { 1 }]
+                    .iter()
+                    .map(|t| NewDelivery {
+                        id: new_id(),
+                        target_id: t.to_string(),
+                    })
+                    .collect(),
             })
             .collect();
         let refs: Vec<&Completion> = completions.iter().collect();

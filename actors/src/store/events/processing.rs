@@ -183,6 +183,8 @@ pub async fn complete_many(
 }
 
 /// The upsert of a delivery [`complete_many`] creates (a replay makes an existing one pending).
+/// A delivery to a target deleted since the attempt read the targets is left out, rather than
+/// failing the statement (and with it every completion it carries) on the foreign key.
 const UPSERT_DELIVERY: &str =
     "on conflict (event_id, target_id) do update set status = 'pending', \
     attempts = excluded.attempts, next_attempt_at = excluded.next_attempt_at, \
@@ -218,7 +220,8 @@ async fn complete_pg<'e>(
              next_attempt_at, created_at, lease_owner, lease_until) \
              select d.id, d.event_id, d.target_id, 'pending', $8, $5, $5, $9, $10 \
              from unnest($6::text[], $7::text[], $11::text[]) as d(id, event_id, target_id) \
-             join done on done.id = d.event_id {UPSERT_DELIVERY}) \
+             join done on done.id = d.event_id join targets t on t.id = d.target_id \
+             {UPSERT_DELIVERY}) \
          select 'event', id, '', '' from done \
          union all select 'delivery', id, event_id, target_id from made"
     );
@@ -253,8 +256,9 @@ async fn complete_sqlite(
 ) -> Result<Vec<(String, String, String, String)>, StoreError> {
     let insert = format!(
         "insert into deliveries (id, event_id, target_id, status, attempts, next_attempt_at, \
-         created_at, lease_owner, lease_until) values ($1, $2, $3, 'pending', $4, $5, $5, $6, $7) \
-         {UPSERT_DELIVERY}"
+         created_at, lease_owner, lease_until) \
+         select $1, $2, $3, 'pending', $4, $5, $5, $6, $7 \
+         where exists (select 1 from targets where id = $3) {UPSERT_DELIVERY}"
     );
     let mut rows = Vec::new();
     let mut tx = p.begin().await?;
@@ -276,7 +280,7 @@ async fn complete_sqlite(
         }
         rows.push(("event".into(), e.id.clone(), String::new(), String::new()));
         for d in &e.deliveries {
-            let (id, event_id, target_id): (String, String, String) = sqlx::query_as(&insert)
+            let made: Option<(String, String, String)> = sqlx::query_as(&insert)
                 .bind(&d.id)
                 .bind(&e.id)
                 .bind(&d.target_id)
@@ -284,9 +288,11 @@ async fn complete_sqlite(
                 .bind(now)
                 .bind(lease_owner)
                 .bind(lease_until)
-                .fetch_one(&mut *tx)
+                .fetch_optional(&mut *tx)
                 .await?;
-            rows.push(("delivery".into(), id, event_id, target_id));
+            if let Some((id, event_id, target_id)) = made {
+                rows.push(("delivery".into(), id, event_id, target_id));
+            }
         }
     }
     tx.commit().await?;
