@@ -237,6 +237,9 @@ pub fn map_err(e: SubscriptionError) -> ApiError {
         SubscriptionError::BadRequest(m) => ApiError::bad_request(m),
         SubscriptionError::Store(e) => ApiError::Internal(e.into()),
         SubscriptionError::Credential(CredentialError::Unavailable(m)) => ApiError::Unavailable(m),
+        SubscriptionError::Credential(e @ CredentialError::Deleted(_)) => {
+            ApiError::NotFound(e.to_string())
+        }
         SubscriptionError::Credential(CredentialError::Token(t)) => ApiError::Upstream {
             code: "token_error",
             message: t.to_string(),

@@ -45,9 +45,12 @@ pub fn actor_name(id: &str) -> String {
 /// Why a credential could not serve a Graph call.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum CredentialError {
-    /// No such credential, or its actor is not running (restarting, parked).
-    #[error("credential {0} is not available (unknown, restarting or failed)")]
+    /// Its actor is not running (restarting, parked), or the store could not be read.
+    #[error("credential {0} is not available (restarting or failed)")]
     Unavailable(String),
+    /// No such credential in the store: it was deleted (or never existed).
+    #[error("credential {0} does not exist (deleted)")]
+    Deleted(String),
     /// No token could be had.
     #[error(transparent)]
     Token(#[from] TokenError),
@@ -464,7 +467,8 @@ async fn session_once(deps: &Deps, credential_id: &str) -> Result<GraphSession, 
                     tracing::warn!(credential = credential_id, error = %e, "starting a credential's actor");
                 }
             }
-            Ok(None) | Err(_) => return Err(unavailable()),
+            Ok(None) => return Err(CredentialError::Deleted(credential_id.to_string())),
+            Err(_) => return Err(unavailable()),
         }
     }
     let actor: ActorRef<CredentialMsg> = deps.health.actor(&name).ok_or_else(unavailable)?;

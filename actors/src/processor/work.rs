@@ -23,6 +23,7 @@ use crate::deps::Deps;
 use crate::graph::{Attachment, GraphError, Message};
 use crate::group_commit::GroupCommit;
 use crate::primitives::{enrich_input, AttachmentBytes, AttachmentText};
+use crate::store::credentials::CREDENTIAL_DELETED;
 use crate::store::events::{self, Completion, EventRow, Lease, NewDelivery};
 use crate::store::lane::{on_lane, Lane};
 use crate::store::status::EventStatus;
@@ -525,6 +526,7 @@ async fn classify(deps: &Deps, row: &EventRow, err: CredentialError) -> Outcome 
             )
         }
         CredentialError::Token(e) => fail(deps, row, &e.to_string()).await,
+        CredentialError::Deleted(_) => fail(deps, row, CREDENTIAL_DELETED).await,
         CredentialError::Unavailable(_) => transient(
             "the credential's actor is restarting or parked; waiting for it".into(),
             true,

@@ -2,6 +2,7 @@
 
 use serde_json::Value;
 
+use super::status::EventStatus;
 use super::{now_ms, with_pool, Store, StoreError};
 
 /// A stored credential. `token_source` holds secrets: never serialize this type to a caller.
@@ -68,11 +69,36 @@ pub async fn list(store: &Store) -> Result<Vec<CredentialRow>, StoreError> {
 }
 
 /// Deletes a credential (its subscriptions and targets go with it). True if it existed.
+///
+/// Its events still waiting to be processed are failed in the same transaction: with the
+/// credential gone their mail can no longer be fetched, and nothing else would ever end them
+/// (no instance holds the mailbox any more). Events already completed keep their deliveries.
 pub async fn delete(store: &Store, id: &str) -> Result<bool, StoreError> {
-    let n = with_pool!(store, p => sqlx::query("delete from credentials where id = $1")
-        .bind(id).execute(p).await?.rows_affected());
+    let now = now_ms();
+    let n = with_pool!(store, p => {
+        let mut tx = p.begin().await?;
+        sqlx::query(
+            "update events set status = $2, last_error = $3, processed_at = $4, \
+             lease_owner = null, lease_until = null \
+             where credential_id = $1 and status in ($5, $6)")
+            .bind(id)
+            .bind(EventStatus::Failed.as_str())
+            .bind(CREDENTIAL_DELETED)
+            .bind(now)
+            .bind(EventStatus::Pending.as_str())
+            .bind(EventStatus::Processing.as_str())
+            .execute(&mut *tx).await?;
+        let n = sqlx::query("delete from credentials where id = $1")
+            .bind(id).execute(&mut *tx).await?.rows_affected();
+        tx.commit().await?;
+        n
+    });
     Ok(n > 0)
 }
+
+/// The `last_error` of an event whose credential was deleted before it was processed.
+pub const CREDENTIAL_DELETED: &str =
+    "the credential was deleted before this event was processed; its mail can no longer be fetched";
 
 /// Records the credential's health (`active` or `degraded`) and its last error.
 pub async fn set_status(

@@ -79,7 +79,62 @@ async fn credentials_round_trip() {
         );
 
         assert_eq!(credentials::list(&store).await.unwrap().len(), 1);
+        // Its events: one waiting, one being processed, one completed; and another
+        // credential's, waiting.
+        let mut batch: Vec<NewEvent> = (0..4).map(|i| event(&format!("d{i}"), "s", 1000)).collect();
+        for e in &mut batch[..3] {
+            e.credential_id = Some(id.clone());
+        }
+        batch[3].credential_id = Some("another".into());
+        events::insert_batch(&store, &batch).await.unwrap();
+        let lease = |now| events::Lease {
+            owner: "me",
+            now,
+            ms: 60_000,
+        };
+        for e in &batch[1..3] {
+            events::claim(&store, &e.id, lease(2000))
+                .await
+                .unwrap()
+                .unwrap();
+        }
+        events::complete(&store, &batch[2].id, "me", "{}", &[], 2100)
+            .await
+            .unwrap()
+            .unwrap();
         assert!(credentials::delete(&store, &id).await.unwrap());
+        let status = |i: usize| {
+            let store = &store;
+            let id = batch[i].id.clone();
+            async move {
+                let e = events::get(store, &id).await.unwrap().unwrap();
+                (e.status, e.last_error, e.lease_owner)
+            }
+        };
+        for i in 0..2 {
+            assert_eq!(
+                status(i).await,
+                (
+                    EventStatus::Failed,
+                    Some(credentials::CREDENTIAL_DELETED.to_string()),
+                    None
+                ),
+                "{}: a waiting event of a deleted credential ends failed",
+                db.label
+            );
+        }
+        assert_eq!(status(2).await.0, EventStatus::Completed);
+        assert_eq!(
+            status(3).await.0,
+            EventStatus::Pending,
+            "another credential's"
+        );
+        // The attempt that held the second cannot end it a second time.
+        assert!(
+            !events::finish(&store, &batch[1].id, "me", EventStatus::Skipped, "x", 3000)
+                .await
+                .unwrap()
+        );
         assert!(!credentials::delete(&store, &id).await.unwrap());
         assert!(credentials::get(&store, &id).await.unwrap().is_none());
         store.close().await;
