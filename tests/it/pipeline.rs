@@ -327,6 +327,77 @@ async fn failing_targets_are_retried_with_the_same_id_then_failed_then_retried_b
 }
 
 #[tokio::test]
+async fn an_event_whose_attempts_never_ended_fails_once_they_are_spent() {
+    use relay365_actors::store::events::{self, Lease, NewEvent};
+    let sim = sim().await;
+    on_every_store!(|db| {
+        sim.sim().reset();
+        let app = app(&sim, &db, &[("WEBHOOK_MAX_RETRIES", "2")]).await;
+        let base = app.url();
+        let (cred, sub) = mailbox(&base, &sim, ALICE, &["created"]).await;
+        // An event whose two attempts were claimed by an instance that died during each (a
+        // message that kills the process, say): its lease has run out.
+        let store = db.store().await;
+        let now = chrono::Utc::now().timestamp_millis();
+        let event = NewEvent {
+            id: events::event_id(now - 600_000),
+            idempotency_key: "poison".into(),
+            kind: "change",
+            subscription_id: Some(sub),
+            credential_id: Some(cred),
+            change_type: "created".into(),
+            resource_id: Some("AAMkPoison".into()),
+            raw: r#"{"clientState":"***"}"#.into(),
+            received_at: now - 600_000,
+            claim: false,
+        };
+        events::insert_batch(&store, std::slice::from_ref(&event))
+            .await
+            .unwrap();
+        for at in [now - 600_000, now - 500_000] {
+            let lease = Lease {
+                owner: "dead-instance",
+                now: at,
+                ms: 1000,
+            };
+            events::claim(&store, &event.id, lease)
+                .await
+                .unwrap()
+                .unwrap();
+        }
+        // Taken up by the sweep, it is not tried a third time.
+        let path = format!("/api/events/{}", event.id);
+        assert!(
+            eventually(20, || async {
+                get(&base, &path).await["status"] == "failed"
+            })
+            .await,
+            "{}: {}",
+            db.label,
+            get(&base, &path).await
+        );
+        let shown = get(&base, &path).await;
+        assert!(
+            shown["last_error"]
+                .as_str()
+                .unwrap()
+                .contains("never ended"),
+            "{shown}"
+        );
+        assert!(
+            sim.sim()
+                .requests()
+                .iter()
+                .all(|r| !r.path.contains("AAMkPoison")),
+            "no fetch of it"
+        );
+        store.close().await;
+        app.stop().await.unwrap();
+        db.cleanup().await;
+    });
+}
+
+#[tokio::test]
 async fn throttling_is_honoured_and_does_not_hold_up_another_mailbox() {
     let sim = sim().await;
     on_every_store!(|db| {
@@ -334,7 +405,7 @@ async fn throttling_is_honoured_and_does_not_hold_up_another_mailbox() {
         let sink = Sink::start().await;
         let app = app(&sim, &db, &[]).await;
         let base = app.url();
-        mailbox(&base, &sim, ALICE, &["created"]).await;
+        let (alice_cred, _) = mailbox(&base, &sim, ALICE, &["created"]).await;
         mailbox(&base, &sim, BOB, &["created"]).await;
         target(&base, json!({"url": sink.url("ok")})).await;
         // Every Graph request for Alice is throttled for the next 3 s, with a fractional
@@ -381,6 +452,50 @@ async fn throttling_is_honoured_and_does_not_hold_up_another_mailbox() {
             }
         }
         assert_eq!(reqs.last().unwrap().status, 200);
+
+        // A longer throttle (Retry-After 5 s): mail of the mailbox's other folder, arriving
+        // while it lasts, waits in the store for its end, without spending an attempt or
+        // holding a task, and is delivered after it.
+        let (s, archive) = post(
+            &base,
+            "/api/ms365/subscriptions",
+            json!({"credential_id": alice_cred, "resource": format!("users/{ALICE}/mailFolders('archive')/messages")}),
+        )
+        .await;
+        assert_eq!(s, 201, "{archive}");
+        sim.sim()
+            .add_fault(serde_json::from_value(json!({"kind": "throttle", "mailbox": ALICE, "retry_after_secs": 5.0, "duration_secs": 1.0})).unwrap())
+            .unwrap();
+        sim.sim().clear_requests();
+        deliver(&sim, ALICE, vec![mail("Throttled")]).await;
+        let throttled = eventually(10, || async {
+            sim.sim().requests().iter().any(|r| r.status == 429)
+        })
+        .await;
+        assert!(throttled, "{}: Graph said 429", db.label);
+        let mut archived = mail("While throttled");
+        archived.folder = Some("archive".into());
+        let later = deliver(&sim, ALICE, vec![archived]).await;
+        let waiting = eventually(3, || async {
+            events_of(&get(&base, "/api/events?status=pending").await)
+                .iter()
+                .any(|e| {
+                    e["resource_id"] == later[0]
+                        && e["attempts"] == 0
+                        && e["last_error"]
+                            .as_str()
+                            .is_some_and(|s| s.contains("throttles this mailbox"))
+                })
+        })
+        .await;
+        assert!(
+            waiting,
+            "{}: {}",
+            db.label,
+            get(&base, "/api/events?status=pending").await
+        );
+        let all = delivered(&sink, "ok", 4, 20).await;
+        assert_eq!(all[3].json()["message"]["id"], later[0], "{}", db.label);
         app.stop().await.unwrap();
         db.cleanup().await;
     });

@@ -167,6 +167,13 @@ impl MailboxLimiter {
             .map(|d| Utc::now() + d)
     }
 
+    /// How long this mailbox is still throttled; `None` when it is not.
+    pub fn throttled_for(&self) -> Option<Duration> {
+        self.throttled_until_instant()?
+            .checked_duration_since(Instant::now())
+            .filter(|d| !d.is_zero())
+    }
+
     fn throttled_until_instant(&self) -> Option<Instant> {
         *self
             .inner

@@ -187,6 +187,16 @@ pub struct SendLease {
 /// See [`completions_writer`].
 pub type CompletionsWriter = GroupCommit<Vec<Completion>, Completed>;
 
+/// A throttle of the mailbox with at most this much left is waited out within the attempt (the
+/// limiter does it); a longer one sends the event back to the store until it ends.
+const WAIT_OUT_THROTTLE: Duration = Duration::from_secs(2);
+
+/// How long Graph still throttles the credential's mailbox, if it does.
+async fn throttled_for(deps: &Deps, credential_id: Option<&str>) -> Option<Duration> {
+    let session = credential::session(deps, credential_id?).await.ok()?;
+    session.limiter.throttled_for()
+}
+
 /// How long one attempt may take: within the lease, so that no other processor can take the
 /// event while this one still works on it.
 fn budget(deps: &Deps) -> Duration {
@@ -208,14 +218,28 @@ pub async fn run(deps: &Deps, row: EventRow) -> Step {
     {
         return Step::Settled(settle(deps, &row, Outcome::Elsewhere).await);
     }
+    // A claim counts the attempt, and only an attempt that ends checks the count: one that
+    // never ended (the process died in it, say on a message that kills it) would otherwise
+    // be taken up again, and die again, for ever.
+    let max = deps.settings.max_retries.max(1);
+    if u32::try_from(row.attempts).unwrap_or(u32::MAX) > max {
+        let why = format!(
+            "gave up after {max} attempts: the last never ended (the process stopped during it)"
+        );
+        let outcome = fail(deps, &row, &why).await;
+        return Step::Settled(settle(deps, &row, outcome).await);
+    }
     let started = Instant::now();
     let budget = budget(deps);
     let outcome = match tokio::time::timeout(budget, attempt(deps, &row)).await {
         Ok(o) => o,
+        // Most likely waiting out Graph's throttling of the mailbox (the limiter honours a
+        // `Retry-After` of up to 5 minutes): the next attempt comes once it ends, not after
+        // a backoff of seconds that would only wait on the same throttle.
         Err(_) => Outcome::Retry {
             error: format!("processing took longer than {budget:?}"),
             refund: false,
-            wait: None,
+            wait: throttled_for(deps, row.credential_id.as_deref()).await,
         },
     };
     metrics::histogram!("relay365_event_processing_seconds")
@@ -390,7 +414,24 @@ async fn attempt(deps: &Deps, row: &EventRow) -> Outcome {
             )
             .await;
         };
-        let fetched = match fetch(deps, credential_id, message_id).await {
+        let session = match credential::session(deps, credential_id).await {
+            Ok(s) => s,
+            Err(e) => return classify(deps, row, e).await,
+        };
+        // Throttled for a while yet (another event's request had a 429): the event waits in
+        // the store for the throttle to end, without spending an attempt or holding a task.
+        if let Some(left) = session
+            .limiter
+            .throttled_for()
+            .filter(|left| *left > WAIT_OUT_THROTTLE)
+        {
+            return Outcome::Retry {
+                error: format!("Graph throttles this mailbox for {left:?} more; waiting"),
+                refund: true,
+                wait: Some(left),
+            };
+        }
+        let fetched = match fetch(&session, message_id).await {
             Ok(f) => f,
             Err(e) => return classify(deps, row, e).await,
         };
@@ -539,20 +580,15 @@ type Fetched = (Message, Vec<AttachmentBytes>, Vec<AttachmentText>);
 
 /// The message and, when it has attachments, the bytes of those whose text can be extracted
 /// (and an entry without text for the others).
-async fn fetch(
-    deps: &Deps,
-    credential_id: &str,
-    message_id: &str,
-) -> Result<Fetched, CredentialError> {
-    let session = credential::session(deps, credential_id).await?;
-    let message = timed(&session, |c, t, m| async move {
+async fn fetch(session: &GraphSession, message_id: &str) -> Result<Fetched, CredentialError> {
+    let message = timed(session, |c, t, m| async move {
         c.get_message(&t, m.as_deref(), message_id).await
     })
     .await?;
     if !message.has_attachments.unwrap_or(false) {
         return Ok((message, Vec::new(), Vec::new()));
     }
-    let listed = timed(&session, |c, t, m| async move {
+    let listed = timed(session, |c, t, m| async move {
         c.list_attachments(&t, m.as_deref(), message_id).await
     })
     .await?;
