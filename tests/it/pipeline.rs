@@ -494,8 +494,15 @@ async fn throttling_is_honoured_and_does_not_hold_up_another_mailbox() {
             db.label,
             get(&base, "/api/events?status=pending").await
         );
+        // Delivered once the throttle is over, in either order with the throttled one.
         let all = delivered(&sink, "ok", 4, 20).await;
-        assert_eq!(all[3].json()["message"]["id"], later[0], "{}", db.label);
+        assert!(
+            all[2..]
+                .iter()
+                .any(|r| r.json()["message"]["id"] == later[0]),
+            "{}",
+            db.label
+        );
         app.stop().await.unwrap();
         db.cleanup().await;
     });
