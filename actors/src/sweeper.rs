@@ -1,7 +1,8 @@
 //! The sweeper: the store is the truth, and this is what makes it so. At start and every
 //! `sweep_interval` it reads what is due in the store (pending events and deliveries whose
 //! time has come, and leases that ran out because their owner died) and hands it to the
-//! pools; once an hour it deletes what the retention period no longer keeps.
+//! pools; once an hour it deletes what the retention period no longer keeps (and fails the
+//! events left waiting by a deleted credential).
 //!
 //! The receiver's hand-off and the pools' own retries are only fast paths: a lost message, a
 //! restarted worker or a killed process delays work by one sweep, never loses it. The sweep
@@ -131,6 +132,13 @@ pub fn sweep_all(deps: &Deps) {
 async fn purge(deps: &Deps) -> Result<u64, StoreError> {
     let days = deps.settings.retention;
     let keep_ms = i64::try_from(days.as_millis()).unwrap_or(i64::MAX / 2);
+    let orphans = events::fail_orphans(&deps.work, now_ms()).await?;
+    if orphans > 0 {
+        tracing::warn!(
+            events = orphans,
+            "failed events whose credential was deleted before they were processed"
+        );
+    }
     let before = now_ms().saturating_sub(keep_ms);
     let mut total = 0;
     loop {

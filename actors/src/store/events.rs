@@ -14,7 +14,8 @@ use super::{with_pool, Store, StoreError};
 mod processing;
 
 pub use processing::{
-    claim, claim_many, complete, complete_many, finish, retry_later, Completion, Lease, NewDelivery,
+    claim, claim_many, complete, complete_many, fail_orphans, finish, retry_later, Completion,
+    Lease, NewDelivery,
 };
 
 /// An event as stored.

@@ -85,7 +85,8 @@ async fn credentials_round_trip() {
         for e in &mut batch[..3] {
             e.credential_id = Some(id.clone());
         }
-        batch[3].credential_id = Some("another".into());
+        let other = credential(&store).await;
+        batch[3].credential_id = Some(other.clone());
         events::insert_batch(&store, &batch).await.unwrap();
         let lease = |now| events::Lease {
             owner: "me",
@@ -129,6 +130,36 @@ async fn credentials_round_trip() {
             EventStatus::Pending,
             "another credential's"
         );
+        // Stored a moment after the delete (its notification checked before it): failed by
+        // the hourly housekeeping once no lease holds it, unlike another credential's.
+        let mut late = event("d-late", "s", 1000);
+        late.credential_id = Some(id.clone());
+        events::insert_batch(&store, std::slice::from_ref(&late))
+            .await
+            .unwrap();
+        let mut kept = event("d-kept", "s", 1000);
+        kept.credential_id = Some(other);
+        events::insert_batch(&store, std::slice::from_ref(&kept))
+            .await
+            .unwrap();
+        events::claim(&store, &late.id, lease(4000))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            events::fail_orphans(&store, 5000).await.unwrap(),
+            0,
+            "{}: not while an attempt holds it",
+            db.label
+        );
+        assert_eq!(events::fail_orphans(&store, 70_000).await.unwrap(), 1);
+        let late = events::get(&store, &late.id).await.unwrap().unwrap();
+        assert_eq!(
+            (late.status, late.last_error.as_deref()),
+            (EventStatus::Failed, Some(credentials::CREDENTIAL_DELETED))
+        );
+        let kept = events::get(&store, &kept.id).await.unwrap().unwrap();
+        assert_eq!(kept.status, EventStatus::Pending);
         // The attempt that held the second cannot end it a second time.
         assert!(
             !events::finish(&store, &batch[1].id, "me", EventStatus::Skipped, "x", 3000)

@@ -6,6 +6,7 @@
 //! event spent more in the statements than in the rows. Every function holds for one event as
 //! for many; each row is claimed, completed or put back on its own terms (its lease).
 
+use super::super::credentials::CREDENTIAL_DELETED;
 use super::super::lane::On;
 use super::super::{with_pool, Store, StoreError};
 use super::{EventRow, EventStatus, CLAIMABLE, COLUMNS};
@@ -98,6 +99,26 @@ pub async fn finish(
         .bind(id).bind(owner).bind(status.as_str()).bind(last_error).bind(now)
         .execute(p).await?.rows_affected());
     Ok(n > 0)
+}
+
+/// Fails the events still waiting whose credential no longer exists, and whose lease (if any)
+/// ran out: deleting a credential fails its waiting events, but one stored a moment later
+/// (its notification checked before the delete, inserted after it) would wait for ever, on
+/// several instances, as no instance holds its mailbox. Lifecycle events are the renewal
+/// actor's. Returns how many were failed.
+pub async fn fail_orphans(store: &Store, now: i64) -> Result<u64, StoreError> {
+    Ok(with_pool!(store, p => sqlx::query(
+        "update events set status = $1, last_error = $2, processed_at = $3, \
+         lease_owner = null, lease_until = null \
+         where status in ($4, $5) and kind <> 'lifecycle' and credential_id is not null \
+         and (lease_until is null or lease_until < $3) \
+         and not exists (select 1 from credentials c where c.id = events.credential_id)")
+        .bind(EventStatus::Failed.as_str())
+        .bind(CREDENTIAL_DELETED)
+        .bind(now)
+        .bind(EventStatus::Pending.as_str())
+        .bind(EventStatus::Processing.as_str())
+        .execute(p).await?.rows_affected()))
 }
 
 /// A delivery [`complete_many`] creates: its id and its target.
