@@ -103,7 +103,8 @@ fn grace(deps: &Deps) -> i64 {
 async fn sweep(deps: &Deps, first: bool) -> Result<(usize, usize), StoreError> {
     let now = now_ms();
     let due_before = if first { now } else { now - grace(deps) };
-    let due_events = events::due(&deps.work, now, due_before, SWEEP_LIMIT).await?;
+    let holder = (!deps.mailboxes.is_solo()).then_some(deps.instance.as_ref());
+    let due_events = events::due(&deps.work, now, due_before, SWEEP_LIMIT, holder).await?;
     let due_deliveries = deliveries::due(&deps.work, now, due_before, SWEEP_LIMIT).await?;
     let counts = (due_events.len(), due_deliveries.len());
     // Events of mailboxes another instance holds are that instance's to sweep.

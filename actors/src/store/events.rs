@@ -470,18 +470,38 @@ const CLAIMABLE: &str = "kind <> 'lifecycle' and case status \
 /// ones due at or before `due_before`, and processing ones whose lease ran out by `now` (their
 /// owner died). Each is claimed there, by id. The sweep passes a `due_before` a little in the
 /// past, so that it leaves fresh work to the fast path that already carries it.
+///
+/// With a `holder` (an instance sharing the database with others), only the events of the
+/// mailboxes the store says it holds (`credential_owners`): taking the oldest `limit` of all
+/// and leaving the others' out afterwards, a backlog of other instances' mailboxes could fill
+/// every sweep and starve this instance's own.
 pub async fn due(
     store: &Store,
     now: i64,
     due_before: i64,
     limit: i64,
+    holder: Option<&str>,
 ) -> Result<Vec<Due>, StoreError> {
-    Ok(with_pool!(store, p => sqlx::query_as::<_, Due>(
-        "select id, subscription_id, credential_id from events where kind <> 'lifecycle' and \
-         ((status = 'pending' and next_attempt_at <= $2) \
-          or (status = 'processing' and lease_until < $1)) \
-         order by next_attempt_at limit $3")
-        .bind(now).bind(due_before).bind(limit).fetch_all(p).await?))
+    const DUE: &str = "select id, subscription_id, credential_id from events \
+         where kind <> 'lifecycle' and ((status = 'pending' and next_attempt_at <= $2) \
+         or (status = 'processing' and lease_until < $1))";
+    let sql = match holder {
+        None => format!("{DUE} order by next_attempt_at limit $3"),
+        Some(_) => format!(
+            "{DUE} and credential_id in \
+             (select credential_id from credential_owners where instance = $4) \
+             order by next_attempt_at limit $3"
+        ),
+    };
+    Ok(with_pool!(store, p => {
+        let q = sqlx::query_as::<_, Due>(&sql).bind(now).bind(due_before).bind(limit);
+        match holder {
+            Some(h) => q.bind(h),
+            None => q,
+        }
+        .fetch_all(p)
+        .await?
+    }))
 }
 
 /// A change event that is due, with what routes it.

@@ -239,7 +239,7 @@ async fn the_receivers_writer_stores_changes_claimed_and_their_claimer_takes_the
             .await
             .unwrap()
             .is_none());
-        let due = events::due(&store, 1500, 1500, 10).await.unwrap();
+        let due = events::due(&store, 1500, 1500, 10, None).await.unwrap();
         assert_eq!(
             due.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(),
             vec![batch[1].id.as_str()]

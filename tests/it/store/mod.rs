@@ -513,6 +513,44 @@ async fn events_list_newest_first_with_filters_and_cursor() {
 }
 
 #[tokio::test]
+async fn an_instance_sharing_the_database_sweeps_only_its_own_mailboxes() {
+    use relay365_actors::store::instances;
+    on_every_store!(|db| {
+        let store = db.store().await;
+        let (mine, theirs) = (credential(&store).await, credential(&store).await);
+        // Theirs has the older backlog: a sweep of the oldest 2 of all would see only it.
+        let mut batch: Vec<NewEvent> = (0..4)
+            .map(|i| event(&format!("h{i}"), "s", 1000 + i))
+            .collect();
+        for (i, e) in batch.iter_mut().enumerate() {
+            e.credential_id = Some(if i < 2 { theirs.clone() } else { mine.clone() });
+        }
+        events::insert_batch(&store, &batch).await.unwrap();
+        let all = events::due(&store, 5000, 5000, 10, None).await.unwrap();
+        assert_eq!(all.len(), 4, "{}: solo, every mailbox", db.label);
+        if matches!(store, Store::Postgres(_)) {
+            instances::acquire(&store, std::slice::from_ref(&mine), "i1", 5000, 90_000)
+                .await
+                .unwrap();
+            instances::acquire(&store, std::slice::from_ref(&theirs), "i2", 5000, 90_000)
+                .await
+                .unwrap();
+            let own = events::due(&store, 5000, 5000, 2, Some("i1"))
+                .await
+                .unwrap();
+            let ids: Vec<&str> = own.iter().map(|d| d.id.as_str()).collect();
+            assert_eq!(ids, vec![batch[2].id.as_str(), batch[3].id.as_str()]);
+            assert!(events::due(&store, 5000, 5000, 10, Some("i3"))
+                .await
+                .unwrap()
+                .is_empty());
+        }
+        store.close().await;
+        db.cleanup().await;
+    });
+}
+
+#[tokio::test]
 async fn claims_take_due_events_once_and_expired_leases_again() {
     use relay365_actors::store::events::Lease;
     let lease = |owner, now| Lease {
@@ -524,7 +562,7 @@ async fn claims_take_due_events_once_and_expired_leases_again() {
         let store = db.store().await;
         let batch: Vec<NewEvent> = (0..3).map(|i| event(&format!("c{i}"), "s", 1000)).collect();
         events::insert_batch(&store, &batch).await.unwrap();
-        let due = events::due(&store, 5000, 5000, 10).await.unwrap();
+        let due = events::due(&store, 5000, 5000, 10, None).await.unwrap();
         assert_eq!(due.len(), 3, "{}", db.label);
         let (a0, a1) = (&due[0].id, &due[1].id);
 
@@ -548,9 +586,18 @@ async fn claims_take_due_events_once_and_expired_leases_again() {
             "{}: a held event is not claimed twice",
             db.label
         );
-        assert_eq!(events::due(&store, 5000, 5000, 10).await.unwrap().len(), 1);
+        assert_eq!(
+            events::due(&store, 5000, 5000, 10, None)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
         assert!(
-            events::due(&store, 5000, 999, 10).await.unwrap().is_empty(),
+            events::due(&store, 5000, 999, 10, None)
+                .await
+                .unwrap()
+                .is_empty(),
             "not yet due before the given time"
         );
 
