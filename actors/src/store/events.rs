@@ -528,24 +528,19 @@ pub async fn replay(store: &Store, id: &str, now: i64) -> Result<bool, StoreErro
 /// events were deleted. Failed events, and events with a delivery still pending or failed,
 /// are kept. Ids are in time order, so the candidates are a range of the primary key.
 pub async fn purge(store: &Store, before: i64, batch: i64) -> Result<u64, StoreError> {
-    let n = with_pool!(store, p => {
-        let mut tx = p.begin().await?;
-        let ids: Vec<(String,)> = sqlx::query_as(
-            "select id from events e where id < $1 and status in ('completed', 'skipped') \
+    // One statement, its conditions checked again on every row it deletes: a read and then
+    // deletes in one transaction failed on SQLite whenever anything committed between them
+    // (a WAL snapshot cannot be upgraded to a write), and on PostgreSQL could delete an event
+    // a replay had just made pending again. Deliveries go with their events (`on delete
+    // cascade`).
+    let n = with_pool!(store, p => sqlx::query(
+        "delete from events where id in (\
+             select id from events e where id < $1 and status in ('completed', 'skipped') \
              and not exists (select 1 from deliveries d where d.event_id = e.id \
                              and d.status <> 'delivered') \
-             order by id limit $2")
-            .bind(first_event_id_at(before)).bind(batch).fetch_all(&mut *tx).await?;
-        let mut n = 0;
-        for (id,) in &ids {
-            sqlx::query("delete from deliveries where event_id = $1")
-                .bind(id).execute(&mut *tx).await?;
-            n += sqlx::query("delete from events where id = $1")
-                .bind(id).execute(&mut *tx).await?.rows_affected();
-        }
-        tx.commit().await?;
-        n
-    });
+             order by id limit $2) \
+         and status in ('completed', 'skipped')")
+        .bind(first_event_id_at(before)).bind(batch).execute(p).await?.rows_affected());
     Ok(n)
 }
 
