@@ -23,13 +23,21 @@ use crate::error::{ApiError, ApiResult, ErrorBody};
 pub const EVENT_TYPES: [&str; 3] = ["message.created", "message.updated", "message.deleted"];
 
 /// Headers a target may not set: the signature's own, and what the HTTP client owns.
-const RESERVED_HEADERS: [&str; 6] = [
+const RESERVED_HEADERS: [&str; 13] = [
     "webhook-id",
     "webhook-timestamp",
     "webhook-signature",
     "content-type",
     "content-length",
     "host",
+    "user-agent",
+    // Hop-by-hop: the HTTP client manages the connection itself.
+    "connection",
+    "keep-alive",
+    "transfer-encoding",
+    "te",
+    "upgrade",
+    "expect",
 ];
 
 /// The target routes (behind the API key).
@@ -119,11 +127,18 @@ fn check_headers(headers: &BTreeMap<String, String>) -> Result<(), ApiError> {
     if headers.len() > 32 {
         return Err(bad("headers: at most 32"));
     }
+    let mut seen = std::collections::HashSet::new();
     for (name, value) in headers {
         let header = reqwest::header::HeaderName::from_bytes(name.as_bytes())
             .map_err(|_| bad(format!("headers: {name:?} is not a valid header name")))?;
         if RESERVED_HEADERS.contains(&header.as_str()) {
             return Err(bad(format!("headers: {name} is set by relay365 itself")));
+        }
+        // Header names ignore case: both would be sent, and the receiver see one joined value.
+        if !seen.insert(header.clone()) {
+            return Err(bad(format!(
+                "headers: {name} is given twice (header names ignore case)"
+            )));
         }
         reqwest::header::HeaderValue::from_str(value).map_err(|_| {
             bad(format!(
@@ -164,8 +179,14 @@ async fn create(
             )));
         }
     }
-    if let Some(c) = &body.credential_id {
-        uuid::Uuid::parse_str(c).map_err(|_| bad("credential_id must be a UUID"))?;
+    // Stored ids are lower-case and hyphenated; a UUID in any other form is the same one.
+    let credential_id = body
+        .credential_id
+        .as_deref()
+        .map(|c| uuid::Uuid::parse_str(c).map(|u| u.to_string()))
+        .transpose()
+        .map_err(|_| bad("credential_id must be a UUID"))?;
+    if let Some(c) = &credential_id {
         if credentials::get(&state.deps.store, c)
             .await
             .map_err(|e| ApiError::Internal(e.into()))?
@@ -179,7 +200,7 @@ async fn create(
         url: body.url,
         secret,
         headers: serde_json::to_string(&body.headers).map_err(|e| ApiError::Internal(e.into()))?,
-        credential_id: body.credential_id,
+        credential_id,
         event_types: body
             .event_types
             .map(|t| serde_json::to_string(&t))

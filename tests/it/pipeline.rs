@@ -698,6 +698,8 @@ async fn targets_are_checked_and_the_default_target_is_created_once() {
             json!({"url": "http://example.com", "secret": "whsec_c2hvcnQ="}),
             json!({"url": "http://example.com", "event_types": ["mail.sent"]}),
             json!({"url": "http://example.com", "headers": {"webhook-signature": "x"}}),
+            json!({"url": "http://example.com", "headers": {"Transfer-Encoding": "chunked"}}),
+            json!({"url": "http://example.com", "headers": {"X-Key": "a", "x-key": "b"}}),
             json!({"url": "http://example.com", "credential_id": uuid::Uuid::new_v4()}),
             json!({"url": "http://example.com", "extra": 1}),
         ] {
