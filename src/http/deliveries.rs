@@ -91,9 +91,10 @@ pub fn view(d: &DeliveryRow) -> Delivery {
     }
 }
 
+/// A UUID filter, in the form ids are stored in (lower case, hyphenated).
 fn uuid_param(name: &str, v: &str) -> Result<String, ApiError> {
     uuid::Uuid::parse_str(v)
-        .map(|_| v.to_string())
+        .map(|u| u.to_string())
         .map_err(|_| ApiError::bad_request(format!("{name} must be a UUID")))
 }
 

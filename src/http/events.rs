@@ -167,8 +167,9 @@ async fn list(
             }
             "credential_id" if v.is_empty() => {}
             "credential_id" => {
-                uuid::Uuid::parse_str(&v).map_err(|_| bad("credential_id must be a UUID"))?;
-                filter.credential_id = Some(v.into_owned());
+                let id =
+                    uuid::Uuid::parse_str(&v).map_err(|_| bad("credential_id must be a UUID"))?;
+                filter.credential_id = Some(id.to_string());
             }
             "limit" if v.is_empty() => {}
             "limit" => {
@@ -186,12 +187,10 @@ async fn list(
     if let Some(b) = before {
         if let Ok(t) = chrono::DateTime::parse_from_rfc3339(&b) {
             filter.before_id = Some(events::first_event_id_at(t.timestamp_millis()));
-        } else if uuid::Uuid::parse_str(&b).is_ok() {
-            let cursor = events::get(&state.deps.store, &b)
-                .await
-                .map_err(|e| ApiError::Internal(e.into()))?
-                .ok_or_else(|| bad("before names no stored event"))?;
-            filter.before_id = Some(cursor.id);
+        } else if let Ok(id) = uuid::Uuid::parse_str(&b) {
+            // Ids are in time order: the cursor is a position, which holds even once retention
+            // has deleted the event it names.
+            filter.before_id = Some(id.to_string());
         } else {
             return Err(bad("before must be an event id or an RFC 3339 time"));
         }

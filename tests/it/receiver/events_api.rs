@@ -81,6 +81,18 @@ async fn the_events_api_lists_filters_pages_and_shows() {
         assert!(ids_of(get_json(&base, "/api/events?status=completed").await.1).is_empty());
         let mine = format!("/api/events?credential_id={}", sub.credential_id);
         assert_eq!(count(get_json(&base, &mine).await.1), 5);
+        // A UUID in another form names the same credential.
+        let upper = format!(
+            "/api/events?credential_id={}",
+            sub.credential_id.to_uppercase()
+        );
+        assert_eq!(count(get_json(&base, &upper).await.1), 5);
+        // A cursor is a position in time: one naming an event retention deleted (or any id
+        // newer than all) still pages.
+        let gone = format!("/api/events?before={}", new_id());
+        assert_eq!(count(get_json(&base, &gone).await.1), 5);
+        let first = format!("/api/events?before={}", all[4]["id"].as_str().unwrap());
+        assert_eq!(count(get_json(&base, &first).await.1), 0);
         let other = format!("/api/events?credential_id={}", new_id());
         assert_eq!(count(get_json(&base, &other).await.1), 0);
         assert_eq!(
@@ -106,7 +118,6 @@ async fn the_events_api_lists_filters_pages_and_shows() {
             "limit=ten",
             "status=done",
             "before=yesterday",
-            &format!("before={}", new_id()),
             "credential_id=ops",
         ] {
             let (code, err) = get_json(&base, &format!("/api/events?{bad}")).await;
