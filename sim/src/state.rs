@@ -49,6 +49,10 @@ pub struct SimSubscription {
     pub last_renewed_at: Option<DateTime<Utc>>,
     pub reauthorize_count: u32,
     pub last_reauthorized_at: Option<DateTime<Utc>>,
+    /// Created with `Prefer: IdType="ImmutableId"` (seeded ones count as such). Real Graph
+    /// then sends immutable ids in its notifications; the simulator's ids are the same in
+    /// both forms, so this only records what the client asked for.
+    pub immutable_ids: bool,
 }
 
 impl SimSubscription {

@@ -86,6 +86,10 @@ async fn created_listed_renewed_and_deleted_against_the_simulator() {
             Some(format!("{base}/api/ms365/lifecycle").as_str())
         );
         assert_eq!(g.client_state.as_deref().unwrap().len(), 64);
+        assert!(
+            g.immutable_ids,
+            "created with immutable ids, as its GETs and delta rounds use"
+        );
         let validations: Vec<_> = sim
             .sim()
             .notifications()

@@ -84,6 +84,11 @@ impl GraphClient {
 
     /// `POST /subscriptions` → 201. A duplicate gives [`GraphError::Conflict`]; a failed
     /// validation handshake gives a 400 [`GraphError::Other`].
+    ///
+    /// Created with `Prefer: IdType="ImmutableId"`, so that its notifications carry the same
+    /// immutable message ids as the GETs and the delta rounds (graph-contract §1): with plain
+    /// ids a resync's items never matched a notification's idempotency key, and each resync
+    /// delivered the mail of the last round again. A subscription cannot be switched later.
     pub async fn create_subscription(
         &self,
         token: &str,
@@ -91,6 +96,7 @@ impl GraphClient {
     ) -> Result<Subscription, GraphError> {
         let req = self
             .request(Method::POST, &self.url("subscriptions"), token)
+            .header("Prefer", "IdType=\"ImmutableId\"")
             .json(new);
         self.send_json(req).await
     }

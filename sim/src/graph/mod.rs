@@ -297,7 +297,9 @@ async fn handle(
     }
 
     let reply = match (route, method.clone()) {
-        (Route::Subscriptions, Method::POST) => create_subscription(sim, &principal, body).await,
+        (Route::Subscriptions, Method::POST) => {
+            create_subscription(sim, &principal, headers, body).await
+        }
         (Route::Subscriptions, Method::GET) => list_subscriptions(sim, uri),
         (Route::Subscription(id), Method::GET) => get_subscription(sim, &id),
         (Route::Subscription(id), Method::PATCH) => renew_subscription(sim, &id, body),

@@ -4,7 +4,7 @@
 //! kept), and [`Sim::adopt_subscriptions`] stores subscriptions as if created earlier.
 
 use axum::body::Bytes;
-use axum::http::{StatusCode, Uri};
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::Json;
 use chrono::{DateTime, Utc};
 use percent_encoding::percent_decode_str;
@@ -118,7 +118,12 @@ fn parse_resource(
     Ok((key, folder))
 }
 
-pub(super) async fn create_subscription(sim: &Sim, principal: &Principal, body: &Bytes) -> Reply {
+pub(super) async fn create_subscription(
+    sim: &Sim,
+    principal: &Principal,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Reply {
     let b: CreateBody = match serde_json::from_slice(body) {
         Ok(b) => b,
         Err(e) => return invalid(&format!("Invalid request body: {e}")),
@@ -218,6 +223,7 @@ pub(super) async fn create_subscription(sim: &Sim, principal: &Principal, body: 
         last_renewed_at: None,
         reauthorize_count: 0,
         last_reauthorized_at: None,
+        immutable_ids: asks_immutable_ids(headers),
     };
     let mut st = sim.state();
     if let Some(id) = duplicate_of(&st) {
@@ -384,6 +390,7 @@ impl Sim {
                 last_renewed_at: None,
                 reauthorize_count: 0,
                 last_reauthorized_at: None,
+                immutable_ids: true,
             });
         }
         let mut st = self.state();
@@ -400,6 +407,20 @@ impl Sim {
         }
         Ok(ids)
     }
+}
+
+/// Whether a request carries `Prefer: IdType="ImmutableId"` (among other preferences).
+fn asks_immutable_ids(headers: &HeaderMap) -> bool {
+    headers
+        .get_all("prefer")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|p| {
+            p.trim()
+                .replace(' ', "")
+                .eq_ignore_ascii_case("IdType=\"ImmutableId\"")
+        })
 }
 
 #[cfg(test)]
