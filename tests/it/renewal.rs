@@ -215,6 +215,39 @@ async fn a_lifetime_of_seconds_is_renewed_again_and_again_and_never_lapses_at_gr
     });
 }
 
+/// With the periodic resync off, a subscription's renewal is its only job: once taken off the
+/// schedule, the job must still know whose mailbox it is (several instances share PostgreSQL
+/// and only the holder renews).
+#[tokio::test]
+async fn renewals_go_on_with_the_periodic_resync_off() {
+    let sim = short_lived().await;
+    on_every_store!(|db| {
+        sim.sim().reset();
+        let app = app(&sim, &db, &[("RELAY365_RESYNC_INTERVAL_SECONDS", "0")]).await;
+        let base = app.url();
+        let cred = credential(&base, &sim).await;
+        let sub = subscribe(&base, &cred, &["created"]).await;
+        let ext = sub["external_subscription_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let mut lapsed = false;
+        let renewed = eventually(30, || {
+            let g = at_graph(&sim, &ext);
+            lapsed |= g.is_none();
+            async move { g.is_some_and(|g| g.renew_count >= 2) }
+        })
+        .await;
+        assert!(
+            renewed && !lapsed,
+            "{}: renewed {renewed}, lapsed {lapsed}",
+            db.label
+        );
+        app.stop().await.unwrap();
+        db.cleanup().await;
+    });
+}
+
 #[tokio::test]
 async fn a_404_on_renewal_recreates_it_and_mail_flows_through_the_new_one() {
     let sim = short_lived().await;

@@ -314,10 +314,11 @@ impl Renewal {
     fn take_due(st: &mut RenewalState) {
         let now = now_ms();
         for _ in 0..POP_PER_TICK {
-            let Some((id, job)) = st.schedule.pop_due(now) else {
+            let Some((id, credential, job)) = st.schedule.pop_due(now) else {
                 break;
             };
             let mut wants = st.parked.remove(&id).unwrap_or_default();
+            wants.credential = Some(credential);
             match job {
                 Job::Renew => wants.renew_due = true,
                 Job::Resync => wants.resync = true,
@@ -342,10 +343,10 @@ impl Renewal {
             let Some(wants) = st.queued.remove(&id) else {
                 continue;
             };
-            let cred = st
-                .schedule
-                .credential(&id)
-                .cloned()
+            let cred = wants
+                .credential
+                .clone()
+                .or_else(|| st.schedule.credential(&id).cloned())
                 .unwrap_or_else(|| Arc::from(""));
             if !self.deps.mailboxes.holds(&cred) {
                 // Another instance holds the mailbox and does this work; should this one

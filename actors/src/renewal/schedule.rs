@@ -119,8 +119,10 @@ impl Schedule {
         }
     }
 
-    /// Takes the earliest job due at `now` (it is no longer scheduled).
-    pub fn pop_due(&mut self, now: i64) -> Option<(Arc<str>, Job)> {
+    /// Takes the earliest job due at `now` (it is no longer scheduled), with its subscription's
+    /// credential: once a subscription has no job left the schedule forgets it, and the job
+    /// must still know whose mailbox it works on.
+    pub fn pop_due(&mut self, now: i64) -> Option<(Arc<str>, Arc<str>, Job)> {
         let job = match (self.next_of(Job::Renew), self.next_of(Job::Resync)) {
             (Some(a), Some(b)) if b < a => Job::Resync,
             (Some(_), _) => Job::Renew,
@@ -131,8 +133,9 @@ impl Schedule {
         if at > now {
             return None;
         }
+        let credential = self.credential(&id)?.clone();
         self.unschedule_job(&id, job);
-        Some((id, job))
+        Some((id, credential, job))
     }
 
     /// When `job` of `id` is due, if scheduled.
@@ -287,13 +290,21 @@ mod tests {
         s.schedule("b", &cred, Job::Renew, 40);
         assert_eq!(s.when("b", Job::Renew), Some(40));
         assert_eq!(s.pop_due(15), None);
-        assert_eq!(s.pop_due(25), Some((Arc::from("a"), Job::Resync)));
+        assert_eq!(
+            s.pop_due(25),
+            Some((Arc::from("a"), cred.clone(), Job::Resync))
+        );
         assert_eq!(s.when("a", Job::Resync), None);
         assert_eq!(s.when("a", Job::Renew), Some(30));
 
         s.unschedule("a");
-        assert_eq!(s.pop_due(100), Some((Arc::from("b"), Job::Renew)));
+        // Its last job: the schedule forgets it, and the job still knows its credential.
+        assert_eq!(
+            s.pop_due(100),
+            Some((Arc::from("b"), cred.clone(), Job::Renew))
+        );
         assert!(s.is_empty());
+        assert_eq!(s.credential("b"), None);
         assert_eq!(s.next_at(), None);
     }
 

@@ -43,6 +43,9 @@ pub struct Wants {
     pub lifecycle: Vec<String>,
     /// Failed attempts of the resync so far (for its backoff).
     pub resync_attempts: u32,
+    /// The subscription's credential, when the request knows it (a job taken off the
+    /// schedule, which may have forgotten the subscription by the time the job starts).
+    pub credential: Option<Arc<str>>,
 }
 
 impl Wants {
@@ -54,6 +57,9 @@ impl Wants {
         self.resync |= other.resync;
         self.baseline |= other.baseline;
         self.resync_attempts = self.resync_attempts.max(other.resync_attempts);
+        if self.credential.is_none() {
+            self.credential = other.credential;
+        }
         for id in other.lifecycle {
             if !self.lifecycle.contains(&id) {
                 self.lifecycle.push(id);
