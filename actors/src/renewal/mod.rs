@@ -184,6 +184,9 @@ struct Counters {
 struct Running {
     tenant: Arc<str>,
     reserved: bool,
+    /// The subscription's credential as the job started ("" if unknown): a job that could not
+    /// read its row (the store failed) still reschedules its retry under it.
+    credential: Arc<str>,
 }
 
 /// The task of the armed timer.
@@ -375,7 +378,14 @@ impl Renewal {
                     continue;
                 }
             }
-            st.running.insert(id.clone(), Running { tenant, reserved });
+            st.running.insert(
+                id.clone(),
+                Running {
+                    tenant,
+                    reserved,
+                    credential: cred.clone(),
+                },
+            );
             let deps = self.deps.clone();
             spawn_reply(
                 myself,
@@ -402,9 +412,10 @@ impl Renewal {
     }
 
     fn finished(&self, myself: &ActorRef<RenewalMsg>, st: &mut RenewalState, f: Finished) {
-        if let Some(run) = st.running.remove(&f.id) {
+        let ran_for = st.running.remove(&f.id).map(|run| {
             st.windows.settle(&run.tenant, run.reserved, &f.writes);
-        }
+            run.credential
+        });
         let c = &mut st.counters;
         c.renewed += u64::from(f.renewed);
         c.recreated += u64::from(f.recreated);
@@ -426,7 +437,11 @@ impl Renewal {
         if f.gone {
             st.schedule.unschedule(&f.id);
             st.parked.remove(&f.id);
-        } else if let Some(cred_id) = f.credential_id.as_deref() {
+        } else if let Some(cred_id) = f
+            .credential_id
+            .as_deref()
+            .or(ran_for.as_deref().filter(|c| !c.is_empty()))
+        {
             let cred = self.credential(myself, st, cred_id);
             match f.renew_at {
                 Some(at) => st.schedule.schedule(&f.id, &cred, Job::Renew, at),
