@@ -362,9 +362,31 @@ pub(crate) async fn recreate(
         client_state,
         ..row.clone()
     };
-    create_at_graph(deps, &fresh, minutes)
-        .await
-        .map_err(outcome_error)
+    match create_at_graph(deps, &fresh, minutes).await {
+        // Graph has it still, as ours (a `subscriptionRemoved` acted on a second time, after
+        // a restart, once the first recreate had succeeded): it keeps the clientState it was
+        // created with, which must be ours again, or its notifications would be refused.
+        Err(Adopted(ours)) if ours.id == row.id => {
+            subscriptions::set_client_state(&deps.store, &row.id, &row.client_state).await?;
+            if let Some(external_id) = &ours.external_id {
+                receiver::learn(
+                    deps,
+                    external_id,
+                    KnownSubscription {
+                        id: row.id.clone(),
+                        credential_id: row.credential_id.clone(),
+                        client_state: row.client_state.clone(),
+                    },
+                )
+                .await;
+            }
+            cluster::changes::subscription_changed(deps, &row.id, Vec::new());
+            subscriptions::get(&deps.store, &row.id)
+                .await?
+                .ok_or_else(|| SubscriptionError::NotFound(row.id.clone()))
+        }
+        other => other.map_err(outcome_error),
+    }
 }
 
 /// PATCHes a subscription's expiry at Graph and records what Graph granted. A 404 comes back

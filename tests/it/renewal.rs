@@ -356,6 +356,30 @@ async fn lifecycle_events_renew_recreate_and_resync_and_forged_ones_do_nothing()
         assert!(at_graph(&sim, new).is_some());
         let ids = deliver(&sim, 1, "after removal").await;
         assert!(eventually(10, || async { mail_events(&base).await.contains(&ids[0]) }).await);
+
+        // The same subscriptionRemoved a second time (acted on again after a restart), while
+        // Graph has the new subscription: the recreate meets our own (409), which keeps its
+        // clientState, so its mail is still accepted.
+        let held = at_graph(&sim, new).unwrap();
+        let again = json!({"value": [{"subscriptionId": new, "clientState": held.client_state,
+            "lifecycleEvent": "subscriptionRemoved",
+            "subscriptionExpirationDateTime": held.expiration_date_time, "tenantId": "t"}]});
+        let (s, _) = post(&base, "/api/ms365/lifecycle", again).await;
+        assert_eq!(s, 202);
+        assert!(
+            eventually(10, || async { lifecycle_done(&base, 4).await }).await,
+            "{}: {}",
+            db.label,
+            find_actor(&get(&base, "/status").await["root"], "renewal").unwrap()
+        );
+        let kept = subscription(&base, &id).await;
+        assert_eq!(kept["external_subscription_id"], new, "{}", db.label);
+        let ids = deliver(&sim, 1, "after the second removal").await;
+        assert!(
+            eventually(10, || async { mail_events(&base).await.contains(&ids[0]) }).await,
+            "{}: its mail is accepted",
+            db.label
+        );
         // Each mail once.
         let all = mail_events(&base).await;
         assert_eq!(
