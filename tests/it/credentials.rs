@@ -169,6 +169,36 @@ async fn create_list_get_delete_without_ever_returning_a_secret() {
     });
 }
 
+/// A token source whose tokens have less than the cache's 5-minute margin left (a vending
+/// service handing out its own cached token near its end): each is used while it lasts.
+#[tokio::test]
+async fn a_token_with_less_than_five_minutes_left_is_still_used() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let cfg = SimConfig {
+        token_lifetime: Duration::from_secs(120),
+        ..SimConfig::default()
+    };
+    let sim = Simulator::start(cfg, listener).await.unwrap();
+    let db = TestDb::sqlite().await;
+    let app = app_with(&sim, &db).await;
+    let base = app.url();
+    let msg = a_message(&sim).await;
+    let (s, cred) = post(
+        &base,
+        "/api/credentials",
+        json!({"name": "short", "mailbox": ALICE, "token_source": client_credentials(&sim)}),
+    )
+    .await;
+    assert_eq!(s, 201, "{cred}");
+    let cred = cred["id"].as_str().unwrap().to_string();
+    for _ in 0..2 {
+        assert_eq!(get_message(&app, &cred, &msg).await.unwrap(), "hello");
+    }
+    app.stop().await.unwrap();
+    db.cleanup().await;
+    sim.shutdown().await;
+}
+
 #[tokio::test]
 async fn every_token_source_reaches_graph_and_tokens_are_reused() {
     let sim = sim().await;

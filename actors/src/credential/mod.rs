@@ -192,13 +192,21 @@ impl Credential {
         st: &CredentialState,
     ) -> Option<GraphSession> {
         let token = st.cache.get(Utc::now())?;
-        Some(GraphSession {
+        Some(Self::session_with(myself, st, token.to_string()))
+    }
+
+    fn session_with(
+        myself: &ActorRef<CredentialMsg>,
+        st: &CredentialState,
+        token: String,
+    ) -> GraphSession {
+        GraphSession {
             client: GraphClient::clone(&st.client),
-            token: token.to_string(),
+            token,
             mailbox: st.mailbox.clone(),
             limiter: st.limiter.clone(),
             actor: myself.clone(),
-        })
+        }
     }
 
     /// Answers at once if the token is good; otherwise queues the caller and makes sure one
@@ -239,6 +247,10 @@ impl Credential {
             tok.expires_at.timestamp_millis(),
             std::sync::atomic::Ordering::Relaxed,
         );
+        // The callers that waited for this token get it while it has not expired, even within
+        // the cache's 5-minute margin: a token source that hands out its own cached token near
+        // its end (a vending service) would otherwise fail every call until it rotates.
+        let fresh = (tok.expires_at > Utc::now()).then(|| tok.token.clone());
         st.cache.set(tok);
         if st.degraded {
             st.degraded = false;
@@ -249,9 +261,9 @@ impl Credential {
         }
         let waiters = std::mem::take(&mut st.waiters);
         for w in waiters {
-            match self.session(myself, st) {
-                Some(s) => {
-                    let _ = w.send(Ok(s));
+            match &fresh {
+                Some(token) => {
+                    let _ = w.send(Ok(Self::session_with(myself, st, token.clone())));
                 }
                 None => {
                     let _ = w.send(Err(CredentialError::Token(TokenError::InvalidResponse(
