@@ -137,7 +137,7 @@ impl Renewal {
                     gone = gone.len(),
                     "renewal schedule loaded"
                 );
-                self.load_lifecycle(myself);
+                self.load_lifecycle(myself, String::new());
             }
         }
     }

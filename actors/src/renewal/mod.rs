@@ -253,11 +253,14 @@ impl Renewal {
         );
     }
 
-    fn load_lifecycle(&self, myself: &ActorRef<RenewalMsg>) {
+    /// Reads the pending lifecycle events from after the id `after` ("": from the first), a
+    /// page at a time: a full page asks for the next, so a burst larger than a page is all
+    /// acted on without waiting for another event to arrive.
+    fn load_lifecycle(&self, myself: &ActorRef<RenewalMsg>, after: String) {
         let store = self.deps.store.clone();
         spawn_reply(
             myself,
-            async move { lifecycle::pending(&store, LIFECYCLE_BATCH).await },
+            async move { lifecycle::pending(&store, &after, LIFECYCLE_BATCH).await },
             RenewalMsg::LifecycleLoaded,
         );
     }
@@ -555,9 +558,14 @@ impl Actor for Renewal {
             RenewalMsg::Want(id, wants) => Self::enqueue(st, Arc::from(id), wants),
             RenewalMsg::Lifecycle(ids) => {
                 st.counters.lifecycle_received += ids.len() as u64;
-                self.load_lifecycle(&myself);
+                self.load_lifecycle(&myself, String::new());
             }
             RenewalMsg::LifecycleLoaded(Ok(events)) => {
+                if events.len() as i64 >= LIFECYCLE_BATCH {
+                    if let Some(last) = events.last() {
+                        self.load_lifecycle(&myself, last.id.clone());
+                    }
+                }
                 for e in events {
                     if !st.lifecycle_seen.insert(e.id.clone()) {
                         continue;

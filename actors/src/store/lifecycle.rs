@@ -14,13 +14,17 @@ pub struct PendingLifecycle {
     pub change_type: String,
 }
 
-/// Lifecycle events not yet acted on, oldest first.
-pub async fn pending(store: &Store, limit: i64) -> Result<Vec<PendingLifecycle>, StoreError> {
+/// Lifecycle events not yet acted on, oldest first, from after the id `after` (a page's last).
+pub async fn pending(
+    store: &Store,
+    after: &str,
+    limit: i64,
+) -> Result<Vec<PendingLifecycle>, StoreError> {
     Ok(
         with_pool!(store, p => sqlx::query_as::<_, PendingLifecycle>(
         "select id, subscription_id, change_type from events \
-         where kind = 'lifecycle' and status = 'pending' order by id limit $1")
-        .bind(limit).fetch_all(p).await?),
+         where kind = 'lifecycle' and status = 'pending' and id > $1 order by id limit $2")
+        .bind(after).bind(limit).fetch_all(p).await?),
     )
 }
 

@@ -551,6 +551,34 @@ async fn an_instance_sharing_the_database_sweeps_only_its_own_mailboxes() {
 }
 
 #[tokio::test]
+async fn pending_lifecycle_events_are_read_a_page_at_a_time() {
+    use relay365_actors::store::lifecycle;
+    on_every_store!(|db| {
+        let store = db.store().await;
+        let batch: Vec<NewEvent> = (0..3)
+            .map(|i| NewEvent {
+                kind: "lifecycle",
+                change_type: "missed".into(),
+                ..event(&format!("l{i}"), "s", 1000 + i)
+            })
+            .collect();
+        events::insert_batch(&store, &batch).await.unwrap();
+        let first = lifecycle::pending(&store, "", 2).await.unwrap();
+        assert_eq!(first.len(), 2, "{}", db.label);
+        let next = lifecycle::pending(&store, &first[1].id, 2).await.unwrap();
+        let ids: Vec<&str> = first.iter().chain(&next).map(|e| e.id.as_str()).collect();
+        let want: Vec<&str> = batch.iter().map(|e| e.id.as_str()).collect();
+        assert_eq!(ids, want, "{}: each once, oldest first", db.label);
+        lifecycle::done(&store, &[batch[0].id.clone()], "{}", 2000)
+            .await
+            .unwrap();
+        assert_eq!(lifecycle::pending(&store, "", 10).await.unwrap().len(), 2);
+        store.close().await;
+        db.cleanup().await;
+    });
+}
+
+#[tokio::test]
 async fn claims_take_due_events_once_and_expired_leases_again() {
     use relay365_actors::store::events::Lease;
     let lease = |owner, now| Lease {
