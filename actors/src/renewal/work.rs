@@ -147,7 +147,10 @@ pub async fn run(deps: &Deps, id: Arc<str>, wants: Wants) -> Finished {
         Ok(None) => {
             // Gone, or another instance holds it: look again when its lease ends.
             match subscriptions::get(&deps.store, &id).await {
-                Ok(None) => done.gone = true,
+                Ok(None) => {
+                    answer_gone(deps, &id, &wants, &mut done).await;
+                    done.gone = true;
+                }
                 Ok(Some(row)) => {
                     done.credential_id = Some(row.credential_id.clone());
                     done.renew_at = row.next_renewal_at;
@@ -195,6 +198,7 @@ fn ms(d: Duration) -> i64 {
 async fn act(deps: &Deps, row: &SubscriptionRow, mut wants: Wants, done: &mut Finished) {
     let now = now_ms();
     if row.status == SubscriptionStatus::Removed {
+        answer_gone(deps, &row.id, &wants, done).await;
         done.gone = true;
         return;
     }
@@ -310,6 +314,26 @@ async fn act(deps: &Deps, row: &SubscriptionRow, mut wants: Wants, done: &mut Fi
                     },
                 ));
             }
+        }
+    }
+}
+
+/// Marks the lifecycle events of a subscription that is gone done: there is nothing left to
+/// act on, and pending they would stay for ever. Should the mark fail, they are read again
+/// with the next lifecycle event.
+async fn answer_gone(deps: &Deps, id: &str, wants: &Wants, done: &mut Finished) {
+    if wants.lifecycle.is_empty() {
+        return;
+    }
+    let note = json!({"acted": "none: the subscription is deleted"}).to_string();
+    match lifecycle::done(&deps.store, &wants.lifecycle, &note, now_ms()).await {
+        Ok(()) => {
+            done.lifecycle_done = wants.lifecycle.len();
+            done.answered.extend(wants.lifecycle.iter().cloned());
+        }
+        Err(e) => {
+            tracing::warn!(subscription = %id, error = %e, "could not mark lifecycle events done");
+            done.answered.extend(wants.lifecycle.iter().cloned());
         }
     }
 }
