@@ -344,6 +344,66 @@ async fn a_refused_token_is_refreshed_once_and_a_rotated_refresh_token_is_stored
     db.cleanup().await;
 }
 
+/// Another instance rotated the refresh token and stored the new one (it held the mailbox
+/// before, or served a subscription call): the next refresh here uses the stored token, not
+/// the one this actor read at its start, which that rotation killed.
+#[tokio::test]
+async fn a_refresh_uses_the_refresh_token_another_instance_stored() {
+    let sim = sim().await;
+    let db = TestDb::sqlite().await;
+    let app = app_with(&sim, &db).await;
+    let base = app.url();
+    let msg = a_message(&sim).await;
+    let c = sim.sim().config().clone();
+    let refresh = sim.sim().issue_refresh_token(ALICE).unwrap();
+    let source = |rt: &str| json!({"kind": "refresh_token", "tenant_id": c.tenant, "client_id": c.client_id, "refresh_token": rt});
+    let (_, created) = post(
+        &base,
+        "/api/credentials",
+        json!({"name": "delegated", "token_source": source(&refresh)}),
+    )
+    .await;
+    let cred = created["id"].as_str().unwrap().to_string();
+    assert_eq!(get_message(&app, &cred, &msg).await.unwrap(), "hello");
+    let stored = credentials::get(&app.deps.store, &cred)
+        .await
+        .unwrap()
+        .unwrap()
+        .token_source_json()
+        .unwrap();
+    let rotated = stored["refresh_token"].as_str().unwrap().to_string();
+
+    // The other instance's refresh, and what it stored.
+    let form = [
+        ("grant_type", "refresh_token"),
+        ("client_id", c.client_id.as_str()),
+        ("refresh_token", rotated.as_str()),
+    ];
+    let res: Value = reqwest::Client::new()
+        .post(format!(
+            "{}/{}/oauth2/v2.0/token",
+            sim.login_url(),
+            c.tenant
+        ))
+        .form(&form)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let theirs = res["refresh_token"].as_str().unwrap().to_string();
+    credentials::set_token_source(&app.deps.store, &cred, &source(&theirs))
+        .await
+        .unwrap();
+
+    // This actor's token stops working: its refresh takes the stored refresh token.
+    sim.sim().revoke_tokens(Some(ALICE));
+    assert_eq!(get_message(&app, &cred, &msg).await.unwrap(), "hello");
+    app.stop().await.unwrap();
+    db.cleanup().await;
+}
+
 #[tokio::test]
 async fn retry_after_is_honoured_and_a_burst_stays_within_four_requests() {
     let sim = sim().await;

@@ -132,8 +132,9 @@ pub enum CredentialMsg {
     Refused(String, RpcReplyPort<Result<GraphSession, CredentialError>>),
     /// Self-sent: the credential's row, loaded from the store.
     Loaded(Result<Option<CredentialRow>, StoreError>),
-    /// Self-sent: a token fetch ended.
-    Fetched(Result<AccessToken, TokenError>),
+    /// Self-sent: a token fetch ended; with a refresh grant, the token source it used (the
+    /// store's at the time).
+    Fetched(Result<AccessToken, TokenError>, Option<Box<TokenSource>>),
     /// Self-sent: a rotated refresh token is stored (or could not be).
     Persisted(AccessToken, Result<(), StoreError>),
     /// Fail as if crashed (debug endpoint).
@@ -230,10 +231,26 @@ impl Credential {
         st.fetching = true;
         let (http, endpoints) = (self.deps.http.clone(), self.endpoints());
         let id = Uuid::parse_str(&self.id).unwrap_or_default();
+        let (store, cred_id) = (self.deps.store.clone(), self.id.clone());
         spawn_reply(
             myself,
-            async move { token::fetch_token(&http, &endpoints, id, &source).await },
-            CredentialMsg::Fetched,
+            async move {
+                // A refresh grant uses the refresh token as the store has it now: another
+                // instance (its mailbox's holder before, or one serving a subscription
+                // call) may have rotated it since this actor read it, and the old one may be
+                // dead already.
+                let source = match source {
+                    TokenSource::RefreshToken { .. } => {
+                        stored_source(&store, &cred_id).await.unwrap_or(source)
+                    }
+                    other => other,
+                };
+                let res = token::fetch_token(&http, &endpoints, id, &source).await;
+                let used =
+                    matches!(source, TokenSource::RefreshToken { .. }).then(|| Box::new(source));
+                (res, used)
+            },
+            |(res, used)| CredentialMsg::Fetched(res, used),
         );
     }
 
@@ -396,8 +413,11 @@ impl Actor for Credential {
                 return Err(format!("credential {} is not in the store", self.id).into())
             }
             CredentialMsg::Loaded(Err(e)) => return Err(format!("loading credential: {e}").into()),
-            CredentialMsg::Fetched(Ok(tok)) => {
+            CredentialMsg::Fetched(Ok(tok), used) => {
                 st.fetching = false;
+                if let Some(used) = used {
+                    st.source = Some(*used);
+                }
                 match (&tok.new_refresh_token, &st.source) {
                     // A rotated refresh token is stored before the new access token is used:
                     // the old one may already be dead.
@@ -419,7 +439,10 @@ impl Actor for Credential {
                     _ => self.token_ready(&myself, st, tok),
                 }
             }
-            CredentialMsg::Fetched(Err(e)) => {
+            CredentialMsg::Fetched(Err(e), used) => {
+                if let Some(used) = used {
+                    st.source = Some(*used);
+                }
                 st.fetching = false;
                 self.token_failed(&myself, st, e);
             }
@@ -485,6 +508,12 @@ async fn session_once(deps: &Deps, credential_id: &str) -> Result<GraphSession, 
     }
     let actor: ActorRef<CredentialMsg> = deps.health.actor(&name).ok_or_else(unavailable)?;
     ask(&actor, CredentialMsg::Session, credential_id).await
+}
+
+/// The token source the store holds for a credential now; `None` if it cannot be read.
+async fn stored_source(store: &crate::store::Store, id: &str) -> Option<TokenSource> {
+    let row = credentials::get(store, id).await.ok()??;
+    serde_json::from_str(&row.token_source).ok()
 }
 
 async fn refreshed_session(
