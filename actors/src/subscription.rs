@@ -23,6 +23,10 @@ use crate::store::{new_id, StoreError};
 /// The longest lifetime Graph grants an Outlook message, event or contact subscription
 /// without resource data (graph-contract §2).
 pub const MAX_LIFETIME_MINUTES: i64 = 10_080;
+/// The lifetime asked for when none is given, and at every renewal: graph-contract §2's
+/// practical rule, a little under the maximum, so that a clock running ahead of Graph's never
+/// asks for more than Graph allows (a 400).
+pub const DEFAULT_LIFETIME_MINUTES: i64 = 10_000;
 /// Graph raises anything shorter to 45 minutes.
 pub const MIN_LIFETIME_MINUTES: i64 = 45;
 /// Length of a generated clientState (Graph allows at most 128).
@@ -67,10 +71,11 @@ pub fn new_client_state() -> String {
         .collect()
 }
 
-/// The lifetime to ask for: the request's, within Graph's bounds; the maximum by default.
+/// The lifetime to ask for: the request's, within Graph's bounds; by default
+/// [`DEFAULT_LIFETIME_MINUTES`].
 pub fn lifetime_minutes(requested: Option<i64>) -> Result<i64, SubscriptionError> {
     match requested {
-        None => Ok(MAX_LIFETIME_MINUTES),
+        None => Ok(DEFAULT_LIFETIME_MINUTES),
         Some(m) if m <= 0 => Err(SubscriptionError::BadRequest(
             "expiration must be a positive duration".into(),
         )),
@@ -536,7 +541,7 @@ mod tests {
 
     #[test]
     fn lifetimes_are_clamped_to_graphs_bounds() {
-        assert_eq!(lifetime_minutes(None).ok(), Some(10_080));
+        assert_eq!(lifetime_minutes(None).ok(), Some(10_000));
         assert_eq!(lifetime_minutes(Some(100_000)).ok(), Some(10_080));
         assert_eq!(lifetime_minutes(Some(10)).ok(), Some(45));
         assert_eq!(lifetime_minutes(Some(600)).ok(), Some(600));

@@ -218,7 +218,7 @@ async fn act(deps: &Deps, row: &SubscriptionRow, mut wants: Wants, done: &mut Fi
             wants.lifecycle = pending;
         }
     }
-    let minutes = sub::MAX_LIFETIME_MINUTES;
+    let minutes = sub::DEFAULT_LIFETIME_MINUTES;
     // A row without a renewal time is being created by the API right now: not ours yet.
     let due = row.next_renewal_at.is_some_and(|at| at <= now);
     let mut current = row.clone();
