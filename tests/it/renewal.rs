@@ -576,6 +576,16 @@ async fn the_periodic_resync_catches_a_notification_graph_dropped_without_a_word
     let base = app.url();
     let cred = credential(&base, &sim).await;
     subscribe(&base, &cred, &["created"]).await;
+    // A notified mail that is read before the round: its etag changed since.
+    let read = deliver(&sim, 1, "read").await;
+    sim.sim()
+        .update_message(
+            ALICE,
+            &read[0],
+            serde_json::from_value(json!({"is_read": true})).unwrap(),
+        )
+        .await
+        .unwrap();
     sim.sim().drop_next_notifications(1);
     let dropped = deliver(&sim, 1, "dropped").await;
     assert!(
@@ -586,6 +596,13 @@ async fn the_periodic_resync_catches_a_notification_graph_dropped_without_a_word
                 .any(|e| e["resource_id"] == dropped[0].as_str())
         })
         .await
+    );
+    // The read one is not created a second time under its new etag.
+    let all = mail_events(&base).await;
+    assert_eq!(
+        all.iter().filter(|id| **id == read[0]).count(),
+        1,
+        "{all:?}"
     );
     app.stop().await.unwrap();
 }

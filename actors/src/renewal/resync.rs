@@ -27,6 +27,10 @@ use crate::subscription::SubscriptionError;
 /// read after the link was lost is strict: only mail received since the last round.
 const SKEW_MS: i64 = 300_000;
 
+/// How much earlier than a round's `since` to look for mail already stored as created: a
+/// message received just before `since` (Graph's clock and ours differ) is notified after it.
+const KNOWN_MARGIN_MS: i64 = 600_000;
+
 /// What a round did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Round {
@@ -115,10 +119,29 @@ async fn round(deps: &Deps, row: &SubscriptionRow, mode: Mode) -> Result<Round, 
     // any round, since the subscription was created).
     let since = last_sync.unwrap_or(row.created_at);
     let since = if out.full { since } else { since - SKEW_MS };
+    // Mail already stored as created (notified, or found by an earlier round) comes back here
+    // when it changed since (read, moved by a rule): under its new etag it would make a new
+    // key, and be delivered twice.
+    let mut known: Option<std::collections::HashSet<String>> = None;
     loop {
         out.pages += 1;
         if mode == Mode::Changes {
-            let new = to_events(row, &page.items, out.full, since);
+            let mut new = to_events(row, &page.items, out.full, since);
+            if new.iter().any(|e| e.change_type == "created") {
+                if known.is_none() {
+                    let from = since.saturating_sub(KNOWN_MARGIN_MS);
+                    known = Some(
+                        events::created_since(&deps.store, &row.credential_id, &row.id, from)
+                            .await?,
+                    );
+                }
+                if let Some(known) = &known {
+                    new.retain(|e| {
+                        e.change_type != "created"
+                            || e.resource_id.as_ref().is_none_or(|id| !known.contains(id))
+                    });
+                }
+            }
             if !new.is_empty() {
                 let inserted = events::insert_batch(&deps.store, &new).await?;
                 out.events += inserted.len();

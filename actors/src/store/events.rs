@@ -504,6 +504,25 @@ pub async fn due(
     }))
 }
 
+/// The messages a subscription has a `created` event for, stored since `since` (Unix ms): a
+/// resync's `created` item for one of them is that mail again, under the etag it has now (it
+/// was read, or a rule touched it), which makes another key. Found through the credential's
+/// index (`credential_id, id`, ids being in time order), so a round reads only its own
+/// mailbox's latest events.
+pub async fn created_since(
+    store: &Store,
+    credential_id: &str,
+    subscription_id: &str,
+    since: i64,
+) -> Result<std::collections::HashSet<String>, StoreError> {
+    let rows: Vec<(Option<String>,)> = with_pool!(store, p => sqlx::query_as(
+        "select resource_id from events where credential_id = $1 and id >= $2 \
+         and subscription_id = $3 and change_type = 'created'")
+        .bind(credential_id).bind(first_event_id_at(since)).bind(subscription_id)
+        .fetch_all(p).await?);
+    Ok(rows.into_iter().filter_map(|(r,)| r).collect())
+}
+
 /// A change event that is due, with what routes it.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct Due {
