@@ -14,7 +14,7 @@ use subtle::ConstantTimeEq;
 use super::{
     idempotency_key, Held, IngestError, IngestOutcome, IngestReply, Item, ItemKind,
     KnownSubscription, Receiver, ReceiverMsg, ReceiverState, Waiter, MAX_LOOKUPS,
-    MAX_LOOKUPS_PER_REQUEST, MAX_PENDING_ITEMS,
+    MAX_PENDING_ITEMS,
 };
 use crate::store::events::{event_id, NewEvent};
 use crate::store::subscriptions::{self, SubscriptionRow};
@@ -143,11 +143,12 @@ impl Receiver {
             .iter()
             .filter_map(|i| i.subscription_id.clone())
             .collect();
-        let new = ids
+        let new: Vec<String> = ids
             .iter()
             .filter(|id| !st.lookups.contains_key(*id))
-            .count();
-        if ids.len() > MAX_LOOKUPS_PER_REQUEST || st.lookups.len() + new > MAX_LOOKUPS {
+            .cloned()
+            .collect();
+        if !new.is_empty() && st.lookup_statements >= MAX_LOOKUPS {
             // Not now: Graph retries a 503, while a 202 with the items dropped would lose them.
             metrics::counter!("relay365_receiver_lookups_refused_total").increment(1);
             let _ = reply.send(Err(IngestError::Busy));
@@ -156,19 +157,22 @@ impl Receiver {
         let key = st.next_held;
         st.next_held += 1;
         for id in &ids {
-            if !st.lookups.contains_key(id) {
-                let store = self.deps.store.clone();
-                let id = id.clone();
-                spawn_reply(
-                    myself,
-                    async move {
-                        let row = subscriptions::get_by_external(&store, &id).await;
-                        Box::new((id, row))
-                    },
-                    ReceiverMsg::LookedUp,
-                );
-            }
             st.lookups.entry(id.clone()).or_default().push(key);
+        }
+        // One statement for every id of the request nobody is looking up yet: a request
+        // naming many unknown ids (subscriptions Graph still has for a deleted credential)
+        // is answered, its authentic items kept, however many there are.
+        if !new.is_empty() {
+            st.lookup_statements += 1;
+            let store = self.deps.store.clone();
+            spawn_reply(
+                myself,
+                async move {
+                    let rows = subscriptions::get_many_by_external(&store, &new).await;
+                    Box::new((new, rows))
+                },
+                ReceiverMsg::LookedUp,
+            );
         }
         st.held.insert(
             key,
@@ -215,14 +219,36 @@ impl Receiver {
     pub(super) fn looked_up(
         &self,
         st: &mut ReceiverState,
+        ids: Vec<String>,
+        rows: Result<Vec<SubscriptionRow>, StoreError>,
+    ) {
+        st.lookup_statements = st.lookup_statements.saturating_sub(1);
+        let mut rows = match rows {
+            Ok(rows) => Some(rows),
+            Err(e) => {
+                tracing::warn!(error = %e, "looking up subscriptions failed");
+                None
+            }
+        };
+        for id in ids {
+            let row = rows.as_mut().map(|rows| {
+                rows.iter()
+                    .position(|r| r.external_id.as_deref() == Some(&id))
+                    .map(|i| rows.swap_remove(i))
+            });
+            self.looked_up_one(st, id, row);
+        }
+    }
+
+    /// `row`: `None` when the look-up failed, `Some(None)` when there is no such subscription.
+    fn looked_up_one(
+        &self,
+        st: &mut ReceiverState,
         id: String,
-        row: Result<Option<SubscriptionRow>, StoreError>,
+        row: Option<Option<SubscriptionRow>>,
     ) {
         let failed = match row {
-            Ok(Some(r))
-                if r.status != crate::store::status::SubscriptionStatus::Removed
-                    && r.external_id.as_deref() == Some(&id) =>
-            {
+            Some(Some(r)) if r.status != crate::store::status::SubscriptionStatus::Removed => {
                 st.subscriptions.insert(
                     id.clone(),
                     KnownSubscription {
@@ -236,14 +262,11 @@ impl Receiver {
                     .store(st.subscriptions.len() as u64, Ordering::Relaxed);
                 false
             }
-            Ok(_) => {
+            Some(_) => {
                 st.absent.insert(id.clone(), now_ms());
                 false
             }
-            Err(e) => {
-                tracing::warn!(error = %e, "looking up a subscription failed");
-                true
-            }
+            None => true,
         };
         for key in st.lookups.remove(&id).unwrap_or_default() {
             let Some(h) = st.held.get_mut(&key) else {

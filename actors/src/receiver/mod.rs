@@ -65,14 +65,11 @@ pub const NAME: &str = "receiver";
 /// Most items in one commit: bounds the latency of a batch.
 pub const MAX_BATCH_ITEMS: usize = 2_000;
 
-/// Most look-ups of unknown subscription ids running at once; beyond, a request that needs
-/// another is answered 503 (Graph retries), never 202 with its items dropped. Bounds the store
-/// work forged ids can cause.
+/// Most look-ups of unknown subscription ids running at once, each one statement for all the
+/// ids one request names that nobody is looking up yet; beyond, a request that needs another
+/// is answered 503 (Graph retries), never 202 with its items dropped. Bounds the store work
+/// forged ids can cause.
 pub const MAX_LOOKUPS: usize = 64;
-
-/// Most distinct unknown subscription ids one request may make the receiver look up; a
-/// request naming more is answered 503. Graph batches notifications of a few subscriptions.
-pub const MAX_LOOKUPS_PER_REQUEST: usize = 8;
 
 /// Most items waiting for a commit; beyond this new requests are refused at once (503)
 /// rather than queued into a backlog that could not be answered in time anyway.
@@ -163,7 +160,7 @@ impl From<Crash> for ReceiverMsg {
 }
 
 /// A look-up of one Graph subscription id.
-pub type LookedUp = (String, Result<Option<SubscriptionRow>, StoreError>);
+pub type LookedUp = (Vec<String>, Result<Vec<SubscriptionRow>, StoreError>);
 
 /// The receiver actor.
 #[derive(Clone)]
@@ -207,6 +204,8 @@ pub struct ReceiverState {
     next_held: u64,
     /// Look-ups running: Graph subscription id → the held requests waiting for it.
     lookups: HashMap<String, Vec<u64>>,
+    /// Look-up statements running (each for one or more ids).
+    lookup_statements: usize,
     /// Ids recently looked up and not found.
     absent: absent::Absent,
     /// Requests waiting for a commit, oldest first.
@@ -279,6 +278,7 @@ impl Actor for Receiver {
             held: HashMap::new(),
             next_held: 0,
             lookups: HashMap::new(),
+            lookup_statements: 0,
             absent: absent::Absent::default(),
             pending: VecDeque::new(),
             pending_items: 0,
@@ -323,8 +323,8 @@ impl Actor for Receiver {
             }
             ReceiverMsg::Touch => self.write_touches(&myself, st),
             ReceiverMsg::LookedUp(found) => {
-                let (id, row) = *found;
-                self.looked_up(st, id, row);
+                let (ids, rows) = *found;
+                self.looked_up(st, ids, rows);
                 self.start_commits(&myself, st);
             }
             ReceiverMsg::Reload => self.load(&myself),

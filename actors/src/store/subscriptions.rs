@@ -92,6 +92,33 @@ pub async fn get_by_external(
     )
 }
 
+/// The subscriptions with these Graph ids (those that exist), in one statement.
+pub async fn get_many_by_external(
+    store: &Store,
+    external_ids: &[String],
+) -> Result<Vec<SubscriptionRow>, StoreError> {
+    Ok(match store {
+        Store::Postgres(p) => {
+            let sql = format!("select {COLUMNS} from subscriptions where external_id = any($1)");
+            sqlx::query_as::<_, SubscriptionRow>(&sql)
+                .bind(external_ids)
+                .fetch_all(p)
+                .await?
+        }
+        Store::Sqlite(p) => {
+            let sql = format!(
+                "select {COLUMNS} from subscriptions \
+                 where external_id in (select value from json_each($1))"
+            );
+            let ids = serde_json::to_string(external_ids).unwrap_or_default();
+            sqlx::query_as::<_, SubscriptionRow>(&sql)
+                .bind(ids)
+                .fetch_all(p)
+                .await?
+        }
+    })
+}
+
 /// Every subscription, or those of one credential; oldest first.
 pub async fn list(
     store: &Store,

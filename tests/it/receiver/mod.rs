@@ -319,6 +319,37 @@ async fn a_batch_keeps_only_the_authentic_items_and_says_nothing_about_the_rest(
 }
 
 #[tokio::test]
+async fn a_request_naming_many_unknown_subscriptions_keeps_its_authentic_items() {
+    // Graph still sends for subscriptions of a deleted credential (their deletion at Graph
+    // failed): many unknown ids in one request, beside authentic items.
+    on_every_store!(|db| {
+        let (app, store, sub) = start(&db, &[]).await;
+        let base = app.url();
+        let good = change(&sub, "m-good")["value"][0].clone();
+        let mut items = vec![good.clone()];
+        for i in 0..12 {
+            let mut orphan = good.clone();
+            orphan["subscriptionId"] = json!(new_id());
+            orphan["resourceData"]["id"] = json!(format!("m-orphan-{i}"));
+            items.push(orphan);
+        }
+        let body = json!({ "value": items });
+        let r = post(&base, "/api/ms365/webhook", &body).await;
+        assert_eq!(r.status(), 202, "{}", db.label);
+        let ids: Vec<String> = all_events(&store)
+            .await
+            .into_iter()
+            .filter_map(|e| e.resource_id)
+            .collect();
+        assert_eq!(ids, ["m-good"], "{}", db.label);
+        assert_eq!(receiver_info(&base).await["dropped"], 12);
+        app.stop().await.unwrap();
+        store.close().await;
+        db.cleanup().await;
+    });
+}
+
+#[tokio::test]
 async fn a_subscription_stored_after_start_is_found_not_dropped() {
     // As when another instance sharing the database created it, or the subscriptions API
     // stored it a moment before Graph's first notification.
