@@ -6,7 +6,10 @@
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Kind {
     Str,
+    /// A whole number ≥ 0 (held in 64 bits).
     Int,
+    /// A whole number from 0 to 4,294,967,295 (held in 32 bits).
+    Count,
     Bool,
 }
 
@@ -36,7 +39,7 @@ pub(super) const KEYS: &[Key] = &[
     Key {
         key: "db_max_connections",
         env: &["RELAY365_DB_MAX_CONNECTIONS"],
-        kind: Kind::Int,
+        kind: Kind::Count,
     },
     Key {
         key: "public_url",
@@ -91,7 +94,7 @@ pub(super) const KEYS: &[Key] = &[
     Key {
         key: "max_retries",
         env: &["WEBHOOK_MAX_RETRIES", "RELAY365_MAX_RETRIES"],
-        kind: Kind::Int,
+        kind: Kind::Count,
     },
     Key {
         key: "retry_base_ms",
@@ -101,7 +104,7 @@ pub(super) const KEYS: &[Key] = &[
     Key {
         key: "delivery_max_attempts",
         env: &["RELAY365_DELIVERY_MAX_ATTEMPTS"],
-        kind: Kind::Int,
+        kind: Kind::Count,
     },
     Key {
         key: "renew_before_minutes",

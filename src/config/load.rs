@@ -48,7 +48,7 @@ impl Config {
             };
             let value = match def.kind {
                 Kind::Str => toml::Value::String(raw),
-                Kind::Int => raw
+                Kind::Int | Kind::Count => raw
                     .trim()
                     .parse::<i64>()
                     .map(toml::Value::Integer)
@@ -76,12 +76,16 @@ impl Config {
             let ok = match def.kind {
                 Kind::Str => v.is_str(),
                 Kind::Int => v.as_integer().is_some_and(|i| i >= 0),
+                Kind::Count => v
+                    .as_integer()
+                    .is_some_and(|i| (0..=i64::from(u32::MAX)).contains(&i)),
                 Kind::Bool => v.is_bool(),
             };
             if !ok {
                 let want = match def.kind {
                     Kind::Str => "a string",
                     Kind::Int => "a whole number ≥ 0",
+                    Kind::Count => "a whole number from 0 to 4294967295",
                     Kind::Bool => "true or false",
                 };
                 return Err(ConfigError::new(
@@ -318,6 +322,11 @@ mod tests {
             (None, &[("RELAY365_GRAPH_URL", "ftp://x")], "graph_url"),
             (None, &[("RELAY365_LOG_FORMAT", "xml")], "log_format"),
             (Some("workers = \"two\""), &[], "workers"),
+            (
+                None,
+                &[("RELAY365_DELIVERY_MAX_ATTEMPTS", "4294967296")],
+                "delivery_max_attempts",
+            ),
             (Some("no_such_key = 1"), &[], "no_such_key"),
         ];
         for (file, vars, key) in cases {
