@@ -214,8 +214,8 @@ impl Receiver {
         }
     }
 
-    /// A look-up of an unknown subscription id ended: learn the subscription if it exists,
-    /// and release the requests that waited only for this.
+    /// A look-up of unknown subscription ids ended: learn the subscriptions that exist, and
+    /// release the requests that waited only for these.
     pub(super) fn looked_up(
         &self,
         st: &mut ReceiverState,

@@ -159,7 +159,7 @@ impl From<Crash> for ReceiverMsg {
     }
 }
 
-/// A look-up of one Graph subscription id.
+/// A look-up of Graph subscription ids (one statement) and the subscriptions found.
 pub type LookedUp = (Vec<String>, Result<Vec<SubscriptionRow>, StoreError>);
 
 /// The receiver actor.
