@@ -306,6 +306,20 @@ async fn find_conflicting(
         .map(|s| s.id))
 }
 
+/// Tells the receiver that Graph's `external_id` is `row`, with its clientState.
+async fn learn(deps: &Deps, external_id: &str, row: &SubscriptionRow) {
+    receiver::learn(
+        deps,
+        external_id,
+        KnownSubscription {
+            id: row.id.clone(),
+            credential_id: row.credential_id.clone(),
+            client_state: row.client_state.clone(),
+        },
+    )
+    .await;
+}
+
 /// Stores what Graph granted, tells the receiver and the renewal actor, returns the new row.
 async fn record(
     deps: &Deps,
@@ -328,16 +342,7 @@ async fn record(
     .await?;
     // The new Graph id is learnt before the old one is forgotten, so that no notification in
     // between is dropped as unknown.
-    receiver::learn(
-        deps,
-        external_id,
-        KnownSubscription {
-            id: row.id.clone(),
-            credential_id: row.credential_id.clone(),
-            client_state: row.client_state.clone(),
-        },
-    )
-    .await;
+    learn(deps, external_id, row).await;
     let old = row
         .external_id
         .clone()
@@ -374,16 +379,7 @@ pub(crate) async fn recreate(
         Err(Adopted(ours)) if ours.id == row.id => {
             subscriptions::set_client_state(&deps.store, &row.id, &row.client_state).await?;
             if let Some(external_id) = &ours.external_id {
-                receiver::learn(
-                    deps,
-                    external_id,
-                    KnownSubscription {
-                        id: row.id.clone(),
-                        credential_id: row.credential_id.clone(),
-                        client_state: row.client_state.clone(),
-                    },
-                )
-                .await;
+                learn(deps, external_id, row).await;
             }
             cluster::changes::subscription_changed(deps, &row.id, Vec::new());
             subscriptions::get(&deps.store, &row.id)

@@ -56,6 +56,23 @@ async fn get(base: &str, path: &str) -> (u16, Value) {
     (status, res.json().await.unwrap_or(Value::Null))
 }
 
+/// A request to the simulator's token endpoint, as a token source makes it.
+async fn token_request(sim: &SimHandle, form: &[(&str, &str)]) -> Value {
+    reqwest::Client::new()
+        .post(format!(
+            "{}/{}/oauth2/v2.0/token",
+            sim.login_url(),
+            sim.sim().config().tenant
+        ))
+        .form(form)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 fn client_credentials(sim: &SimHandle) -> Value {
     let c = sim.sim().config();
     json!({"kind": "client_credentials", "tenant_id": c.tenant, "client_id": c.client_id, "client_secret": c.client_secret})
@@ -218,20 +235,10 @@ async fn every_token_source_reaches_graph_and_tokens_are_reused() {
             ("client_secret", c.client_secret.as_str()),
             ("scope", "https://graph.microsoft.com/.default"),
         ];
-        let res: Value = reqwest::Client::new()
-            .post(format!(
-                "{}/{}/oauth2/v2.0/token",
-                sim.login_url(),
-                c.tenant
-            ))
-            .form(&form)
-            .send()
-            .await
+        token_request(&sim, &form).await["access_token"]
+            .as_str()
             .unwrap()
-            .json()
-            .await
-            .unwrap();
-        res["access_token"].as_str().unwrap().to_string()
+            .to_string()
     };
     let sources = [
         (
@@ -379,20 +386,10 @@ async fn a_refresh_uses_the_refresh_token_another_instance_stored() {
         ("client_id", c.client_id.as_str()),
         ("refresh_token", rotated.as_str()),
     ];
-    let res: Value = reqwest::Client::new()
-        .post(format!(
-            "{}/{}/oauth2/v2.0/token",
-            sim.login_url(),
-            c.tenant
-        ))
-        .form(&form)
-        .send()
-        .await
+    let theirs = token_request(&sim, &form).await["refresh_token"]
+        .as_str()
         .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let theirs = res["refresh_token"].as_str().unwrap().to_string();
+        .to_string();
     credentials::set_token_source(&app.deps.store, &cred, &source(&theirs))
         .await
         .unwrap();

@@ -114,6 +114,19 @@ fn at_graph(sim: &SimHandle, id: &str) -> Option<SimSubscription> {
     sim.sim().subscriptions().into_iter().find(|s| s.id == id)
 }
 
+/// Waits (30 s at most) until Graph has renewed the subscription `times` times; answers
+/// whether it did, and whether any look found it gone at Graph meanwhile.
+async fn renewed_without_lapsing(sim: &SimHandle, ext: &str, times: u32) -> (bool, bool) {
+    let mut lapsed = false;
+    let renewed = eventually(30, || {
+        let g = at_graph(sim, ext);
+        lapsed |= g.is_none();
+        async move { g.is_some_and(|g| g.renew_count >= times) }
+    })
+    .await;
+    (renewed, lapsed)
+}
+
 fn mail(subject: &str) -> NewMail {
     NewMail {
         subject: subject.into(),
@@ -177,13 +190,7 @@ async fn a_lifetime_of_seconds_is_renewed_again_and_again_and_never_lapses_at_gr
         );
 
         // Every look finds it alive at Graph, under the same id, until it was renewed 3 times.
-        let mut lapsed = false;
-        let renewed = eventually(30, || {
-            let g = at_graph(&sim, &ext);
-            lapsed |= g.is_none();
-            async move { g.is_some_and(|g| g.renew_count >= 3) }
-        })
-        .await;
+        let (renewed, lapsed) = renewed_without_lapsing(&sim, &ext, 3).await;
         assert!(
             renewed && !lapsed,
             "{}: renewed {renewed}, lapsed {lapsed}",
@@ -231,13 +238,7 @@ async fn renewals_go_on_with_the_periodic_resync_off() {
             .as_str()
             .unwrap()
             .to_string();
-        let mut lapsed = false;
-        let renewed = eventually(30, || {
-            let g = at_graph(&sim, &ext);
-            lapsed |= g.is_none();
-            async move { g.is_some_and(|g| g.renew_count >= 2) }
-        })
-        .await;
+        let (renewed, lapsed) = renewed_without_lapsing(&sim, &ext, 2).await;
         assert!(
             renewed && !lapsed,
             "{}: renewed {renewed}, lapsed {lapsed}",
