@@ -56,6 +56,18 @@ async fn get(base: &str, path: &str) -> (u16, Value) {
     (status, res.json().await.unwrap_or(Value::Null))
 }
 
+/// A client-credentials credential for Alice's mailbox; answers its id.
+async fn alice_credential(base: &str, sim: &SimHandle) -> String {
+    let (s, created) = post(
+        base,
+        "/api/credentials",
+        json!({"name": "ops", "mailbox": ALICE, "token_source": client_credentials(sim)}),
+    )
+    .await;
+    assert_eq!(s, 201, "{created}");
+    created["id"].as_str().unwrap().to_string()
+}
+
 /// A request to the simulator's token endpoint, as a token source makes it.
 async fn token_request(sim: &SimHandle, form: &[(&str, &str)]) -> Value {
     reqwest::Client::new()
@@ -200,14 +212,7 @@ async fn a_token_with_less_than_five_minutes_left_is_still_used() {
     let app = app_with(&sim, &db).await;
     let base = app.url();
     let msg = a_message(&sim).await;
-    let (s, cred) = post(
-        &base,
-        "/api/credentials",
-        json!({"name": "short", "mailbox": ALICE, "token_source": client_credentials(&sim)}),
-    )
-    .await;
-    assert_eq!(s, 201, "{cred}");
-    let cred = cred["id"].as_str().unwrap().to_string();
+    let cred = alice_credential(&base, &sim).await;
     for _ in 0..2 {
         assert_eq!(get_message(&app, &cred, &msg).await.unwrap(), "hello");
     }
@@ -408,13 +413,7 @@ async fn retry_after_is_honoured_and_a_burst_stays_within_four_requests() {
     let app = app_with(&sim, &db).await;
     let base = app.url();
     let msg = a_message(&sim).await;
-    let (_, created) = post(
-        &base,
-        "/api/credentials",
-        json!({"name": "ops", "mailbox": ALICE, "token_source": client_credentials(&sim)}),
-    )
-    .await;
-    let cred = created["id"].as_str().unwrap().to_string();
+    let cred = alice_credential(&base, &sim).await;
     assert_eq!(get_message(&app, &cred, &msg).await.unwrap(), "hello");
 
     sim.sim().clear_requests();

@@ -127,6 +127,14 @@ async fn renewed_without_lapsing(sim: &SimHandle, ext: &str, times: u32) -> (boo
     (renewed, lapsed)
 }
 
+/// A subscription's id at Graph, as the API shows it.
+fn graph_id(sub: &Value) -> String {
+    sub["external_subscription_id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
 fn mail(subject: &str) -> NewMail {
     NewMail {
         subject: subject.into(),
@@ -181,13 +189,7 @@ async fn a_lifetime_of_seconds_is_renewed_again_and_again_and_never_lapses_at_gr
         let base = app.url();
         let cred = credential(&base, &sim).await;
         let sub = subscribe(&base, &cred, &["created"]).await;
-        let (id, ext) = (
-            sub["id"].as_str().unwrap().to_string(),
-            sub["external_subscription_id"]
-                .as_str()
-                .unwrap()
-                .to_string(),
-        );
+        let (id, ext) = (sub["id"].as_str().unwrap().to_string(), graph_id(&sub));
 
         // Every look finds it alive at Graph, under the same id, until it was renewed 3 times.
         let (renewed, lapsed) = renewed_without_lapsing(&sim, &ext, 3).await;
@@ -234,10 +236,7 @@ async fn renewals_go_on_with_the_periodic_resync_off() {
         let base = app.url();
         let cred = credential(&base, &sim).await;
         let sub = subscribe(&base, &cred, &["created"]).await;
-        let ext = sub["external_subscription_id"]
-            .as_str()
-            .unwrap()
-            .to_string();
+        let ext = graph_id(&sub);
         let (renewed, lapsed) = renewed_without_lapsing(&sim, &ext, 2).await;
         assert!(
             renewed && !lapsed,
@@ -259,10 +258,7 @@ async fn a_404_on_renewal_recreates_it_and_mail_flows_through_the_new_one() {
         let cred = credential(&base, &sim).await;
         let sub = subscribe(&base, &cred, &["created"]).await;
         let id = sub["id"].as_str().unwrap().to_string();
-        let old = sub["external_subscription_id"]
-            .as_str()
-            .unwrap()
-            .to_string();
+        let old = graph_id(&sub);
         let old_state = at_graph(&sim, &old).unwrap().client_state;
 
         // Graph forgets it without a word; the next renewal gets a 404.
@@ -304,10 +300,7 @@ async fn lifecycle_events_renew_recreate_and_resync_and_forged_ones_do_nothing()
         let cred = credential(&base, &sim).await;
         let sub = subscribe(&base, &cred, &["created"]).await;
         let id = sub["id"].as_str().unwrap().to_string();
-        let ext = sub["external_subscription_id"]
-            .as_str()
-            .unwrap()
-            .to_string();
+        let ext = graph_id(&sub);
 
         // A forged reauthorizationRequired (wrong clientState) is dropped by the receiver.
         let forged = json!({"value": [{"subscriptionId": ext, "clientState": "not-the-secret",
@@ -495,10 +488,7 @@ async fn a_lifecycle_event_not_yet_acted_on_survives_a_restart_and_is_acted_on_o
         let base = first.url();
         let cred = vended_credential(&base, &sim).await;
         let sub = subscribe(&base, &cred, &["created"]).await;
-        let ext = sub["external_subscription_id"]
-            .as_str()
-            .unwrap()
-            .to_string();
+        let ext = graph_id(&sub);
 
         // The credential breaks (no more tokens vended, the one it has refused), Graph drops
         // a mail's notification and says `missed`: the receiver stores the event, the
@@ -616,10 +606,7 @@ async fn the_renewal_actor_made_to_fail_is_restarted_and_renewals_go_on() {
     let base = app.url();
     let cred = credential(&base, &sim).await;
     let sub = subscribe(&base, &cred, &["created"]).await;
-    let ext = sub["external_subscription_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let ext = graph_id(&sub);
     assert!(
         eventually(10, || async {
             at_graph(&sim, &ext).is_some_and(|g| g.renew_count >= 1)
