@@ -90,17 +90,20 @@ impl BufferShare {
 
 /// At most `public_max_requests` at once, each within `request_timeout_seconds`.
 ///
-/// Graph's validation call takes no slot: it is answered from the query alone (SPEC §3.1), at
-/// once, and shed under load it would fail a subscription's create or renewal.
+/// Graph's validation call takes no slot (it is still bounded in time): it is answered from the
+/// query alone (SPEC §3.1), at once, and shed under load it would fail a subscription's create
+/// or renewal.
 pub async fn limit_public(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let limit = &state.public_limit;
-    if super::webhook::validation_token(req.uri().query()).is_some() {
-        return next.run(req).await;
-    }
-    let Ok(_slot) = limit.slots.clone().try_acquire_owned() else {
-        metrics::counter!("relay365_http_shed_total").increment(1);
-        return ApiError::Unavailable("too many requests at once; retry later".into())
-            .into_response();
+    let _slot = if super::webhook::validation_token(req.uri().query()).is_some() {
+        None
+    } else {
+        let Ok(slot) = limit.slots.clone().try_acquire_owned() else {
+            metrics::counter!("relay365_http_shed_total").increment(1);
+            return ApiError::Unavailable("too many requests at once; retry later".into())
+                .into_response();
+        };
+        Some(slot)
     };
     match tokio::time::timeout(limit.timeout, next.run(req)).await {
         Ok(res) => res,
