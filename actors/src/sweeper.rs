@@ -15,6 +15,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use serde_json::json;
 
 use crate::deps::Deps;
+use crate::store::lane::{timed_out, STATEMENT_TIMEOUT};
 use crate::store::{deliveries, events, now_ms, StoreError};
 use crate::supervision::Crash;
 use crate::util::{spawn_guarded, spawn_reply};
@@ -26,6 +27,11 @@ pub const NAME: &str = "sweeper";
 /// Rows read per sweep and kind. A larger backlog drains over the next sweeps, and the
 /// workers' queues stay bounded.
 pub const SWEEP_LIMIT: i64 = 1000;
+
+/// Rows read per sweep of one subscription (events) or one target (deliveries): a long
+/// backlog of one of them never fills a sweep (see [`events::due`]). Both are more than a
+/// worker starts of one at once.
+pub const SWEEP_PER_KEY: i64 = 100;
 
 /// Events deleted per retention batch: small transactions that never hold the table long.
 pub const PURGE_BATCH: i64 = 500;
@@ -104,8 +110,9 @@ async fn sweep(deps: &Deps, first: bool) -> Result<(usize, usize), StoreError> {
     let now = now_ms();
     let due_before = if first { now } else { now - grace(deps) };
     let holder = (!deps.mailboxes.is_solo()).then_some(deps.instance.as_ref());
-    let due_events = events::due(&deps.work, now, due_before, SWEEP_LIMIT, holder).await?;
-    let due_deliveries = deliveries::due(&deps.work, now, due_before, SWEEP_LIMIT).await?;
+    let limits = (SWEEP_LIMIT, SWEEP_PER_KEY);
+    let due_events = events::due(&deps.work, now, due_before, limits, holder).await?;
+    let due_deliveries = deliveries::due(&deps.work, now, due_before, limits).await?;
     let counts = (due_events.len(), due_deliveries.len());
     // Events of mailboxes another instance holds are that instance's to sweep.
     processor::route(
@@ -217,9 +224,15 @@ impl Actor for Sweeper {
                 st.sweeping = true;
                 let deps = self.deps.clone();
                 let first = std::mem::take(&mut st.take_all);
+                // Bounded like every write of the pools: a connection gone silent (a failover
+                // that sent no reset) must not stop the sweeps for TCP's quarter of an hour.
                 spawn_reply(
                     &myself,
-                    async move { sweep(&deps, first).await },
+                    async move {
+                        tokio::time::timeout(STATEMENT_TIMEOUT, sweep(&deps, first))
+                            .await
+                            .unwrap_or_else(|_| Err(timed_out("the sweep", STATEMENT_TIMEOUT)))
+                    },
                     SweeperMsg::Swept,
                 );
             }

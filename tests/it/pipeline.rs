@@ -685,6 +685,64 @@ async fn filters_choose_targets_and_replay_delivers_again_with_the_same_id() {
 }
 
 #[tokio::test]
+async fn a_replay_while_the_delivery_is_out_is_delivered_again_once_it_answers() {
+    let sim = sim().await;
+    on_every_store!(|db| {
+        sim.sim().reset();
+        let sink = Sink::start().await;
+        let app = app(&sim, &db, &[]).await;
+        let base = app.url();
+        mailbox(&base, &sim, ALICE, &["created"]).await;
+        target(&base, json!({"url": sink.url("hold")})).await;
+        deliver(&sim, ALICE, vec![mail("Held")]).await;
+        // The first attempt is out: the sink holds its answer.
+        assert!(eventually(20, || async { sink.received().len() == 1 }).await);
+        let id = sink.received()[0].webhook_id().to_string();
+        let first = sink.received()[0].json()["processed_at"].clone();
+        let (s, r) = post(&base, &format!("/api/events/{id}/replay"), json!({})).await;
+        assert_eq!(s, 202, "{r}");
+        assert!(
+            eventually(20, || async {
+                let e = get(&base, &format!("/api/events/{id}")).await;
+                e["status"] == "completed" && e["payload"]["processed_at"] != first
+            })
+            .await,
+            "{}: the replay completes while the first attempt is out",
+            db.label
+        );
+        sink.release();
+        // The replay's body is sent too, and the old attempt's answer does not end it.
+        let got = delivered(&sink, "hold", 2, 20).await;
+        assert_eq!(got[1].webhook_id(), id, "{}", db.label);
+        assert_ne!(
+            got[1].json()["processed_at"],
+            first,
+            "{}: the second POST carries the replayed body",
+            db.label
+        );
+        assert!(
+            eventually(20, || async {
+                let e = get(&base, &format!("/api/events/{id}")).await;
+                e["deliveries"][0]["status"] == "delivered"
+            })
+            .await,
+            "{}",
+            db.label
+        );
+        let e = get(&base, &format!("/api/events/{id}")).await;
+        assert_eq!(e["deliveries"][0]["attempts"], 1, "{}: {e}", db.label);
+        assert_eq!(
+            sink.received().len(),
+            2,
+            "{}: sent twice, no more",
+            db.label
+        );
+        app.stop().await.unwrap();
+        db.cleanup().await;
+    });
+}
+
+#[tokio::test]
 async fn targets_are_checked_and_the_default_target_is_created_once() {
     let sim = sim().await;
     on_every_store!(|db| {

@@ -1,7 +1,8 @@
 //! A local stand-in for n8n: an HTTP server that records every delivery it receives and
 //! answers as told, per path: `/ok` answers 200; `/flaky/{n}` answers 500 to the first `n`
 //! attempts of each `webhook-id`, then 200; `/down` answers 500 until [`Sink::recover`] is
-//! called, then 200.
+//! called, then 200; `/hold` records the first request of each `webhook-id` at once but
+//! answers it (200) only when [`Sink::release`] is called, and answers later ones at once.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -42,16 +43,17 @@ impl Received {
     }
 }
 
-#[derive(Default)]
 struct SinkState {
     received: Vec<Received>,
     recovered: bool,
+    released: tokio::sync::watch::Receiver<bool>,
 }
 
 /// The running sink.
 pub struct Sink {
     server: LocalServer,
     state: Arc<Mutex<SinkState>>,
+    release: tokio::sync::watch::Sender<bool>,
 }
 
 async fn receive(
@@ -60,6 +62,20 @@ async fn receive(
     headers: HeaderMap,
     body: Bytes,
 ) -> StatusCode {
+    let (status, held, mut released) = record(&state, path, headers, body);
+    if held {
+        let _ = released.wait_for(|r| *r).await;
+    }
+    status
+}
+
+/// Records a request and decides its answer: (status, whether to hold it, the release).
+fn record(
+    state: &Mutex<SinkState>,
+    path: String,
+    headers: HeaderMap,
+    body: Bytes,
+) -> (StatusCode, bool, tokio::sync::watch::Receiver<bool>) {
     let mut st = state.lock().unwrap();
     let id = headers
         .get("webhook-id")
@@ -71,8 +87,9 @@ async fn receive(
         .iter()
         .filter(|r| r.path == path && r.webhook_id() == id)
         .count();
+    let held = path == "hold" && seen == 0;
     let status = match path.split('/').collect::<Vec<_>>().as_slice() {
-        ["ok"] => StatusCode::OK,
+        ["ok" | "hold"] => StatusCode::OK,
         ["flaky", n] if seen < n.parse().unwrap_or(0) => StatusCode::INTERNAL_SERVER_ERROR,
         ["flaky", _] => StatusCode::OK,
         ["down"] if !st.recovered => StatusCode::INTERNAL_SERVER_ERROR,
@@ -86,18 +103,24 @@ async fn receive(
         status: status.as_u16(),
         at: std::time::Instant::now(),
     });
-    status
+    (status, held, st.released.clone())
 }
 
 impl Sink {
     pub async fn start() -> Sink {
-        let state = Arc::new(Mutex::new(SinkState::default()));
+        let (release, released) = tokio::sync::watch::channel(false);
+        let state = Arc::new(Mutex::new(SinkState {
+            received: Vec::new(),
+            recovered: false,
+            released,
+        }));
         let app = Router::new()
             .route("/{*path}", post(receive))
             .with_state(state.clone());
         Sink {
             server: LocalServer::start(app).await,
             state,
+            release,
         }
     }
 
@@ -126,6 +149,11 @@ impl Sink {
             *m.entry(r.webhook_id().to_string()).or_default() += 1;
         }
         m
+    }
+
+    /// The requests `/hold` holds are answered now, and later ones at once.
+    pub fn release(&self) {
+        let _ = self.release.send(true);
     }
 
     /// `/down` answers 2xx from now on.

@@ -14,7 +14,7 @@
 
 pub mod send;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
@@ -80,6 +80,11 @@ pub struct Delivery {
 pub struct DeliveryState {
     queue: KeyedQueue,
     claimed: HashMap<String, Claimed>,
+    /// Deliveries started (being claimed or sent) and not yet ended.
+    started: HashSet<String>,
+    /// Deliveries handed over claimed anew while an earlier attempt of them was still out (the
+    /// event was replayed meanwhile): sent as soon as that attempt ends.
+    again: HashMap<String, Claimed>,
     to_claim: Vec<(String, String)>,
     claiming: bool,
     to_record: Vec<send::Ended>,
@@ -90,6 +95,7 @@ pub struct DeliveryState {
 impl Delivery {
     fn pump(&self, myself: &ActorRef<DeliveryMsg>, st: &mut DeliveryState) {
         while let Some((target, id)) = st.queue.start_next() {
+            st.started.insert(id.clone());
             match st.claimed.remove(&id) {
                 Some(d) if d.holds_for(&self.deps) => self.post(myself, d),
                 _ => st.to_claim.push((target, id)),
@@ -139,8 +145,20 @@ impl Delivery {
         id: String,
         retry_in: Option<Duration>,
     ) {
-        st.queue.done(&target, &id);
+        Self::done(st, &target, &id);
         Self::retry_soon(myself, target, id, retry_in);
+    }
+
+    /// A started delivery's attempt is over (its target's slot is free); one handed over
+    /// anew meanwhile is queued now.
+    fn done(st: &mut DeliveryState, target: &str, id: &str) {
+        st.queue.done(target, id);
+        st.started.remove(id);
+        if let Some(d) = st.again.remove(id) {
+            if st.queue.push(&d.target_id, d.id.clone()) {
+                st.claimed.insert(d.id.clone(), d);
+            }
+        }
     }
 
     /// A retry due within [`SELF_RETRY_WITHIN`] is handed back to this worker when it is due;
@@ -174,6 +192,8 @@ impl Actor for Delivery {
         Ok(DeliveryState {
             queue: KeyedQueue::new(PER_TARGET, MAX_IN_FLIGHT_PER_WORKER),
             claimed: HashMap::new(),
+            started: HashSet::new(),
+            again: HashMap::new(),
             to_claim: Vec::new(),
             claiming: false,
             to_record: Vec::new(),
@@ -205,10 +225,13 @@ impl Actor for Delivery {
             }
             DeliveryMsg::SendClaimed(list) => {
                 for d in list {
-                    // Created under this worker's lease, so the sweep cannot have handed it
-                    // over before; should it be known anyway, it is sent once, as known.
-                    if st.queue.push(&d.target_id, d.id.clone()) {
+                    // Known already: a replay made it pending again under a new claim. Still
+                    // queued, it goes with the new claim; out, it goes again once the old
+                    // attempt ends (whose answer is then not recorded: its claim is gone).
+                    if st.queue.push(&d.target_id, d.id.clone()) || !st.started.contains(&d.id) {
                         st.claimed.insert(d.id.clone(), d);
+                    } else {
+                        st.again.insert(d.id.clone(), d);
                     }
                 }
             }
@@ -222,7 +245,7 @@ impl Actor for Delivery {
                             match found.remove(&id) {
                                 Some(d) => self.post(&myself, d),
                                 // Not due, done, or another sender's.
-                                None => st.queue.done(&target, &id),
+                                None => Self::done(st, &target, &id),
                             }
                         }
                     }
@@ -238,7 +261,7 @@ impl Actor for Delivery {
             // The target's slot is free once it answered; the answer is recorded with the
             // others (the delivery stays under this sender's lease until then).
             DeliveryMsg::Posted(ended) => {
-                st.queue.done(&ended.target_id, &ended.id);
+                Self::done(st, &ended.target_id, &ended.id);
                 st.to_record.push(*ended);
             }
             DeliveryMsg::Ended(list) => {

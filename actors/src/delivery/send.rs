@@ -21,8 +21,8 @@ use standardwebhooks::{
 
 use crate::deps::Deps;
 use crate::group_commit::GroupCommit;
-use crate::store::deliveries::{self, Attempt, DeliveryRow, Outgoing};
-use crate::store::lane::{on_lane, Lane};
+use crate::store::deliveries::{self, Answered, Attempt, DeliveryRow, Outgoing};
+use crate::store::lane::{on_lane, timed_out, Lane, STATEMENT_TIMEOUT};
 use crate::store::status::DeliveryStatus;
 use crate::store::{now_ms, Store};
 use crate::util::backoff;
@@ -80,6 +80,8 @@ impl Claimed {
 pub struct Ended {
     pub id: String,
     pub target_id: String,
+    /// The claim it was sent under.
+    lease_until: i64,
     status: DeliveryStatus,
     status_code: Option<u16>,
     error: String,
@@ -90,6 +92,15 @@ pub struct Ended {
 }
 
 impl Ended {
+    fn answered(&self) -> Answered<'_> {
+        Answered {
+            id: &self.id,
+            lease_until: self.lease_until,
+            attempt: self.attempt(),
+            at: self.at,
+        }
+    }
+
     fn attempt(&self) -> Attempt<'_> {
         match self.status {
             DeliveryStatus::Delivered => Attempt::Delivered {
@@ -112,11 +123,15 @@ fn timeout(deps: &Deps) -> Duration {
     TIMEOUT.min(deps.settings.lease / 2)
 }
 
-/// Claims those of `ids` that are claimable, in one statement.
+/// Claims those of `ids` that are claimable, in one statement, bounded like every write of the
+/// pools (a connection gone silent must not stop the worker's claims for TCP's quarter of an
+/// hour).
 pub async fn claim(deps: &Deps, ids: &[&str]) -> Result<Vec<Claimed>, String> {
-    match deliveries::claim_many(&deps.work, ids, deps.lease()).await {
-        Ok(found) => Ok(found.into_iter().map(|(r, o)| Claimed::of(r, o)).collect()),
-        Err(e) => Err(e.to_string()),
+    let claim = deliveries::claim_many(&deps.work, ids, deps.lease());
+    match tokio::time::timeout(STATEMENT_TIMEOUT, claim).await {
+        Ok(Ok(found)) => Ok(found.into_iter().map(|(r, o)| Claimed::of(r, o)).collect()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(timed_out("claiming deliveries", STATEMENT_TIMEOUT).to_string()),
     }
 }
 
@@ -165,6 +180,7 @@ pub async fn post(deps: &Deps, d: &Claimed) -> Ended {
     Ended {
         id: d.id.clone(),
         target_id: d.target_id.clone(),
+        lease_until: d.lease_until,
         status,
         status_code: status_of(&result),
         error: error_of(&result).to_string(),
@@ -176,7 +192,9 @@ pub async fn post(deps: &Deps, d: &Claimed) -> Ended {
 
 /// Records how attempts ended, in one statement. Answers, for each (target, delivery), when it
 /// is due again, if it is. A write that fails leaves the leases to run out: the deliveries are
-/// sent again (at least once holds).
+/// sent again (at least once holds). An answer not recorded because its claim was no longer
+/// held (the delivery was made pending again meanwhile) asks for no retry: whoever holds it now
+/// sends it.
 pub async fn record(deps: &Deps, ended: Vec<Ended>) -> Vec<(String, String, Option<Duration>)> {
     let keys: Vec<(String, String, Option<Duration>)> = ended
         .iter()
@@ -188,11 +206,19 @@ pub async fn record(deps: &Deps, ended: Vec<Ended>) -> Vec<(String, String, Opti
         .submit(ended)
         .await
         .unwrap_or_else(|| Err("the recording write failed".into()));
-    if let Err(e) = &written {
-        tracing::warn!(deliveries = keys.len(), error = %e, "recording delivery attempts failed");
-    }
+    let held = match written {
+        Ok(held) => held,
+        Err(e) => {
+            tracing::warn!(deliveries = keys.len(), error = %e, "recording delivery attempts failed");
+            Vec::new()
+        }
+    };
     keys.into_iter()
-        .map(|(target, id, retry_in)| (target, id, retry_in.filter(|_| written.is_ok())))
+        .enumerate()
+        .map(|(i, (target, id, retry_in))| {
+            let held = held.get(i).copied().unwrap_or(false);
+            (target, id, retry_in.filter(|_| held))
+        })
         .collect()
 }
 
@@ -209,11 +235,8 @@ pub fn records_writer(work: Store, owner: Arc<str>) -> RecordsWriter {
     GroupCommit::new(move |requests: Vec<Vec<Ended>>| {
         let (lane, owner) = (lane.clone(), owner.clone());
         async move {
-            let attempts: Vec<(&str, Attempt<'_>, i64)> = requests
-                .iter()
-                .flatten()
-                .map(|e| (e.id.as_str(), e.attempt(), e.at))
-                .collect();
+            let attempts: Vec<Answered<'_>> =
+                requests.iter().flatten().map(Ended::answered).collect();
             let mut lane = lane.lock().await;
             match on_lane!(lane, |on| deliveries::record_many(on, &owner, &attempts)) {
                 Ok(held) => {
@@ -327,14 +350,27 @@ async fn send(deps: &Deps, out: &Claimed, timeout: Duration) -> Answer {
             _ => break,
         }
     }
-    answer.truncate(MAX_ANSWER_BYTES);
-    let text = String::from_utf8_lossy(&answer);
+    let text = answer_text(&answer);
     let what = if res.status().is_redirection() {
         "redirects are not followed"
     } else {
         "not a 2xx answer"
     };
     Err((Some(code), format!("HTTP {code} ({what}): {text}")))
+}
+
+/// At most [`MAX_ANSWER_BYTES`] of an answer as text. Cut after the conversion: each byte that
+/// is not UTF-8 becomes a three-byte replacement character.
+fn answer_text(answer: &[u8]) -> String {
+    let mut text = String::from_utf8_lossy(&answer[..answer.len().min(MAX_ANSWER_BYTES)]);
+    if text.len() > MAX_ANSWER_BYTES {
+        let mut end = MAX_ANSWER_BYTES;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.to_mut().truncate(end);
+    }
+    text.into_owned()
 }
 
 /// A reqwest error's text without its URL (a target URL may carry a token in its query).
@@ -344,4 +380,22 @@ fn without_url(e: &reqwest::Error) -> String {
         text = text.replace(url.as_str(), "the target");
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn at_most_a_kilobyte_of_the_answer_is_kept_whatever_its_bytes() {
+        assert_eq!(answer_text(b"not found"), "not found");
+        assert_eq!(answer_text(&[b'a'; 3000]).len(), MAX_ANSWER_BYTES);
+        // Not UTF-8: every byte would become a three-byte replacement character.
+        let binary = answer_text(&[0xFF; 1024]);
+        assert!(binary.len() <= MAX_ANSWER_BYTES, "{}", binary.len());
+        assert!(binary.starts_with('\u{FFFD}'));
+        // A cut never splits a character.
+        let text = answer_text("é".repeat(1000).as_bytes());
+        assert!(text.len() <= MAX_ANSWER_BYTES && text.chars().all(|c| c == 'é'));
+    }
 }

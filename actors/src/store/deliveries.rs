@@ -48,19 +48,24 @@ const CLAIMABLE: &str =
 
 /// Deliveries to hand to the pool, oldest first, with their target: pending ones due at or
 /// before `due_before` and not held under a lease that still runs at `now` (see
-/// [`super::events::due`]).
+/// [`super::events::due`]), at most `per_target` of one target. Without that cap the backlog
+/// of one slow target (its deliveries waiting in a worker's queue past their lease, so due
+/// again) would fill every sweep, and the others' work that only a sweep brings back would
+/// wait until it drained.
 pub async fn due(
     store: &Store,
     now: i64,
     due_before: i64,
-    limit: i64,
+    (limit, per_target): (i64, i64),
 ) -> Result<Vec<(String, String)>, StoreError> {
     Ok(
         with_pool!(store, p => sqlx::query_as::<_, (String, String)>(
-        "select id, target_id from deliveries where status = 'pending' \
-         and next_attempt_at <= $2 and (lease_until is null or lease_until < $1) \
-         order by next_attempt_at limit $3")
-        .bind(now).bind(due_before).bind(limit).fetch_all(p).await?),
+        "select id, target_id from (select id, target_id, next_attempt_at, row_number() \
+             over (partition by target_id order by next_attempt_at) as n from deliveries \
+             where status = 'pending' and next_attempt_at <= $2 \
+             and (lease_until is null or lease_until < $1)) d \
+         where n <= $4 order by next_attempt_at limit $3")
+        .bind(now).bind(due_before).bind(limit).bind(per_target).fetch_all(p).await?),
     )
 }
 
@@ -158,7 +163,7 @@ fn prefixed(alias: &str) -> String {
 }
 
 /// How one attempt ended.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 pub enum Attempt<'a> {
     /// 2xx.
     Delivered { status_code: u16 },
@@ -175,36 +180,45 @@ pub enum Attempt<'a> {
     },
 }
 
+/// How one attempt of a held delivery ended, for [`record_many`].
+#[derive(Debug, Clone, Copy)]
+pub struct Answered<'a> {
+    pub id: &'a str,
+    /// The `lease_until` of the claim the attempt was sent under. Only that claim's answer is
+    /// recorded: the delivery may have been made pending again meanwhile (the event replayed,
+    /// or the lease ran out and the delivery was claimed again), and a late answer of the old
+    /// attempt must not end the new one.
+    pub lease_until: i64,
+    pub attempt: Attempt<'a>,
+    pub at: i64,
+}
+
 /// Records an attempt of a delivery held under `owner`'s lease (see [`record_many`]).
 pub async fn record(
     store: &Store,
-    id: &str,
     owner: &str,
-    attempt: Attempt<'_>,
-    now: i64,
+    answered: Answered<'_>,
 ) -> Result<bool, StoreError> {
-    Ok(record_many(store, owner, &[(id, attempt, now)])
+    Ok(record_many(store, owner, &[answered])
         .await?
         .first()
         .copied()
         .unwrap_or(false))
 }
 
-/// Records attempts — (delivery id, how it ended, when) — of deliveries held under `owner`'s
-/// lease, in one statement on PostgreSQL, one transaction on SQLite. Answers, in order,
-/// whether each was still held (false: the lease was lost, nothing recorded).
+/// Records attempts of deliveries held under `owner`'s lease, each only if it is still held
+/// under the claim it was sent under, in one statement on PostgreSQL, one transaction on
+/// SQLite. Answers, in order, whether each was still held (false: the lease was lost or taken
+/// anew, nothing recorded).
 pub async fn record_many(
     on: impl Into<On<'_>>,
     owner: &str,
-    attempts: &[(&str, Attempt<'_>, i64)],
+    attempts: &[Answered<'_>],
 ) -> Result<Vec<bool>, StoreError> {
     if attempts.is_empty() {
         return Ok(Vec::new());
     }
-    let cols: Vec<Columns<'_>> = attempts
-        .iter()
-        .map(|(id, a, now)| columns(id, a, *now))
-        .collect();
+    let cols: Vec<Columns<'_>> = attempts.iter().map(columns).collect();
     let pg = || {
         // Each row found by the primary key, one look-up each: no condition on `status`,
         // which let the planner prefer the status index and read every pending delivery
@@ -215,8 +229,9 @@ pub async fn record_many(
                  last_error = r.error, next_attempt_at = coalesce(r.next, d.next_attempt_at), \
                  delivered_at = r.delivered_at, lease_owner = null, lease_until = null \
                  from unnest($2::text[], $3::text[], $4::int8[], $5::text[], $6::int8[], \
-                     $7::int8[]) as r(id, status, code, error, next, delivered_at) \
-                 where d.id = r.id and d.lease_owner = $1 \
+                     $7::int8[], $8::int8[]) as r(id, status, code, error, next, delivered_at, \
+                     held_until) \
+                 where d.id = r.id and d.lease_owner = $1 and d.lease_until = r.held_until \
                  returning d.id",
         )
         .bind(owner)
@@ -226,6 +241,7 @@ pub async fn record_many(
         .bind(cols.iter().map(|c| c.error).collect::<Vec<_>>())
         .bind(cols.iter().map(|c| c.next).collect::<Vec<_>>())
         .bind(cols.iter().map(|c| c.delivered_at).collect::<Vec<_>>())
+        .bind(cols.iter().map(|c| c.held_until).collect::<Vec<_>>())
     };
     let recorded: Vec<String> = match on.into() {
         On::Pg(c) => pg()
@@ -248,7 +264,8 @@ pub async fn record_many(
                     "update deliveries set status = $3, last_status_code = $4, last_error = $5, \
                      next_attempt_at = coalesce($6, next_attempt_at), delivered_at = $7, \
                      lease_owner = null, lease_until = null \
-                     where id = $1 and lease_owner = $2 and status = 'pending'",
+                     where id = $1 and lease_owner = $2 and lease_until = $8 \
+                     and status = 'pending'",
                 )
                 .bind(c.id)
                 .bind(owner)
@@ -257,6 +274,7 @@ pub async fn record_many(
                 .bind(c.error)
                 .bind(c.next)
                 .bind(c.delivered_at)
+                .bind(c.held_until)
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
@@ -270,7 +288,7 @@ pub async fn record_many(
     };
     Ok(attempts
         .iter()
-        .map(|(id, _, _)| recorded.iter().any(|r| r == id))
+        .map(|a| recorded.iter().any(|r| r == a.id))
         .collect())
 }
 
@@ -282,10 +300,12 @@ struct Columns<'a> {
     error: Option<&'a str>,
     next: Option<i64>,
     delivered_at: Option<i64>,
+    held_until: i64,
 }
 
-fn columns<'a>(id: &'a str, attempt: &Attempt<'a>, now: i64) -> Columns<'a> {
-    let (status, code, error, next, delivered_at) = match *attempt {
+fn columns<'a>(a: &Answered<'a>) -> Columns<'a> {
+    let now = a.at;
+    let (status, code, error, next, delivered_at) = match a.attempt {
         Attempt::Delivered { status_code } => (
             DeliveryStatus::Delivered,
             Some(status_code),
@@ -309,7 +329,8 @@ fn columns<'a>(id: &'a str, attempt: &Attempt<'a>, now: i64) -> Columns<'a> {
         }
     };
     Columns {
-        id,
+        id: a.id,
+        held_until: a.lease_until,
         status,
         code: code.map(i64::from),
         error,

@@ -471,6 +471,11 @@ const CLAIMABLE: &str = "kind <> 'lifecycle' and case status \
 /// owner died). Each is claimed there, by id. The sweep passes a `due_before` a little in the
 /// past, so that it leaves fresh work to the fast path that already carries it.
 ///
+/// At most `per_subscription` of one subscription: a subscription's events run one at a time,
+/// so its backlog (waiting in a worker's queue past its lease, so due again) would otherwise
+/// fill every sweep, and the others' work that only a sweep brings back would wait until it
+/// drained.
+///
 /// With a `holder` (an instance sharing the database with others), only the events of the
 /// mailboxes the store says it holds (`credential_owners`): taking the oldest `limit` of all
 /// and leaving the others' out afterwards, a backlog of other instances' mailboxes could fill
@@ -479,22 +484,27 @@ pub async fn due(
     store: &Store,
     now: i64,
     due_before: i64,
-    limit: i64,
+    (limit, per_subscription): (i64, i64),
     holder: Option<&str>,
 ) -> Result<Vec<Due>, StoreError> {
-    const DUE: &str = "select id, subscription_id, credential_id from events \
-         where kind <> 'lifecycle' and ((status = 'pending' and next_attempt_at <= $2) \
+    const DUE: &str = "select id, subscription_id, credential_id, next_attempt_at, \
+         row_number() over (partition by subscription_id order by next_attempt_at) as n \
+         from events where kind <> 'lifecycle' \
+         and ((status = 'pending' and next_attempt_at <= $2) \
          or (status = 'processing' and lease_until < $1))";
-    let sql = match holder {
-        None => format!("{DUE} order by next_attempt_at limit $3"),
-        Some(_) => format!(
-            "{DUE} and credential_id in \
-             (select credential_id from credential_owners where instance = $4) \
-             order by next_attempt_at limit $3"
-        ),
-    };
+    const HELD: &str = " and credential_id in \
+         (select credential_id from credential_owners where instance = $5)";
+    let held = if holder.is_some() { HELD } else { "" };
+    let sql = format!(
+        "select id, subscription_id, credential_id from ({DUE}{held}) e \
+         where n <= $4 order by next_attempt_at limit $3"
+    );
     Ok(with_pool!(store, p => {
-        let q = sqlx::query_as::<_, Due>(&sql).bind(now).bind(due_before).bind(limit);
+        let q = sqlx::query_as::<_, Due>(&sql)
+            .bind(now)
+            .bind(due_before)
+            .bind(limit)
+            .bind(per_subscription);
         match holder {
             Some(h) => q.bind(h),
             None => q,

@@ -1,7 +1,7 @@
 //! Processing's writes in batches: in one statement, each row is claimed, completed or
 //! recorded on its own terms (its lease), whatever else the statement carries.
 
-use relay365_actors::store::deliveries::{self, Attempt};
+use relay365_actors::store::deliveries::{self, Answered, Attempt};
 use relay365_actors::store::events::{self, Completion, Lease, NewDelivery, NewEvent};
 use relay365_actors::store::new_id;
 use relay365_actors::store::status::{DeliveryStatus, EventStatus};
@@ -120,7 +120,7 @@ async fn batched_claims_completions_and_records_take_each_row_on_its_own_terms()
             .await
             .unwrap()
             .is_none());
-        assert!(deliveries::due(&store, 7200, 7200, 10)
+        assert!(deliveries::due(&store, 7200, 7200, (10, 100))
             .await
             .unwrap()
             .is_empty());
@@ -137,25 +137,48 @@ async fn batched_claims_completions_and_records_take_each_row_on_its_own_terms()
             db.label
         );
 
+        // An answer of the attempt sent under the claim before is not recorded: the delivery
+        // is held under a new one.
+        let stale = Answered {
+            id: &d[1],
+            lease_until: 8100,
+            attempt: Attempt::Delivered { status_code: 200 },
+            at: 7250,
+        };
+        assert!(!deliveries::record(&store, "me", stale).await.unwrap());
+        let held = deliveries::get(&store, &d[1]).await.unwrap().unwrap();
+        assert_eq!(
+            (held.status, held.lease_until),
+            (DeliveryStatus::Pending, Some(8200)),
+            "{}",
+            db.label
+        );
+
         // Records: one delivered, one to retry, one for a delivery that does not exist.
+        let answered = |id, lease_until, attempt| Answered {
+            id,
+            lease_until,
+            attempt,
+            at: 7300,
+        };
         let recorded = deliveries::record_many(
             &store,
             "me",
             &[
-                (d[0].as_str(), Attempt::Delivered { status_code: 204 }, 7300),
-                (
-                    d[1].as_str(),
+                answered(&d[0], 8100, Attempt::Delivered { status_code: 204 }),
+                answered(
+                    &d[1],
+                    8200,
                     Attempt::Retry {
                         status_code: Some(503),
                         error: "HTTP 503",
                         next_attempt_at: 9000,
                     },
-                    7300,
                 ),
-                (
+                answered(
                     "no-such-delivery",
+                    8200,
                     Attempt::Delivered { status_code: 200 },
-                    7300,
                 ),
             ],
         )
@@ -239,7 +262,9 @@ async fn the_receivers_writer_stores_changes_claimed_and_their_claimer_takes_the
             .await
             .unwrap()
             .is_none());
-        let due = events::due(&store, 1500, 1500, 10, None).await.unwrap();
+        let due = events::due(&store, 1500, 1500, (10, 100), None)
+            .await
+            .unwrap();
         assert_eq!(
             due.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(),
             vec![batch[1].id.as_str()]
@@ -334,6 +359,55 @@ async fn a_lane_keeps_its_connection_and_opens_a_new_one_after_a_failed_statemen
         );
         lane.put_back(taken);
         drop(lane);
+        store.close().await;
+        db.cleanup().await;
+    });
+}
+
+/// One target's backlog of due deliveries does not fill a sweep: each target gives at most
+/// its share, and a newer delivery to another target is read all the same.
+#[tokio::test]
+async fn a_sweep_reads_at_most_a_share_of_one_targets_backlog() {
+    on_every_store!(|db| {
+        let store = db.store().await;
+        let mut made = Vec::new();
+        for _ in 0..2 {
+            let t = TargetRow {
+                id: new_id(),
+                url: "http://127.0.0.1:9/hook".into(),
+                secret: targets::generate_secret(),
+                headers: "{}".into(),
+                credential_id: None,
+                event_types: None,
+                created_at: 1,
+            };
+            targets::insert(&store, &t).await.unwrap();
+            made.push(t.id);
+        }
+        let (slow, other) = (&made[0], &made[1]);
+        // Six deliveries to the slow target, due first; one to the other, due last.
+        for i in 0..7 {
+            let e = event(&format!("w{i}"), "s", 1000 + i);
+            events::insert_batch(&store, std::slice::from_ref(&e))
+                .await
+                .unwrap();
+            events::claim(&store, &e.id, lease("me", 2000 + i))
+                .await
+                .unwrap()
+                .unwrap();
+            let to = if i < 6 { slow } else { other };
+            let d = [NewDelivery {
+                id: new_id(),
+                target_id: to.clone(),
+            }];
+            events::complete(&store, &e.id, "me", "{}", &d, 2000 + i)
+                .await
+                .unwrap()
+                .unwrap();
+        }
+        let due = deliveries::due(&store, 9000, 9000, (4, 3)).await.unwrap();
+        let per = |t: &String| due.iter().filter(|(_, target)| target == t).count();
+        assert_eq!((per(slow), per(other)), (3, 1), "{}: {due:?}", db.label);
         store.close().await;
         db.cleanup().await;
     });

@@ -526,7 +526,9 @@ async fn an_instance_sharing_the_database_sweeps_only_its_own_mailboxes() {
             e.credential_id = Some(if i < 2 { theirs.clone() } else { mine.clone() });
         }
         events::insert_batch(&store, &batch).await.unwrap();
-        let all = events::due(&store, 5000, 5000, 10, None).await.unwrap();
+        let all = events::due(&store, 5000, 5000, (10, 100), None)
+            .await
+            .unwrap();
         assert_eq!(all.len(), 4, "{}: solo, every mailbox", db.label);
         if matches!(store, Store::Postgres(_)) {
             instances::acquire(&store, std::slice::from_ref(&mine), "i1", 5000, 90_000)
@@ -535,16 +537,36 @@ async fn an_instance_sharing_the_database_sweeps_only_its_own_mailboxes() {
             instances::acquire(&store, std::slice::from_ref(&theirs), "i2", 5000, 90_000)
                 .await
                 .unwrap();
-            let own = events::due(&store, 5000, 5000, 2, Some("i1"))
+            let own = events::due(&store, 5000, 5000, (2, 100), Some("i1"))
                 .await
                 .unwrap();
             let ids: Vec<&str> = own.iter().map(|d| d.id.as_str()).collect();
             assert_eq!(ids, vec![batch[2].id.as_str(), batch[3].id.as_str()]);
-            assert!(events::due(&store, 5000, 5000, 10, Some("i3"))
+            assert!(events::due(&store, 5000, 5000, (10, 100), Some("i3"))
                 .await
                 .unwrap()
                 .is_empty());
         }
+        store.close().await;
+        db.cleanup().await;
+    });
+}
+
+/// One subscription's backlog of due events does not fill a sweep: each subscription gives at
+/// most its share, oldest first, and a newer event of another is read all the same.
+#[tokio::test]
+async fn a_sweep_reads_at_most_a_share_of_one_subscriptions_backlog() {
+    on_every_store!(|db| {
+        let store = db.store().await;
+        let mut batch: Vec<NewEvent> = (0..6)
+            .map(|i| event(&format!("q{i}"), "busy", 1000 + i))
+            .collect();
+        batch.push(event("q-other", "quiet", 2000));
+        events::insert_batch(&store, &batch).await.unwrap();
+        let due = events::due(&store, 5000, 5000, (4, 3), None).await.unwrap();
+        let ids: Vec<&str> = due.iter().map(|d| d.id.as_str()).collect();
+        let want: Vec<&str> = [0, 1, 2, 6].iter().map(|&i| batch[i].id.as_str()).collect();
+        assert_eq!(ids, want, "{}", db.label);
         store.close().await;
         db.cleanup().await;
     });
@@ -590,7 +612,9 @@ async fn claims_take_due_events_once_and_expired_leases_again() {
         let store = db.store().await;
         let batch: Vec<NewEvent> = (0..3).map(|i| event(&format!("c{i}"), "s", 1000)).collect();
         events::insert_batch(&store, &batch).await.unwrap();
-        let due = events::due(&store, 5000, 5000, 10, None).await.unwrap();
+        let due = events::due(&store, 5000, 5000, (10, 100), None)
+            .await
+            .unwrap();
         assert_eq!(due.len(), 3, "{}", db.label);
         let (a0, a1) = (&due[0].id, &due[1].id);
 
@@ -615,14 +639,14 @@ async fn claims_take_due_events_once_and_expired_leases_again() {
             db.label
         );
         assert_eq!(
-            events::due(&store, 5000, 5000, 10, None)
+            events::due(&store, 5000, 5000, (10, 100), None)
                 .await
                 .unwrap()
                 .len(),
             1
         );
         assert!(
-            events::due(&store, 5000, 999, 10, None)
+            events::due(&store, 5000, 999, (10, 100), None)
                 .await
                 .unwrap()
                 .is_empty(),
@@ -773,7 +797,7 @@ async fn retention_deletes_old_finished_events_and_keeps_what_is_owed() {
                         .unwrap()
                         .unwrap();
                     for (did, _) in made {
-                        deliveries::claim(&store, &did, lease(2000))
+                        let (claimed, _) = deliveries::claim(&store, &did, lease(2000))
                             .await
                             .unwrap()
                             .unwrap();
@@ -785,9 +809,13 @@ async fn retention_deletes_old_finished_events_and_keeps_what_is_owed() {
                                 error: "HTTP 500",
                             }
                         };
-                        assert!(deliveries::record(&store, &did, "me", attempt, 2000)
-                            .await
-                            .unwrap());
+                        let answered = deliveries::Answered {
+                            id: &did,
+                            lease_until: claimed.lease_until.unwrap(),
+                            attempt,
+                            at: 2000,
+                        };
+                        assert!(deliveries::record(&store, "me", answered).await.unwrap());
                     }
                 }
             }
