@@ -9,6 +9,7 @@
 //! claims nothing itself: each worker claims the ids it is handed, under a lease, so two
 //! instances sweeping the same database hand out the same ids and one claim wins.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
@@ -28,10 +29,15 @@ pub const NAME: &str = "sweeper";
 /// workers' queues stay bounded.
 pub const SWEEP_LIMIT: i64 = 1000;
 
-/// Rows read per sweep of one subscription (events) or one target (deliveries): a long
-/// backlog of one of them never fills a sweep (see [`events::due`]). Both are more than a
-/// worker starts of one at once.
+/// When a sweep reads [`SWEEP_LIMIT`] rows of a kind (a backlog), it also reads the oldest due
+/// rows with at most this many of one subscription (events) or one target (deliveries), so
+/// that one long backlog, queued in a worker past its lease and so due again, never keeps the
+/// others' work out of the sweeps ([`events::due_per_subscription`]). More than a worker
+/// starts of one at once.
 pub const SWEEP_PER_KEY: i64 = 100;
+
+/// How long PostgreSQL may spend on that second read (it sorts every due row).
+const PER_KEY_BUDGET_MS: i64 = 5_000;
 
 /// Events deleted per retention batch: small transactions that never hold the table long.
 pub const PURGE_BATCH: i64 = 500;
@@ -110,9 +116,28 @@ async fn sweep(deps: &Deps, first: bool) -> Result<(usize, usize), StoreError> {
     let now = now_ms();
     let due_before = if first { now } else { now - grace(deps) };
     let holder = (!deps.mailboxes.is_solo()).then_some(deps.instance.as_ref());
-    let limits = (SWEEP_LIMIT, SWEEP_PER_KEY);
-    let due_events = events::due(&deps.work, now, due_before, limits, holder).await?;
-    let due_deliveries = deliveries::due(&deps.work, now, due_before, limits).await?;
+    let mut due_events = events::due(&deps.work, now, due_before, SWEEP_LIMIT, holder).await?;
+    let mut due_deliveries = deliveries::due(&deps.work, now, due_before, SWEEP_LIMIT).await?;
+    let (at, limits) = ((now, due_before), (SWEEP_LIMIT, SWEEP_PER_KEY));
+    if due_events.len() as i64 >= SWEEP_LIMIT {
+        let store = &deps.work;
+        match events::due_per_subscription(store, at, limits, holder, PER_KEY_BUDGET_MS).await {
+            Ok(more) => {
+                let seen: HashSet<String> = due_events.iter().map(|e| e.id.clone()).collect();
+                due_events.extend(more.into_iter().filter(|e| !seen.contains(&e.id)));
+            }
+            Err(e) => tracing::warn!(error = %e, "sweep: reading due events per subscription"),
+        }
+    }
+    if due_deliveries.len() as i64 >= SWEEP_LIMIT {
+        match deliveries::due_per_target(&deps.work, at, limits, PER_KEY_BUDGET_MS).await {
+            Ok(more) => {
+                let seen: HashSet<String> = due_deliveries.iter().map(|d| d.0.clone()).collect();
+                due_deliveries.extend(more.into_iter().filter(|d| !seen.contains(&d.0)));
+            }
+            Err(e) => tracing::warn!(error = %e, "sweep: reading due deliveries per target"),
+        }
+    }
     let counts = (due_events.len(), due_deliveries.len());
     // Events of mailboxes another instance holds are that instance's to sweep.
     processor::route(

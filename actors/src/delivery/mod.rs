@@ -83,7 +83,7 @@ pub struct DeliveryState {
     /// Deliveries started (being claimed or sent) and not yet ended.
     started: HashSet<String>,
     /// Deliveries handed over claimed anew while an earlier attempt of them was still out (the
-    /// event was replayed meanwhile): sent as soon as that attempt ends.
+    /// event was replayed meanwhile): queued again as soon as that attempt ends.
     again: HashMap<String, Claimed>,
     to_claim: Vec<(String, String)>,
     claiming: bool,
@@ -150,14 +150,14 @@ impl Delivery {
     }
 
     /// A started delivery's attempt is over (its target's slot is free); one handed over
-    /// anew meanwhile is queued now.
+    /// anew meanwhile is queued now, to be claimed again when it starts: its claim may have
+    /// been taken and answered meanwhile (a claim of the old attempt that ran after the
+    /// replay), and then it is not sent twice.
     fn done(st: &mut DeliveryState, target: &str, id: &str) {
         st.queue.done(target, id);
         st.started.remove(id);
         if let Some(d) = st.again.remove(id) {
-            if st.queue.push(&d.target_id, d.id.clone()) {
-                st.claimed.insert(d.id.clone(), d);
-            }
+            st.queue.push(&d.target_id, d.id);
         }
     }
 

@@ -48,25 +48,64 @@ const CLAIMABLE: &str =
 
 /// Deliveries to hand to the pool, oldest first, with their target: pending ones due at or
 /// before `due_before` and not held under a lease that still runs at `now` (see
-/// [`super::events::due`]), at most `per_target` of one target. Without that cap the backlog
-/// of one slow target (its deliveries waiting in a worker's queue past their lease, so due
-/// again) would fill every sweep, and the others' work that only a sweep brings back would
-/// wait until it drained.
+/// [`super::events::due`]).
 pub async fn due(
     store: &Store,
     now: i64,
     due_before: i64,
-    (limit, per_target): (i64, i64),
+    limit: i64,
 ) -> Result<Vec<(String, String)>, StoreError> {
     Ok(
         with_pool!(store, p => sqlx::query_as::<_, (String, String)>(
-        "select id, target_id from (select id, target_id, next_attempt_at, row_number() \
+        "select id, target_id from deliveries where status = 'pending' \
+         and next_attempt_at <= $2 and (lease_until is null or lease_until < $1) \
+         order by next_attempt_at limit $3")
+        .bind(now).bind(due_before).bind(limit).fetch_all(p).await?),
+    )
+}
+
+/// The same as [`due`], but at most `per_target` of one target: what a sweep reads besides
+/// when [`due`] came back full. The backlog of one slow target (its deliveries waiting in a
+/// worker's queue past their lease, so due again) would otherwise fill every sweep, and the
+/// others' work that only a sweep brings back would wait until it drained. It reads and sorts
+/// every due row, so it runs only then, and on PostgreSQL within `budget_ms` of the server's
+/// time (a query left behind by a client that gave up would run on).
+pub async fn due_per_target(
+    store: &Store,
+    (now, due_before): (i64, i64),
+    (limit, per_target): (i64, i64),
+    budget_ms: i64,
+) -> Result<Vec<(String, String)>, StoreError> {
+    let sql = "select id, target_id from (select id, target_id, next_attempt_at, row_number() \
              over (partition by target_id order by next_attempt_at) as n from deliveries \
              where status = 'pending' and next_attempt_at <= $2 \
              and (lease_until is null or lease_until < $1)) d \
-         where n <= $4 order by next_attempt_at limit $3")
-        .bind(now).bind(due_before).bind(limit).bind(per_target).fetch_all(p).await?),
-    )
+         where n <= $4 order by next_attempt_at limit $3";
+    // A macro, not a closure: the query's type is the store's.
+    macro_rules! q {
+        () => {
+            sqlx::query_as::<_, (String, String)>(sql)
+                .bind(now)
+                .bind(due_before)
+                .bind(limit)
+                .bind(per_target)
+        };
+    }
+    Ok(match store {
+        Store::Sqlite(p) => q!().fetch_all(p).await?,
+        Store::Postgres(p) => {
+            let mut tx = p.begin().await?;
+            sqlx::query(&format!(
+                "set local statement_timeout = {}",
+                budget_ms.max(1)
+            ))
+            .execute(&mut *tx)
+            .await?;
+            let rows = q!().fetch_all(&mut *tx).await?;
+            tx.commit().await?;
+            rows
+        }
+    })
 }
 
 /// A claimed delivery with what its attempt needs.

@@ -471,11 +471,6 @@ const CLAIMABLE: &str = "kind <> 'lifecycle' and case status \
 /// owner died). Each is claimed there, by id. The sweep passes a `due_before` a little in the
 /// past, so that it leaves fresh work to the fast path that already carries it.
 ///
-/// At most `per_subscription` of one subscription: a subscription's events run one at a time,
-/// so its backlog (waiting in a worker's queue past its lease, so due again) would otherwise
-/// fill every sweep, and the others' work that only a sweep brings back would wait until it
-/// drained.
-///
 /// With a `holder` (an instance sharing the database with others), only the events of the
 /// mailboxes the store says it holds (`credential_owners`): taking the oldest `limit` of all
 /// and leaving the others' out afterwards, a backlog of other instances' mailboxes could fill
@@ -484,27 +479,18 @@ pub async fn due(
     store: &Store,
     now: i64,
     due_before: i64,
-    (limit, per_subscription): (i64, i64),
+    limit: i64,
     holder: Option<&str>,
 ) -> Result<Vec<Due>, StoreError> {
-    const DUE: &str = "select id, subscription_id, credential_id, next_attempt_at, \
-         row_number() over (partition by subscription_id order by next_attempt_at) as n \
-         from events where kind <> 'lifecycle' \
-         and ((status = 'pending' and next_attempt_at <= $2) \
+    const DUE: &str = "select id, subscription_id, credential_id from events \
+         where kind <> 'lifecycle' and ((status = 'pending' and next_attempt_at <= $2) \
          or (status = 'processing' and lease_until < $1))";
-    const HELD: &str = " and credential_id in \
-         (select credential_id from credential_owners where instance = $5)";
-    let held = if holder.is_some() { HELD } else { "" };
-    let sql = format!(
-        "select id, subscription_id, credential_id from ({DUE}{held}) e \
-         where n <= $4 order by next_attempt_at limit $3"
-    );
+    let sql = match holder {
+        None => format!("{DUE} order by next_attempt_at limit $3"),
+        Some(_) => format!("{DUE}{HELD} order by next_attempt_at limit $3"),
+    };
     Ok(with_pool!(store, p => {
-        let q = sqlx::query_as::<_, Due>(&sql)
-            .bind(now)
-            .bind(due_before)
-            .bind(limit)
-            .bind(per_subscription);
+        let q = sqlx::query_as::<_, Due>(&sql).bind(now).bind(due_before).bind(limit);
         match holder {
             Some(h) => q.bind(h),
             None => q,
@@ -512,6 +498,60 @@ pub async fn due(
         .fetch_all(p)
         .await?
     }))
+}
+
+/// The condition on the mailboxes an instance holds, its id bound as `$4`.
+const HELD: &str = " and credential_id in \
+     (select credential_id from credential_owners where instance = $4)";
+
+/// The same as [`due`], but at most `per_subscription` of one subscription: what a sweep reads
+/// besides when [`due`] came back full. A subscription's events run one at a time, so its
+/// backlog (waiting in a worker's queue past its lease, so due again) would otherwise fill
+/// every sweep, and the others' work that only a sweep brings back would wait until it
+/// drained. It reads and sorts every due row, so it runs only then, and on PostgreSQL within
+/// `budget_ms` of the server's time (a query left behind by a client that gave up would run
+/// on).
+pub async fn due_per_subscription(
+    store: &Store,
+    (now, due_before): (i64, i64),
+    (limit, per_subscription): (i64, i64),
+    holder: Option<&str>,
+    budget_ms: i64,
+) -> Result<Vec<Due>, StoreError> {
+    // Without a holder, `$4` is empty and takes every mailbox.
+    let sql = "select id, subscription_id, credential_id from (select id, subscription_id, \
+             credential_id, next_attempt_at, row_number() over (partition by subscription_id \
+             order by next_attempt_at) as n from events where kind <> 'lifecycle' \
+             and ((status = 'pending' and next_attempt_at <= $2) \
+             or (status = 'processing' and lease_until < $1)) and ($4 = '' or credential_id in \
+             (select credential_id from credential_owners where instance = $4))) e \
+         where n <= $5 order by next_attempt_at limit $3";
+    // A macro, not a closure: the query's type is the store's.
+    macro_rules! q {
+        () => {
+            sqlx::query_as::<_, Due>(sql)
+                .bind(now)
+                .bind(due_before)
+                .bind(limit)
+                .bind(holder.unwrap_or(""))
+                .bind(per_subscription)
+        };
+    }
+    Ok(match store {
+        Store::Sqlite(p) => q!().fetch_all(p).await?,
+        Store::Postgres(p) => {
+            let mut tx = p.begin().await?;
+            sqlx::query(&format!(
+                "set local statement_timeout = {}",
+                budget_ms.max(1)
+            ))
+            .execute(&mut *tx)
+            .await?;
+            let rows = q!().fetch_all(&mut *tx).await?;
+            tx.commit().await?;
+            rows
+        }
+    })
 }
 
 /// The messages a subscription has a `created` event for, stored since `since` (Unix ms): a

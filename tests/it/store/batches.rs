@@ -120,7 +120,7 @@ async fn batched_claims_completions_and_records_take_each_row_on_its_own_terms()
             .await
             .unwrap()
             .is_none());
-        assert!(deliveries::due(&store, 7200, 7200, (10, 100))
+        assert!(deliveries::due(&store, 7200, 7200, 10)
             .await
             .unwrap()
             .is_empty());
@@ -262,9 +262,7 @@ async fn the_receivers_writer_stores_changes_claimed_and_their_claimer_takes_the
             .await
             .unwrap()
             .is_none());
-        let due = events::due(&store, 1500, 1500, (10, 100), None)
-            .await
-            .unwrap();
+        let due = events::due(&store, 1500, 1500, 10, None).await.unwrap();
         assert_eq!(
             due.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(),
             vec![batch[1].id.as_str()]
@@ -405,7 +403,9 @@ async fn a_sweep_reads_at_most_a_share_of_one_targets_backlog() {
                 .unwrap()
                 .unwrap();
         }
-        let due = deliveries::due(&store, 9000, 9000, (4, 3)).await.unwrap();
+        let due = deliveries::due_per_target(&store, (9000, 9000), (4, 3), 5000)
+            .await
+            .unwrap();
         let per = |t: &String| due.iter().filter(|(_, target)| target == t).count();
         assert_eq!((per(slow), per(other)), (3, 1), "{}: {due:?}", db.label);
         store.close().await;

@@ -526,9 +526,7 @@ async fn an_instance_sharing_the_database_sweeps_only_its_own_mailboxes() {
             e.credential_id = Some(if i < 2 { theirs.clone() } else { mine.clone() });
         }
         events::insert_batch(&store, &batch).await.unwrap();
-        let all = events::due(&store, 5000, 5000, (10, 100), None)
-            .await
-            .unwrap();
+        let all = events::due(&store, 5000, 5000, 10, None).await.unwrap();
         assert_eq!(all.len(), 4, "{}: solo, every mailbox", db.label);
         if matches!(store, Store::Postgres(_)) {
             instances::acquire(&store, std::slice::from_ref(&mine), "i1", 5000, 90_000)
@@ -537,12 +535,22 @@ async fn an_instance_sharing_the_database_sweeps_only_its_own_mailboxes() {
             instances::acquire(&store, std::slice::from_ref(&theirs), "i2", 5000, 90_000)
                 .await
                 .unwrap();
-            let own = events::due(&store, 5000, 5000, (2, 100), Some("i1"))
+            let own = events::due(&store, 5000, 5000, 2, Some("i1"))
                 .await
                 .unwrap();
             let ids: Vec<&str> = own.iter().map(|d| d.id.as_str()).collect();
             assert_eq!(ids, vec![batch[2].id.as_str(), batch[3].id.as_str()]);
-            assert!(events::due(&store, 5000, 5000, (10, 100), Some("i3"))
+            let shared =
+                events::due_per_subscription(&store, (5000, 5000), (10, 1), Some("i1"), 5000)
+                    .await
+                    .unwrap();
+            let ids: Vec<&str> = shared.iter().map(|d| d.id.as_str()).collect();
+            assert_eq!(
+                ids,
+                vec![batch[2].id.as_str()],
+                "one of its subscription, its own"
+            );
+            assert!(events::due(&store, 5000, 5000, 10, Some("i3"))
                 .await
                 .unwrap()
                 .is_empty());
@@ -563,7 +571,9 @@ async fn a_sweep_reads_at_most_a_share_of_one_subscriptions_backlog() {
             .collect();
         batch.push(event("q-other", "quiet", 2000));
         events::insert_batch(&store, &batch).await.unwrap();
-        let due = events::due(&store, 5000, 5000, (4, 3), None).await.unwrap();
+        let due = events::due_per_subscription(&store, (5000, 5000), (4, 3), None, 5000)
+            .await
+            .unwrap();
         let ids: Vec<&str> = due.iter().map(|d| d.id.as_str()).collect();
         let want: Vec<&str> = [0, 1, 2, 6].iter().map(|&i| batch[i].id.as_str()).collect();
         assert_eq!(ids, want, "{}", db.label);
@@ -612,9 +622,7 @@ async fn claims_take_due_events_once_and_expired_leases_again() {
         let store = db.store().await;
         let batch: Vec<NewEvent> = (0..3).map(|i| event(&format!("c{i}"), "s", 1000)).collect();
         events::insert_batch(&store, &batch).await.unwrap();
-        let due = events::due(&store, 5000, 5000, (10, 100), None)
-            .await
-            .unwrap();
+        let due = events::due(&store, 5000, 5000, 10, None).await.unwrap();
         assert_eq!(due.len(), 3, "{}", db.label);
         let (a0, a1) = (&due[0].id, &due[1].id);
 
@@ -639,14 +647,14 @@ async fn claims_take_due_events_once_and_expired_leases_again() {
             db.label
         );
         assert_eq!(
-            events::due(&store, 5000, 5000, (10, 100), None)
+            events::due(&store, 5000, 5000, 10, None)
                 .await
                 .unwrap()
                 .len(),
             1
         );
         assert!(
-            events::due(&store, 5000, 999, (10, 100), None)
+            events::due(&store, 5000, 999, 10, None)
                 .await
                 .unwrap()
                 .is_empty(),
