@@ -4,7 +4,7 @@
 use super::events::Lease;
 use super::lane::On;
 use super::status::DeliveryStatus;
-use super::{with_pool, Store, StoreError};
+use super::{pg_fetch_all_within, with_pool, Store, StoreError};
 
 /// A delivery as stored.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -93,18 +93,7 @@ pub async fn due_per_target(
     }
     Ok(match store {
         Store::Sqlite(p) => q!().fetch_all(p).await?,
-        Store::Postgres(p) => {
-            let mut tx = p.begin().await?;
-            sqlx::query(&format!(
-                "set local statement_timeout = {}",
-                budget_ms.max(1)
-            ))
-            .execute(&mut *tx)
-            .await?;
-            let rows = q!().fetch_all(&mut *tx).await?;
-            tx.commit().await?;
-            rows
-        }
+        Store::Postgres(p) => pg_fetch_all_within!(p, budget_ms, q!()),
     })
 }
 

@@ -36,6 +36,25 @@ macro_rules! with_pool {
 }
 pub(crate) use with_pool;
 
+/// Fetches all rows of `$query` on the PostgreSQL pool `$pool` in a transaction whose
+/// statements may take at most `$ms` milliseconds of the server's time: a query its client
+/// gave up on would otherwise run on in the server.
+macro_rules! pg_fetch_all_within {
+    ($pool:expr, $ms:expr, $query:expr) => {{
+        let mut tx = $pool.begin().await?;
+        sqlx::query(&format!(
+            "set local statement_timeout = {}",
+            i64::max($ms, 1)
+        ))
+        .execute(&mut *tx)
+        .await?;
+        let rows = $query.fetch_all(&mut *tx).await?;
+        tx.commit().await?;
+        rows
+    }};
+}
+pub(crate) use pg_fetch_all_within;
+
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
 

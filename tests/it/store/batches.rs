@@ -5,9 +5,8 @@ use relay365_actors::store::deliveries::{self, Answered, Attempt};
 use relay365_actors::store::events::{self, Completion, Lease, NewDelivery, NewEvent};
 use relay365_actors::store::new_id;
 use relay365_actors::store::status::{DeliveryStatus, EventStatus};
-use relay365_actors::store::targets::{self, TargetRow};
 
-use super::event;
+use super::{event, stored_target};
 
 fn lease(owner: &str, now: i64) -> Lease<'_> {
     Lease {
@@ -21,16 +20,7 @@ fn lease(owner: &str, now: i64) -> Lease<'_> {
 async fn batched_claims_completions_and_records_take_each_row_on_its_own_terms() {
     on_every_store!(|db| {
         let store = db.store().await;
-        let target = TargetRow {
-            id: new_id(),
-            url: "http://127.0.0.1:9/hook".into(),
-            secret: targets::generate_secret(),
-            headers: "{}".into(),
-            credential_id: None,
-            event_types: None,
-            created_at: 1,
-        };
-        targets::insert(&store, &target).await.unwrap();
+        let target = stored_target(&store).await;
         let batch: Vec<NewEvent> = (0..4).map(|i| event(&format!("b{i}"), "s", 1000)).collect();
         events::insert_batch(&store, &batch).await.unwrap();
         let ids: Vec<&str> = batch.iter().map(|e| e.id.as_str()).collect();
@@ -368,21 +358,10 @@ async fn a_lane_keeps_its_connection_and_opens_a_new_one_after_a_failed_statemen
 async fn a_sweep_reads_at_most_a_share_of_one_targets_backlog() {
     on_every_store!(|db| {
         let store = db.store().await;
-        let mut made = Vec::new();
-        for _ in 0..2 {
-            let t = TargetRow {
-                id: new_id(),
-                url: "http://127.0.0.1:9/hook".into(),
-                secret: targets::generate_secret(),
-                headers: "{}".into(),
-                credential_id: None,
-                event_types: None,
-                created_at: 1,
-            };
-            targets::insert(&store, &t).await.unwrap();
-            made.push(t.id);
-        }
-        let (slow, other) = (&made[0], &made[1]);
+        let (slow, other) = (
+            &stored_target(&store).await.id,
+            &stored_target(&store).await.id,
+        );
         // Six deliveries to the slow target, due first; one to the other, due last.
         for i in 0..7 {
             let e = event(&format!("w{i}"), "s", 1000 + i);

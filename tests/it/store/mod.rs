@@ -38,6 +38,22 @@ fn event(key: &str, sub: &str, at: i64) -> NewEvent {
     }
 }
 
+/// A target (of every credential and event type), stored.
+async fn stored_target(store: &Store) -> relay365_actors::store::targets::TargetRow {
+    use relay365_actors::store::targets::{self, TargetRow};
+    let target = TargetRow {
+        id: new_id(),
+        url: "http://127.0.0.1:9/hook".into(),
+        secret: targets::generate_secret(),
+        headers: "{}".into(),
+        credential_id: None,
+        event_types: None,
+        created_at: 1,
+    };
+    targets::insert(store, &target).await.unwrap();
+    target
+}
+
 #[tokio::test]
 async fn migrations_apply_twice_without_harm() {
     on_every_store!(|db| {
@@ -740,19 +756,9 @@ async fn claims_take_due_events_once_and_expired_leases_again() {
 async fn retention_deletes_old_finished_events_and_keeps_what_is_owed() {
     use relay365_actors::store::deliveries::{self, Attempt};
     use relay365_actors::store::events::{Lease, NewDelivery};
-    use relay365_actors::store::targets::{self, TargetRow};
     on_every_store!(|db| {
         let store = db.store().await;
-        let target = TargetRow {
-            id: new_id(),
-            url: "http://127.0.0.1:9/hook".into(),
-            secret: targets::generate_secret(),
-            headers: "{}".into(),
-            credential_id: None,
-            event_types: None,
-            created_at: 1,
-        };
-        targets::insert(&store, &target).await.unwrap();
+        let target = stored_target(&store).await;
         let lease = |now| Lease {
             owner: "me",
             now,
