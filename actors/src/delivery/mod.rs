@@ -83,8 +83,9 @@ pub struct DeliveryState {
     /// Deliveries started (being claimed or sent) and not yet ended.
     started: HashSet<String>,
     /// Deliveries handed over claimed anew while an earlier attempt of them was still out (the
-    /// event was replayed meanwhile): queued again as soon as that attempt ends.
-    again: HashMap<String, Claimed>,
+    /// event was replayed meanwhile), with their target: queued again, to be claimed anew, as
+    /// soon as that attempt ends.
+    again: HashMap<String, String>,
     to_claim: Vec<(String, String)>,
     claiming: bool,
     to_record: Vec<send::Ended>,
@@ -156,8 +157,8 @@ impl Delivery {
     fn done(st: &mut DeliveryState, target: &str, id: &str) {
         st.queue.done(target, id);
         st.started.remove(id);
-        if let Some(d) = st.again.remove(id) {
-            st.queue.push(&d.target_id, d.id);
+        if let Some(target) = st.again.remove(id) {
+            st.queue.push(&target, id.to_string());
         }
     }
 
@@ -231,7 +232,7 @@ impl Actor for Delivery {
                     if st.queue.push(&d.target_id, d.id.clone()) || !st.started.contains(&d.id) {
                         st.claimed.insert(d.id.clone(), d);
                     } else {
-                        st.again.insert(d.id.clone(), d);
+                        st.again.insert(d.id, d.target_id);
                     }
                 }
             }
