@@ -398,6 +398,102 @@ async fn an_event_whose_attempts_never_ended_fails_once_they_are_spent() {
 }
 
 #[tokio::test]
+async fn mail_kept_waiting_past_its_lease_spends_no_attempt_waiting() {
+    let sim = sim().await;
+    on_every_store!(|db| {
+        sim.sim().reset();
+        let sink = Sink::start().await;
+        // One attempt each, and a lease of 2 s: ten mails of one mailbox, fetched one after
+        // the other at 400 ms each, keep the last ones queued past the lease they were
+        // stored under.
+        let app = app(
+            &sim,
+            &db,
+            &[
+                ("WEBHOOK_MAX_RETRIES", "1"),
+                ("RELAY365_LEASE_SECONDS", "2"),
+            ],
+        )
+        .await;
+        let base = app.url();
+        mailbox(&base, &sim, ALICE, &["created"]).await;
+        target(&base, json!({"url": sink.url("ok")})).await;
+        sim.sim()
+            .add_fault(
+                serde_json::from_value(
+                    json!({"kind": "latency", "mailbox": ALICE, "latency_ms": 400}),
+                )
+                .unwrap(),
+            )
+            .unwrap();
+        let mails = (0..10).map(|i| mail(&format!("Burst {i}"))).collect();
+        let ids = deliver(&sim, ALICE, mails).await;
+
+        let got = delivered(&sink, "ok", 10, 60).await;
+        let mut seen: Vec<String> = got
+            .iter()
+            .map(|r| r.json()["message"]["id"].as_str().unwrap().to_owned())
+            .collect();
+        seen.sort_unstable();
+        let mut want = ids;
+        want.sort_unstable();
+        assert_eq!(seen, want, "{}: every mail delivered", db.label);
+        let all = get(&base, "/api/events?limit=100").await;
+        for e in events_of(&all) {
+            assert_eq!(e["status"], "completed", "{}: {e}", db.label);
+            assert_eq!(
+                e["attempts"], 1,
+                "{}: waiting spent an attempt: {e}",
+                db.label
+            );
+        }
+        app.stop().await.unwrap();
+        db.cleanup().await;
+    });
+}
+
+#[tokio::test]
+async fn deliveries_kept_waiting_past_their_lease_spend_no_attempt_waiting() {
+    let sim = sim().await;
+    on_every_store!(|db| {
+        sim.sim().reset();
+        let sink = Sink::start().await;
+        // A lease of 2 s, and a target that takes 600 ms to answer each of the 16 deliveries
+        // it is sent at once: of 80 deliveries, the last wait in the queue past the lease they
+        // were created under.
+        let app = app(&sim, &db, &[("RELAY365_LEASE_SECONDS", "2")]).await;
+        let base = app.url();
+        mailbox(&base, &sim, ALICE, &["created"]).await;
+        target(&base, json!({"url": sink.url("slow/600")})).await;
+        let mails = (0..80).map(|i| mail(&format!("Many {i}"))).collect();
+        deliver(&sim, ALICE, mails).await;
+
+        delivered(&sink, "slow/600", 80, 60).await;
+        let listed = || async {
+            let list = get(&base, "/api/deliveries?limit=100").await;
+            list["deliveries"].as_array().unwrap().clone()
+        };
+        let recorded = eventually(10, || async {
+            let all = listed().await;
+            all.len() == 80 && all.iter().all(|d| d["status"] == "delivered")
+        })
+        .await;
+        let all = listed().await;
+        assert!(recorded, "{}: {all:?}", db.label);
+        for d in &all {
+            assert_eq!(
+                d["attempts"], 1,
+                "{}: waiting spent an attempt: {d}",
+                db.label
+            );
+        }
+        assert_eq!(sink.received().len(), 80, "{}: each sent once", db.label);
+        app.stop().await.unwrap();
+        db.cleanup().await;
+    });
+}
+
+#[tokio::test]
 async fn throttling_is_honoured_and_does_not_hold_up_another_mailbox() {
     let sim = sim().await;
     on_every_store!(|db| {

@@ -2,10 +2,12 @@
 //! answers as told, per path: `/ok` answers 200; `/flaky/{n}` answers 500 to the first `n`
 //! attempts of each `webhook-id`, then 200; `/down` answers 500 until [`Sink::recover`] is
 //! called, then 200; `/hold` records the first request of each `webhook-id` at once but
-//! answers it (200) only when [`Sink::release`] is called, and answers later ones at once.
+//! answers it (200) only when [`Sink::release`] is called, and answers later ones at once;
+//! `/slow/{ms}` answers 200 after that many milliseconds.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -62,9 +64,17 @@ async fn receive(
     headers: HeaderMap,
     body: Bytes,
 ) -> StatusCode {
+    // `slow/{ms}`: a target that takes that long to answer.
+    let slow = match path.split_once('/') {
+        Some(("slow", ms)) => ms.parse().ok().map(Duration::from_millis),
+        _ => None,
+    };
     let (status, held, mut released) = record(&state, path, headers, body);
     if held {
         let _ = released.wait_for(|r| *r).await;
+    }
+    if let Some(wait) = slow {
+        tokio::time::sleep(wait).await;
     }
     status
 }
@@ -89,7 +99,7 @@ fn record(
         .count();
     let held = path == "hold" && seen == 0;
     let status = match path.split('/').collect::<Vec<_>>().as_slice() {
-        ["ok" | "hold"] => StatusCode::OK,
+        ["ok" | "hold"] | ["slow", _] => StatusCode::OK,
         ["flaky", n] if seen < n.parse().unwrap_or(0) => StatusCode::INTERNAL_SERVER_ERROR,
         ["flaky", _] => StatusCode::OK,
         ["down"] if !st.recovered => StatusCode::INTERNAL_SERVER_ERROR,
@@ -124,7 +134,7 @@ impl Sink {
         }
     }
 
-    /// The URL of a path of this sink (`ok`, `flaky/3`, `down`).
+    /// The URL of a path of this sink (`ok`, `flaky/3`, `down`, `hold`, `slow/700`).
     pub fn url(&self, path: &str) -> String {
         format!("{}/{path}", self.server.url)
     }

@@ -86,7 +86,8 @@ pub struct DeliveryState {
     /// event was replayed meanwhile), with their target: queued again, to be claimed anew, as
     /// soon as that attempt ends.
     again: HashMap<String, String>,
-    to_claim: Vec<(String, String)>,
+    /// (target, delivery, handed claimed and never sent)
+    to_claim: Vec<(String, String, bool)>,
     claiming: bool,
     to_record: Vec<send::Ended>,
     recording: bool,
@@ -97,9 +98,11 @@ impl Delivery {
     fn pump(&self, myself: &ActorRef<DeliveryMsg>, st: &mut DeliveryState) {
         while let Some((target, id)) = st.queue.start_next() {
             st.started.insert(id.clone());
+            // Handed claimed but kept in the queue until its claim ran short, it is claimed
+            // again, its attempt not counted twice.
             match st.claimed.remove(&id) {
                 Some(d) if d.holds_for(&self.deps) => self.post(myself, d),
-                _ => st.to_claim.push((target, id)),
+                held => st.to_claim.push((target, id, held.is_some())),
             }
         }
         if !st.claiming && !st.to_claim.is_empty() {
@@ -109,8 +112,17 @@ impl Delivery {
             spawn_reply(
                 myself,
                 async move {
-                    let ids: Vec<&str> = asked.iter().map(|(_, id)| id.as_str()).collect();
-                    let found = send::claim(&deps, &ids).await;
+                    let ids: Vec<&str> = asked.iter().map(|(_, id, _)| id.as_str()).collect();
+                    let held: Vec<&str> = asked
+                        .iter()
+                        .filter(|(_, _, held)| *held)
+                        .map(|(_, id, _)| id.as_str())
+                        .collect();
+                    let found = send::claim(&deps, &ids, &held).await;
+                    let asked: Vec<(String, String)> = asked
+                        .into_iter()
+                        .map(|(target, id, _)| (target, id))
+                        .collect();
                     (asked, found)
                 },
                 |(asked, found)| DeliveryMsg::Taken(asked, found),

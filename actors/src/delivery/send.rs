@@ -126,8 +126,11 @@ fn timeout(deps: &Deps) -> Duration {
 /// Claims those of `ids` that are claimable, in one statement, bounded like every write of the
 /// pools (a connection gone silent must not stop the worker's claims for TCP's quarter of an
 /// hour).
-pub async fn claim(deps: &Deps, ids: &[&str]) -> Result<Vec<Claimed>, String> {
-    let claim = deliveries::claim_many(&deps.work, ids, deps.lease());
+///
+/// `held`: those of `ids` handed to the worker claimed and never sent (see
+/// [`deliveries::claim_many`]).
+pub async fn claim(deps: &Deps, ids: &[&str], held: &[&str]) -> Result<Vec<Claimed>, String> {
+    let claim = deliveries::claim_many(&deps.work, ids, held, deps.lease());
     match tokio::time::timeout(STATEMENT_TIMEOUT, claim).await {
         Ok(Ok(found)) => Ok(found.into_iter().map(|(r, o)| Claimed::of(r, o)).collect()),
         Ok(Err(e)) => Err(e.to_string()),

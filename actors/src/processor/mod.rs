@@ -40,7 +40,7 @@ use crate::supervision::Crash;
 use crate::util::{spawn_guarded, spawn_reply};
 
 pub use normalize::{event_type, normalize_message};
-use work::Step;
+use work::{Step, ToClaim};
 
 /// Name of the pool in the tree.
 pub const POOL: &str = "processors";
@@ -100,7 +100,7 @@ pub struct Processor {
 pub struct ProcessorState {
     queue: KeyedQueue,
     claimed: HashMap<String, EventRow>,
-    to_claim: Vec<(String, String)>,
+    to_claim: Vec<(String, ToClaim)>,
     claiming: bool,
     to_complete: Vec<(String, Box<work::Ready>)>,
     completing: bool,
@@ -112,9 +112,17 @@ impl Processor {
     /// and shows the queue in the pool's counters.
     fn pump(&self, myself: &ActorRef<ProcessorMsg>, st: &mut ProcessorState) {
         while let Some((key, id)) = st.queue.start_next() {
+            // Handed claimed but kept in the queue until its claim ran short, it is claimed
+            // again, its attempt not counted twice.
             match st.claimed.remove(&id) {
                 Some(row) if work::holds_for(&self.deps, &row) => self.start(myself, key, row),
-                _ => st.to_claim.push((key, id)),
+                held => st.to_claim.push((
+                    key,
+                    ToClaim {
+                        id,
+                        held: held.is_some(),
+                    },
+                )),
             }
         }
         if !st.claiming && !st.to_claim.is_empty() {
@@ -124,8 +132,11 @@ impl Processor {
             spawn_reply(
                 myself,
                 async move {
-                    let ids = asked.iter().map(|(_, id)| id.clone()).collect();
-                    let rows = work::claim(&deps, ids).await;
+                    let (asked, claims): (Vec<_>, Vec<_>) = asked
+                        .into_iter()
+                        .map(|(key, c)| ((key, c.id.clone()), c))
+                        .unzip();
+                    let rows = work::claim(&deps, claims).await;
                     (asked, rows)
                 },
                 |(asked, rows)| ProcessorMsg::Claimed(asked, rows),

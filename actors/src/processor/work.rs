@@ -75,37 +75,49 @@ pub struct Ready {
     targets: Arc<Vec<TargetRow>>,
 }
 
-/// Claims those of `ids` that are claimable: the rows claimed. The others are done, not due,
-/// or another processor's. The pool's claims that wait meanwhile share one statement
+/// An event a worker is about to start, to be claimed first.
+#[derive(Debug)]
+pub struct ToClaim {
+    pub id: String,
+    /// Handed to the worker claimed already (by the receiver's insert) and never started:
+    /// its attempt is counted, so claiming it again must not count another one.
+    pub held: bool,
+}
+
+/// Claims those of `asked` that are claimable: the rows claimed. The others are done, not
+/// due, or another processor's. The pool's claims that wait meanwhile share one statement
 /// ([`claims_writer`]).
-pub async fn claim(deps: &Deps, ids: Vec<String>) -> Result<Vec<EventRow>, String> {
+pub async fn claim(deps: &Deps, asked: Vec<ToClaim>) -> Result<Vec<EventRow>, String> {
     deps.writes
         .event_claims
-        .submit(ids)
+        .submit(asked)
         .await
         .unwrap_or_else(|| Err("the claiming write failed".into()))
 }
 
-/// The pool-wide group commit of claims: each request is a worker's ids, each answer its rows.
+/// The pool-wide group commit of claims: each request is a worker's events, each answer its
+/// rows.
 pub fn claims_writer(work: Store, owner: Arc<str>, lease_ms: i64) -> ClaimsWriter {
     let lane = Arc::new(tokio::sync::Mutex::new(Lane::new(&work)));
-    GroupCommit::new(move |requests: Vec<Vec<String>>| {
+    GroupCommit::new(move |requests: Vec<Vec<ToClaim>>| {
         let (lane, owner) = (lane.clone(), owner.clone());
         async move {
-            let ids: Vec<&str> = requests.iter().flatten().map(String::as_str).collect();
+            let all = || requests.iter().flatten();
+            let ids: Vec<&str> = all().map(|c| c.id.as_str()).collect();
+            let held: Vec<&str> = all().filter(|c| c.held).map(|c| c.id.as_str()).collect();
             let lease = Lease {
                 owner: &owner,
                 now: now_ms(),
                 ms: lease_ms,
             };
             let mut lane = lane.lock().await;
-            match on_lane!(lane, |on| events::claim_many(on, &ids, lease)) {
+            match on_lane!(lane, |on| events::claim_many(on, &ids, &held, lease)) {
                 Ok(rows) => {
                     let mut rows: HashMap<String, EventRow> =
                         rows.into_iter().map(|r| (r.id.clone(), r)).collect();
                     requests
                         .iter()
-                        .map(|asked| Ok(asked.iter().filter_map(|id| rows.remove(id)).collect()))
+                        .map(|asked| Ok(asked.iter().filter_map(|c| rows.remove(&c.id)).collect()))
                         .collect()
                 }
                 Err(e) => {
@@ -118,7 +130,7 @@ pub fn claims_writer(work: Store, owner: Arc<str>, lease_ms: i64) -> ClaimsWrite
 }
 
 /// See [`claims_writer`].
-pub type ClaimsWriter = GroupCommit<Vec<String>, Result<Vec<EventRow>, String>>;
+pub type ClaimsWriter = GroupCommit<Vec<ToClaim>, Result<Vec<EventRow>, String>>;
 
 /// How long a completing write that starts when none is in flight waits for the completions
 /// of the same moment. Under load the write in flight gathers them anyway; at a trickle (500

@@ -112,16 +112,21 @@ pub async fn claim(
     id: &str,
     lease: Lease<'_>,
 ) -> Result<Option<(DeliveryRow, Outgoing)>, StoreError> {
-    Ok(claim_many(store, &[id], lease).await?.pop())
+    Ok(claim_many(store, &[id], &[], lease).await?.pop())
 }
 
 /// Claims those of `ids` that are claimable for an attempt (counted), each with what its
 /// attempt needs; the others (not due, already delivered or failed, or held by another sender)
 /// are left out. One round trip on PostgreSQL (the claim in a data-modifying CTE, joined to
 /// the events and targets), a row another instance holds skipped, not waited for.
+///
+/// `held` are those of `ids` the sender was handed claimed (created under its lease, their
+/// attempt counted) and never sent: still its own, they are not counted again even when their
+/// lease ran out while they waited in its queue.
 pub async fn claim_many(
     store: &Store,
     ids: &[&str],
+    held: &[&str],
     lease: Lease<'_>,
 ) -> Result<Vec<(DeliveryRow, Outgoing)>, StoreError> {
     if ids.is_empty() {
@@ -129,25 +134,31 @@ pub async fn claim_many(
     }
     // A delivery this sender holds already (created claimed for it, then kept waiting in its
     // queue until the claim ran short) is claimed again, its attempt not counted twice.
-    const SET: &str = "update deliveries set attempts = attempts + \
-        case when lease_owner = $2 and lease_until >= $1 then 0 else 1 end, \
-        lease_owner = $2, lease_until = $3";
+    let set = |is_held: &str| {
+        format!(
+            "update deliveries set attempts = attempts + \
+             case when lease_owner = $2 and (lease_until >= $1 or {is_held}) then 0 else 1 end, \
+             lease_owner = $2, lease_until = $3"
+        )
+    };
     const MINE: &str = "(status = 'pending' and lease_owner = $2)";
     const JOIN: &str = "e.payload, t.url, t.secret, t.headers, e.received_at";
     let found = match store {
         Store::Postgres(p) => {
             let sql = format!(
-                "with c as ({SET} where id in (select d.id from unnest($4::text[]) as k(id) \
+                "with c as ({} where id in (select d.id from unnest($4::text[]) as k(id) \
                  join deliveries d on d.id = k.id where ({CLAIMABLE} or {MINE}) \
                  for update of d skip locked) returning {COLUMNS}) \
                  select c.*, {JOIN} from c \
-                 join events e on e.id = c.event_id join targets t on t.id = c.target_id"
+                 join events e on e.id = c.event_id join targets t on t.id = c.target_id",
+                set("id = any($5::text[])")
             );
             sqlx::query_as::<_, Claimed>(&sql)
                 .bind(lease.now)
                 .bind(lease.owner)
                 .bind(lease.now + lease.ms)
                 .bind(ids)
+                .bind(held)
                 .fetch_all(p)
                 .await?
         }
@@ -155,13 +166,15 @@ pub async fn claim_many(
             let ids = serde_json::to_string(ids).unwrap_or_default();
             let mut tx = p.begin().await?;
             let taken: Vec<(String,)> = sqlx::query_as(&format!(
-                "{SET} where id in (select value from json_each($4)) \
-                 and ({CLAIMABLE} or {MINE}) returning id"
+                "{} where id in (select value from json_each($4)) \
+                 and ({CLAIMABLE} or {MINE}) returning id",
+                set("id in (select value from json_each($5))")
             ))
             .bind(lease.now)
             .bind(lease.owner)
             .bind(lease.now + lease.ms)
             .bind(&ids)
+            .bind(serde_json::to_string(held).unwrap_or_default())
             .fetch_all(&mut *tx)
             .await?;
             let taken: Vec<&str> = taken.iter().map(|(id,)| id.as_str()).collect();

@@ -30,7 +30,7 @@ async fn batched_claims_completions_and_records_take_each_row_on_its_own_terms()
             .await
             .unwrap()
             .is_some());
-        let mut claimed = events::claim_many(&store, &ids, lease("me", 5000))
+        let mut claimed = events::claim_many(&store, &ids, &[], lease("me", 5000))
             .await
             .unwrap();
         claimed.sort_by(|a, b| a.id.cmp(&b.id));
@@ -196,10 +196,14 @@ async fn batched_claims_completions_and_records_take_each_row_on_its_own_terms()
         );
 
         // A batch claim of swept deliveries takes the due one, with what its attempt needs.
-        let taken =
-            deliveries::claim_many(&store, &[d[0].as_str(), d[1].as_str()], lease("me", 9000))
-                .await
-                .unwrap();
+        let taken = deliveries::claim_many(
+            &store,
+            &[d[0].as_str(), d[1].as_str()],
+            &[],
+            lease("me", 9000),
+        )
+        .await
+        .unwrap();
         assert_eq!(taken.len(), 1, "{}", db.label);
         let (row, out) = &taken[0];
         assert_eq!((row.id.as_str(), row.attempts), (d[1].as_str(), 2));
@@ -298,7 +302,7 @@ async fn a_lane_keeps_its_connection_and_opens_a_new_one_after_a_failed_statemen
         let mut lane = Lane::new(&store);
         let mut taken = lane.take().await.unwrap();
         assert_eq!(
-            events::claim_many(taken.on(), &ids[0..1], lease("me", 5000))
+            events::claim_many(taken.on(), &ids[0..1], &[], lease("me", 5000))
                 .await
                 .unwrap()
                 .len(),
@@ -328,7 +332,7 @@ async fn a_lane_keeps_its_connection_and_opens_a_new_one_after_a_failed_statemen
             assert!(killed);
             let mut taken = lane.take().await.unwrap();
             assert!(
-                events::claim_many(taken.on(), &ids[1..2], lease("me", 5000))
+                events::claim_many(taken.on(), &ids[1..2], &[], lease("me", 5000))
                     .await
                     .is_err()
             );
@@ -339,7 +343,7 @@ async fn a_lane_keeps_its_connection_and_opens_a_new_one_after_a_failed_statemen
         }
         let mut taken = lane.take().await.unwrap();
         assert_eq!(
-            events::claim_many(taken.on(), &ids[2..3], lease("me", 5000))
+            events::claim_many(taken.on(), &ids[2..3], &[], lease("me", 5000))
                 .await
                 .unwrap()
                 .len(),

@@ -26,16 +26,22 @@ pub async fn claim(
     id: &str,
     lease: Lease<'_>,
 ) -> Result<Option<EventRow>, StoreError> {
-    Ok(claim_many(store, &[id], lease).await?.pop())
+    Ok(claim_many(store, &[id], &[], lease).await?.pop())
 }
 
 /// Claims those of `ids` that are claimable: marks them `processing` under the lease and
 /// counts the attempt (unless the claimer held it already). The others (done, not due, or
-/// held by another processor) are left out of the answer. On PostgreSQL a row another process holds is skipped, not waited for
-/// (`FOR UPDATE SKIP LOCKED`), so several instances can share the table.
+/// held by another processor) are left out of the answer. On PostgreSQL a row another process
+/// holds is skipped, not waited for (`FOR UPDATE SKIP LOCKED`), so several instances can share
+/// the table.
+///
+/// `held` are those of `ids` the claimer was handed claimed (stored claimed by the receiver,
+/// their attempt counted) and never started: still its own, they are not counted again even
+/// when their lease ran out while they waited in its queue.
 pub async fn claim_many(
     on: impl Into<On<'_>>,
     ids: &[&str],
+    held: &[&str],
     lease: Lease<'_>,
 ) -> Result<Vec<EventRow>, StoreError> {
     if ids.is_empty() {
@@ -43,18 +49,23 @@ pub async fn claim_many(
     }
     // An event this claimer holds already is claimed again without counting its attempt twice;
     // one whose lease ran out counts anew (an attempt that never ended, a poison message, must
-    // spend the attempts).
-    let set = "update events set status = 'processing', lease_owner = $2, lease_until = $3, \
-               attempts = attempts + case when status = 'processing' and lease_owner = $2 \
-               and lease_until >= $1 then 0 else 1 end";
+    // spend the attempts), unless the claimer knows it never started it.
+    let set = |is_held: &str| {
+        format!(
+            "update events set status = 'processing', lease_owner = $2, lease_until = $3, \
+             attempts = attempts + case when status = 'processing' and lease_owner = $2 \
+             and (lease_until >= $1 or {is_held}) then 0 else 1 end"
+        )
+    };
     // The ids joined to `unnest` rather than `id = any($4)`: with `any`, the planner combined
     // the primary key with the status index, whose `pending` and `processing` ranges hold an
     // entry for every version of every row processed lately, and a claim of 20 events read
     // thousands of index entries.
     let pg = format!(
-        "{set} where id in (select e.id from unnest($4::text[]) as k(id) \
+        "{} where id in (select e.id from unnest($4::text[]) as k(id) \
          join events e on e.id = k.id where {CLAIMABLE} for update of e skip locked) \
-         returning {COLUMNS}"
+         returning {COLUMNS}",
+        set("id = any($5::text[])")
     );
     let pg = || {
         sqlx::query_as::<_, EventRow>(&pg)
@@ -62,19 +73,22 @@ pub async fn claim_many(
             .bind(lease.owner)
             .bind(lease.now + lease.ms)
             .bind(ids)
+            .bind(held)
     };
     Ok(match on.into() {
         On::Pg(c) => pg().fetch_all(c).await?,
         On::Store(Store::Postgres(p)) => pg().fetch_all(p).await?,
         On::Store(Store::Sqlite(p)) => {
             sqlx::query_as::<_, EventRow>(&format!(
-                "{set} where id in (select value from json_each($4)) and {CLAIMABLE} \
-                 returning {COLUMNS}"
+                "{} where id in (select value from json_each($4)) and {CLAIMABLE} \
+                 returning {COLUMNS}",
+                set("id in (select value from json_each($5))")
             ))
             .bind(lease.now)
             .bind(lease.owner)
             .bind(lease.now + lease.ms)
             .bind(serde_json::to_string(ids).unwrap_or_default())
+            .bind(serde_json::to_string(held).unwrap_or_default())
             .fetch_all(p)
             .await?
         }
