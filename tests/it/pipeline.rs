@@ -494,6 +494,53 @@ async fn deliveries_kept_waiting_past_their_lease_spend_no_attempt_waiting() {
 }
 
 #[tokio::test]
+async fn a_throttle_longer_than_an_attempt_spends_no_attempt() {
+    let sim = sim().await;
+    on_every_store!(|db| {
+        sim.sim().reset();
+        let sink = Sink::start().await;
+        // One attempt, of at most 2 s (half the lease); Graph answers the fetch with a 429 and
+        // a Retry-After of 6 s, which the attempt cannot wait out.
+        let app = app(
+            &sim,
+            &db,
+            &[
+                ("WEBHOOK_MAX_RETRIES", "1"),
+                ("RELAY365_LEASE_SECONDS", "4"),
+            ],
+        )
+        .await;
+        let base = app.url();
+        mailbox(&base, &sim, ALICE, &["created"]).await;
+        target(&base, json!({"url": sink.url("ok")})).await;
+        sim.sim()
+            .add_fault(serde_json::from_value(json!({"kind": "throttle", "mailbox": ALICE, "retry_after_secs": 6.0, "count": 1})).unwrap())
+            .unwrap();
+        sim.sim().clear_requests();
+        let ids = deliver(&sim, ALICE, vec![mail("Throttled long")]).await;
+
+        let got = delivered(&sink, "ok", 1, 30).await;
+        assert_eq!(got[0].json()["message"]["id"], ids[0], "{}", db.label);
+        let reqs = sim.sim().requests();
+        assert!(
+            reqs.iter().any(|r| r.status == 429),
+            "{}: throttled",
+            db.label
+        );
+        let listed = get(&base, "/api/events").await;
+        let event = &events_of(&listed)[0];
+        assert_eq!(event["status"], "completed", "{}: {event}", db.label);
+        assert_eq!(
+            event["attempts"], 1,
+            "{}: the throttle spent an attempt: {event}",
+            db.label
+        );
+        app.stop().await.unwrap();
+        db.cleanup().await;
+    });
+}
+
+#[tokio::test]
 async fn throttling_is_honoured_and_does_not_hold_up_another_mailbox() {
     let sim = sim().await;
     on_every_store!(|db| {

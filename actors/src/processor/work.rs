@@ -247,12 +247,21 @@ pub async fn run(deps: &Deps, row: EventRow) -> Step {
         Ok(o) => o,
         // Most likely waiting out Graph's throttling of the mailbox (the limiter honours a
         // `Retry-After` of up to 5 minutes): the next attempt comes once it ends, not after
-        // a backoff of seconds that would only wait on the same throttle.
-        Err(_) => Outcome::Retry {
-            error: format!("processing took longer than {budget:?}"),
-            refund: false,
-            wait: throttled_for(deps, row.credential_id.as_deref()).await,
-        },
+        // a backoff of seconds that would only wait on the same throttle. Time spent waiting
+        // on a throttle spends no attempt, as when the event waits for it in the store.
+        Err(_) => {
+            let wait = throttled_for(deps, row.credential_id.as_deref()).await;
+            Outcome::Retry {
+                error: match wait {
+                    Some(left) => format!(
+                        "processing took longer than {budget:?}: Graph throttles this mailbox for {left:?} more; waiting"
+                    ),
+                    None => format!("processing took longer than {budget:?}"),
+                },
+                refund: wait.is_some(),
+                wait,
+            }
+        }
     };
     metrics::histogram!("relay365_event_processing_seconds")
         .record(started.elapsed().as_secs_f64());
