@@ -63,6 +63,28 @@ async fn target(base: &str, body: Value) -> Value {
     t
 }
 
+/// An app with Alice's inbox subscribed (created mail) and one target at `path` of `sink`.
+async fn alice_to(
+    sim: &SimHandle,
+    db: &TestDb,
+    sink: &Sink,
+    path: &str,
+    extra: &[(&str, &str)],
+) -> App {
+    let app = app(sim, db, extra).await;
+    let base = app.url();
+    mailbox(&base, sim, ALICE, &["created"]).await;
+    target(&base, json!({"url": sink.url(path)})).await;
+    app
+}
+
+/// Adds a Graph fault to the simulator (a `FaultSpec` as JSON).
+fn fault(sim: &SimHandle, spec: Value) {
+    sim.sim()
+        .add_fault(serde_json::from_value(spec).unwrap())
+        .unwrap();
+}
+
 fn mail(subject: &str) -> NewMail {
     NewMail {
         subject: subject.into(),
@@ -406,26 +428,16 @@ async fn mail_kept_waiting_past_its_lease_spends_no_attempt_waiting() {
         // One attempt each, and a lease of 2 s: ten mails of one mailbox, fetched one after
         // the other at 400 ms each, keep the last ones queued past the lease they were
         // stored under.
-        let app = app(
-            &sim,
-            &db,
-            &[
-                ("WEBHOOK_MAX_RETRIES", "1"),
-                ("RELAY365_LEASE_SECONDS", "2"),
-            ],
-        )
-        .await;
+        let env = [
+            ("WEBHOOK_MAX_RETRIES", "1"),
+            ("RELAY365_LEASE_SECONDS", "2"),
+        ];
+        let app = alice_to(&sim, &db, &sink, "ok", &env).await;
         let base = app.url();
-        mailbox(&base, &sim, ALICE, &["created"]).await;
-        target(&base, json!({"url": sink.url("ok")})).await;
-        sim.sim()
-            .add_fault(
-                serde_json::from_value(
-                    json!({"kind": "latency", "mailbox": ALICE, "latency_ms": 400}),
-                )
-                .unwrap(),
-            )
-            .unwrap();
+        fault(
+            &sim,
+            json!({"kind": "latency", "mailbox": ALICE, "latency_ms": 400}),
+        );
         let mails = (0..10).map(|i| mail(&format!("Burst {i}"))).collect();
         let ids = deliver(&sim, ALICE, mails).await;
 
@@ -461,10 +473,15 @@ async fn deliveries_kept_waiting_past_their_lease_spend_no_attempt_waiting() {
         // A lease of 2 s, and a target that takes 600 ms to answer each of the 16 deliveries
         // it is sent at once: of 80 deliveries, the last wait in the queue past the lease they
         // were created under.
-        let app = app(&sim, &db, &[("RELAY365_LEASE_SECONDS", "2")]).await;
+        let app = alice_to(
+            &sim,
+            &db,
+            &sink,
+            "slow/600",
+            &[("RELAY365_LEASE_SECONDS", "2")],
+        )
+        .await;
         let base = app.url();
-        mailbox(&base, &sim, ALICE, &["created"]).await;
-        target(&base, json!({"url": sink.url("slow/600")})).await;
         let mails = (0..80).map(|i| mail(&format!("Many {i}"))).collect();
         deliver(&sim, ALICE, mails).await;
 
@@ -501,21 +518,16 @@ async fn a_throttle_longer_than_an_attempt_spends_no_attempt() {
         let sink = Sink::start().await;
         // One attempt, of at most 2 s (half the lease); Graph answers the fetch with a 429 and
         // a Retry-After of 6 s, which the attempt cannot wait out.
-        let app = app(
-            &sim,
-            &db,
-            &[
-                ("WEBHOOK_MAX_RETRIES", "1"),
-                ("RELAY365_LEASE_SECONDS", "4"),
-            ],
-        )
-        .await;
+        let env = [
+            ("WEBHOOK_MAX_RETRIES", "1"),
+            ("RELAY365_LEASE_SECONDS", "4"),
+        ];
+        let app = alice_to(&sim, &db, &sink, "ok", &env).await;
         let base = app.url();
-        mailbox(&base, &sim, ALICE, &["created"]).await;
-        target(&base, json!({"url": sink.url("ok")})).await;
-        sim.sim()
-            .add_fault(serde_json::from_value(json!({"kind": "throttle", "mailbox": ALICE, "retry_after_secs": 6.0, "count": 1})).unwrap())
-            .unwrap();
+        fault(
+            &sim,
+            json!({"kind": "throttle", "mailbox": ALICE, "retry_after_secs": 6.0, "count": 1}),
+        );
         sim.sim().clear_requests();
         let ids = deliver(&sim, ALICE, vec![mail("Throttled long")]).await;
 
