@@ -209,6 +209,19 @@ async fn batched_claims_completions_and_records_take_each_row_on_its_own_terms()
         assert_eq!((row.id.as_str(), row.attempts), (d[1].as_str(), 2));
         assert_eq!(out.payload, Some(completions[1].payload.to_string()));
         assert_eq!(out.url, target.url);
+
+        // Its sender claims it again after its lease ran out: counted, unless the sender knows
+        // it never sent it (it waited in its queue).
+        let d1 = d[1].as_str();
+        let waited = deliveries::claim_many(&store, &[d1], &[d1], lease("me", 11_000))
+            .await
+            .unwrap();
+        assert_eq!(waited[0].0.attempts, 2, "{}", db.label);
+        let (died, _) = deliveries::claim(&store, d1, lease("me", 13_000))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(died.attempts, 3, "{}", db.label);
         store.close().await;
         db.cleanup().await;
     });
@@ -274,6 +287,23 @@ async fn the_receivers_writer_stores_changes_claimed_and_their_claimer_takes_the
             .unwrap()
             .unwrap();
         assert_eq!(later.attempts, 2, "{}", db.label);
+        // Unless the holder knows it never started it (handed claimed, it waited in its queue
+        // past the lease): not counted again.
+        let id = batch[0].id.as_str();
+        let waited = events::claim_many(&store, &[id], &[id], lease("me", 5000))
+            .await
+            .unwrap();
+        assert_eq!(waited[0].attempts, 2, "{}", db.label);
+        // Which only its holder can say: another's claim counts.
+        let taken = events::claim_many(&store, &[id], &[id], lease("other", 7000))
+            .await
+            .unwrap();
+        assert_eq!(
+            (taken[0].attempts, taken[0].lease_owner.as_deref()),
+            (3, Some("other")),
+            "{}",
+            db.label
+        );
 
         // No lease, no claim.
         let mut unleased = event("p9", "s", 1000);
