@@ -86,6 +86,8 @@ pub struct DeliveryState {
     /// event was replayed meanwhile), with their target: queued again, to be claimed anew, as
     /// soon as that attempt ends.
     again: HashMap<String, String>,
+    /// Deliveries whose last answer is not written yet (how many such answers).
+    unrecorded: HashMap<String, u32>,
     /// (target, delivery, handed claimed and never sent)
     to_claim: Vec<(String, String, bool)>,
     claiming: bool,
@@ -207,6 +209,7 @@ impl Actor for Delivery {
             claimed: HashMap::new(),
             started: HashSet::new(),
             again: HashMap::new(),
+            unrecorded: HashMap::new(),
             to_claim: Vec::new(),
             claiming: false,
             to_record: Vec::new(),
@@ -233,6 +236,13 @@ impl Actor for Delivery {
         match msg {
             DeliveryMsg::Send(list) => {
                 for (id, target) in list {
+                    // Read (by a sweep) before the answer of its last attempt was written, it
+                    // is still held under that attempt's claim, which this sender could take
+                    // again uncounted and send it once more. The answer, once written, brings
+                    // it back when it is due again.
+                    if st.unrecorded.contains_key(&id) {
+                        continue;
+                    }
                     st.queue.push(&target, id);
                 }
             }
@@ -274,12 +284,19 @@ impl Actor for Delivery {
             // The target's slot is free once it answered; the answer is recorded with the
             // others (the delivery stays under this sender's lease until then).
             DeliveryMsg::Posted(ended) => {
+                *st.unrecorded.entry(ended.id.clone()).or_default() += 1;
                 Self::done(st, &ended.target_id, &ended.id);
                 st.to_record.push(*ended);
             }
             DeliveryMsg::Ended(list) => {
                 st.recording = false;
                 for (target, id, retry_in) in list {
+                    if let Some(n) = st.unrecorded.get_mut(&id) {
+                        *n -= 1;
+                        if *n == 0 {
+                            st.unrecorded.remove(&id);
+                        }
+                    }
                     Self::retry_soon(&myself, target, id, retry_in);
                 }
             }
