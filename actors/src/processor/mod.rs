@@ -25,7 +25,7 @@ mod normalize;
 pub mod targets;
 pub mod work;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::time::Duration;
 
@@ -104,6 +104,8 @@ pub struct ProcessorState {
     claiming: bool,
     to_complete: Vec<(String, Box<work::Ready>)>,
     completing: bool,
+    /// Events whose completion waits for its write or is being written.
+    unwritten: HashSet<String>,
     shown: (u64, u64),
 }
 
@@ -217,6 +219,7 @@ impl Actor for Processor {
             claiming: false,
             to_complete: Vec::new(),
             completing: false,
+            unwritten: HashSet::new(),
             shown: (0, 0),
         })
     }
@@ -239,6 +242,13 @@ impl Actor for Processor {
         match msg {
             ProcessorMsg::Process(events) => {
                 for (id, sub) in events {
+                    // Handed over (by a sweep that read it before) while its completion waits
+                    // for its write: still held under this worker's claim, it would be claimed
+                    // again and fetched once more. Should the write fail, the event comes back
+                    // when its retry is due.
+                    if st.unwritten.contains(&id) {
+                        continue;
+                    }
                     st.queue.push(sub.as_deref().unwrap_or(""), id);
                 }
             }
@@ -280,6 +290,7 @@ impl Actor for Processor {
                 // their deliveries leave, in order.
                 Step::Complete(ready) => {
                     st.queue.done(&key, &id);
+                    st.unwritten.insert(id);
                     st.to_complete.push((key, ready));
                 }
                 Step::Settled(retry_in) => Self::ended(&myself, st, key, id, retry_in),
@@ -287,6 +298,7 @@ impl Actor for Processor {
             ProcessorMsg::Ended(list) => {
                 st.completing = false;
                 for (key, id, retry_in) in list {
+                    st.unwritten.remove(&id);
                     Self::retry_soon(&myself, key, id, retry_in);
                 }
             }
