@@ -86,8 +86,12 @@ pub struct DeliveryState {
     /// event was replayed meanwhile), with their target: queued again, to be claimed anew, as
     /// soon as that attempt ends.
     again: HashMap<String, String>,
-    /// Deliveries whose last answer is not written yet (how many such answers).
-    unrecorded: HashMap<String, u32>,
+    /// Deliveries whose last answer is not written yet: how many such answers, and the target
+    /// of a hand-over that came meanwhile (queued once they are written).
+    unrecorded: HashMap<String, (u32, Option<String>)>,
+    /// Deliveries handed over claimed and never sent whose claim is being taken again: still
+    /// not counted when that claim fails and is tried once more.
+    reclaiming: HashSet<String>,
     /// (target, delivery, handed claimed and never sent)
     to_claim: Vec<(String, String, bool)>,
     claiming: bool,
@@ -104,7 +108,13 @@ impl Delivery {
             // again, its attempt not counted twice.
             match st.claimed.remove(&id) {
                 Some(d) if d.holds_for(&self.deps) => self.post(myself, d),
-                held => st.to_claim.push((target, id, held.is_some())),
+                held => {
+                    let held = held.is_some() || st.reclaiming.contains(&id);
+                    if held {
+                        st.reclaiming.insert(id.clone());
+                    }
+                    st.to_claim.push((target, id, held));
+                }
             }
         }
         if !st.claiming && !st.to_claim.is_empty() {
@@ -210,6 +220,7 @@ impl Actor for Delivery {
             started: HashSet::new(),
             again: HashMap::new(),
             unrecorded: HashMap::new(),
+            reclaiming: HashSet::new(),
             to_claim: Vec::new(),
             claiming: false,
             to_record: Vec::new(),
@@ -236,11 +247,12 @@ impl Actor for Delivery {
         match msg {
             DeliveryMsg::Send(list) => {
                 for (id, target) in list {
-                    // Read (by a sweep) before the answer of its last attempt was written, it
-                    // is still held under that attempt's claim, which this sender could take
-                    // again uncounted and send it once more. The answer, once written, brings
-                    // it back when it is due again.
-                    if st.unrecorded.contains_key(&id) {
+                    // Handed over before the answer of its last attempt was written (by a sweep
+                    // that read it before): still held under that attempt's claim, which this
+                    // sender could take again uncounted and send it once more. It is queued
+                    // once the answer is written, when a claim finds out whether it is due.
+                    if let Some((_, later)) = st.unrecorded.get_mut(&id) {
+                        *later = Some(target);
                         continue;
                     }
                     st.queue.push(&target, id);
@@ -265,6 +277,7 @@ impl Actor for Delivery {
                         let mut found: HashMap<String, Claimed> =
                             found.into_iter().map(|d| (d.id.clone(), d)).collect();
                         for (target, id) in asked {
+                            st.reclaiming.remove(&id);
                             match found.remove(&id) {
                                 Some(d) => self.post(&myself, d),
                                 // Not due, done, or another sender's.
@@ -284,17 +297,19 @@ impl Actor for Delivery {
             // The target's slot is free once it answered; the answer is recorded with the
             // others (the delivery stays under this sender's lease until then).
             DeliveryMsg::Posted(ended) => {
-                *st.unrecorded.entry(ended.id.clone()).or_default() += 1;
+                st.unrecorded.entry(ended.id.clone()).or_insert((0, None)).0 += 1;
                 Self::done(st, &ended.target_id, &ended.id);
                 st.to_record.push(*ended);
             }
             DeliveryMsg::Ended(list) => {
                 st.recording = false;
                 for (target, id, retry_in) in list {
-                    if let Some(n) = st.unrecorded.get_mut(&id) {
+                    if let Some((n, _)) = st.unrecorded.get_mut(&id) {
                         *n -= 1;
                         if *n == 0 {
-                            st.unrecorded.remove(&id);
+                            if let Some((_, Some(later))) = st.unrecorded.remove(&id) {
+                                st.queue.push(&later, id.clone());
+                            }
                         }
                     }
                     Self::retry_soon(&myself, target, id, retry_in);

@@ -104,8 +104,12 @@ pub struct ProcessorState {
     claiming: bool,
     to_complete: Vec<(String, Box<work::Ready>)>,
     completing: bool,
-    /// Events whose completion waits for its write or is being written.
-    unwritten: HashSet<String>,
+    /// Events whose completion waits for its write or is being written, with the subscription
+    /// of a hand-over that came meanwhile (queued once the write is done).
+    unwritten: HashMap<String, Option<String>>,
+    /// Events handed over claimed and never started whose claim is being taken again: still
+    /// not counted when that claim fails and is tried once more.
+    reclaiming: HashSet<String>,
     shown: (u64, u64),
 }
 
@@ -118,13 +122,13 @@ impl Processor {
             // again, its attempt not counted twice.
             match st.claimed.remove(&id) {
                 Some(row) if work::holds_for(&self.deps, &row) => self.start(myself, key, row),
-                held => st.to_claim.push((
-                    key,
-                    ToClaim {
-                        id,
-                        held: held.is_some(),
-                    },
-                )),
+                held => {
+                    let held = held.is_some() || st.reclaiming.contains(&id);
+                    if held {
+                        st.reclaiming.insert(id.clone());
+                    }
+                    st.to_claim.push((key, ToClaim { id, held }));
+                }
             }
         }
         if !st.claiming && !st.to_claim.is_empty() {
@@ -219,7 +223,8 @@ impl Actor for Processor {
             claiming: false,
             to_complete: Vec::new(),
             completing: false,
-            unwritten: HashSet::new(),
+            unwritten: HashMap::new(),
+            reclaiming: HashSet::new(),
             shown: (0, 0),
         })
     }
@@ -242,14 +247,16 @@ impl Actor for Processor {
         match msg {
             ProcessorMsg::Process(events) => {
                 for (id, sub) in events {
-                    // Handed over (by a sweep that read it before) while its completion waits
-                    // for its write: still held under this worker's claim, it would be claimed
-                    // again and fetched once more. Should the write fail, the event comes back
-                    // when its retry is due.
-                    if st.unwritten.contains(&id) {
+                    let key = sub.unwrap_or_default();
+                    // Handed over while its completion waits for its write (by a sweep that
+                    // read it before): still held under this worker's claim, it would be
+                    // claimed again and fetched once more. It is queued once the write is done,
+                    // when a claim finds out whether anything is left to do.
+                    if let Some(later) = st.unwritten.get_mut(&id) {
+                        *later = Some(key);
                         continue;
                     }
-                    st.queue.push(sub.as_deref().unwrap_or(""), id);
+                    st.queue.push(&key, id);
                 }
             }
             ProcessorMsg::Run(rows) => {
@@ -268,6 +275,7 @@ impl Actor for Processor {
                         let mut rows: HashMap<String, EventRow> =
                             rows.into_iter().map(|r| (r.id.clone(), r)).collect();
                         for (key, id) in asked {
+                            st.reclaiming.remove(&id);
                             match rows.remove(&id) {
                                 Some(row) => self.start(&myself, key, row),
                                 // Done, not due, or another processor's.
@@ -276,7 +284,8 @@ impl Actor for Processor {
                         }
                     }
                     Err(e) => {
-                        // Not claimed, so nothing to undo: tried again soon, or swept.
+                        // Not claimed, so nothing to undo: tried again soon (those handed over
+                        // claimed still as such), or swept.
                         tracing::warn!(error = %e, events = asked.len(), "claiming events failed");
                         for (key, id) in asked {
                             Self::ended(&myself, st, key, id, Some(self.deps.settings.retry_base));
@@ -290,7 +299,7 @@ impl Actor for Processor {
                 // their deliveries leave, in order.
                 Step::Complete(ready) => {
                     st.queue.done(&key, &id);
-                    st.unwritten.insert(id);
+                    st.unwritten.insert(id, None);
                     st.to_complete.push((key, ready));
                 }
                 Step::Settled(retry_in) => Self::ended(&myself, st, key, id, retry_in),
@@ -298,7 +307,9 @@ impl Actor for Processor {
             ProcessorMsg::Ended(list) => {
                 st.completing = false;
                 for (key, id, retry_in) in list {
-                    st.unwritten.remove(&id);
+                    if let Some(Some(later)) = st.unwritten.remove(&id) {
+                        st.queue.push(&later, id.clone());
+                    }
                     Self::retry_soon(&myself, key, id, retry_in);
                 }
             }
