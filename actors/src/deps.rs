@@ -154,8 +154,8 @@ impl Deps {
 /// The writes of processing and delivery that every worker of a pool shares, so that what the
 /// workers write at the same time goes in one statement ([`crate::group_commit`]).
 pub struct Writes {
-    pub event_claims: crate::processor::work::ClaimsWriter,
-    pub completions: crate::processor::work::CompletionsWriter,
+    pub event_claims: crate::processor::writes::ClaimsWriter,
+    pub completions: crate::processor::writes::CompletionsWriter,
     pub delivery_records: crate::delivery::send::RecordsWriter,
 }
 
@@ -164,8 +164,8 @@ impl Writes {
     pub fn new(work: &Store, owner: &Arc<str>, lease: Duration) -> Self {
         let ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX / 2);
         Self {
-            event_claims: crate::processor::work::claims_writer(work.clone(), owner.clone(), ms),
-            completions: crate::processor::work::completions_writer(
+            event_claims: crate::processor::writes::claims_writer(work.clone(), owner.clone(), ms),
+            completions: crate::processor::writes::completions_writer(
                 work.clone(),
                 owner.clone(),
                 ms,

@@ -24,6 +24,7 @@
 mod normalize;
 pub mod targets;
 pub mod work;
+pub mod writes;
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
@@ -40,7 +41,8 @@ use crate::supervision::Crash;
 use crate::util::{spawn_guarded, spawn_reply};
 
 pub use normalize::{event_type, normalize_message};
-use work::{Step, ToClaim};
+use work::Step;
+use writes::ToClaim;
 
 /// Name of the pool in the tree.
 pub const POOL: &str = "processors";
@@ -142,7 +144,7 @@ impl Processor {
                         .into_iter()
                         .map(|(key, c)| ((key, c.id.clone()), c))
                         .unzip();
-                    let rows = work::claim(&deps, claims).await;
+                    let rows = writes::claim(&deps, claims).await;
                     (asked, rows)
                 },
                 |(asked, rows)| ProcessorMsg::Claimed(asked, rows),
