@@ -177,11 +177,13 @@ impl Delivery {
     /// A started delivery's attempt is over (its target's slot is free); one handed over
     /// anew meanwhile is queued now, to be claimed again when it starts: its claim may have
     /// been taken and answered meanwhile (a claim of the old attempt that ran after the
-    /// replay), and then it is not sent twice.
+    /// replay), and then it is not sent twice. The replay's claim counted its attempt, which
+    /// is not sent yet: the claim again does not count another.
     fn done(st: &mut DeliveryState, target: &str, id: &str) {
         st.queue.done(target, id);
         st.started.remove(id);
         if let Some(target) = st.again.remove(id) {
+            st.reclaiming.insert(id.to_string());
             st.queue.push(&target, id.to_string());
         }
     }

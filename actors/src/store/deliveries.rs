@@ -122,7 +122,9 @@ pub async fn claim(
 ///
 /// `held` are those of `ids` the sender was handed claimed (created under its lease, their
 /// attempt counted) and never sent: still its own, they are not counted again even when their
-/// lease ran out while they waited in its queue.
+/// lease ran out while they waited in its queue. A delivery the sender holds and does not name
+/// there (sent, its answer not written) is not claimable until its lease runs out: it was
+/// sent, and going again is another attempt.
 pub async fn claim_many(
     store: &Store,
     ids: &[&str],
@@ -133,25 +135,29 @@ pub async fn claim_many(
         return Ok(Vec::new());
     }
     // A delivery this sender holds already (created claimed for it, then kept waiting in its
-    // queue until the claim ran short) is claimed again, its attempt not counted twice.
+    // queue until the claim ran short) is claimed again, its attempt not counted twice. Only
+    // those it says it never sent: one it holds because its answer could not be written was
+    // sent, and waits for its lease to run out to be sent again, counted.
     let set = |is_held: &str| {
         format!(
             "update deliveries set attempts = attempts + \
-             case when lease_owner = $2 and (lease_until >= $1 or {is_held}) then 0 else 1 end, \
+             case when lease_owner = $2 and {is_held} then 0 else 1 end, \
              lease_owner = $2, lease_until = $3"
         )
     };
-    const MINE: &str = "(status = 'pending' and lease_owner = $2)";
+    let mine = |is_held: &str| format!("(status = 'pending' and lease_owner = $2 and {is_held})");
     const JOIN: &str = "e.payload, t.url, t.secret, t.headers, e.received_at";
     let found = match store {
         Store::Postgres(p) => {
+            let in_held = "any($5::text[])";
             let sql = format!(
                 "with c as ({} where id in (select d.id from unnest($4::text[]) as k(id) \
-                 join deliveries d on d.id = k.id where ({CLAIMABLE} or {MINE}) \
+                 join deliveries d on d.id = k.id where ({CLAIMABLE} or {}) \
                  for update of d skip locked) returning {COLUMNS}) \
                  select c.*, {JOIN} from c \
                  join events e on e.id = c.event_id join targets t on t.id = c.target_id",
-                set("id = any($5::text[])")
+                set(&format!("id = {in_held}")),
+                mine(&format!("d.id = {in_held}"))
             );
             sqlx::query_as::<_, Claimed>(&sql)
                 .bind(lease.now)
@@ -165,10 +171,12 @@ pub async fn claim_many(
         Store::Sqlite(p) => {
             let ids = serde_json::to_string(ids).unwrap_or_default();
             let mut tx = p.begin().await?;
+            let in_held = "id in (select value from json_each($5))";
             let taken: Vec<(String,)> = sqlx::query_as(&format!(
                 "{} where id in (select value from json_each($4)) \
-                 and ({CLAIMABLE} or {MINE}) returning id",
-                set("id in (select value from json_each($5))")
+                 and ({CLAIMABLE} or {}) returning id",
+                set(in_held),
+                mine(in_held)
             ))
             .bind(lease.now)
             .bind(lease.owner)

@@ -114,11 +114,22 @@ async fn batched_claims_completions_and_records_take_each_row_on_its_own_terms()
             .await
             .unwrap()
             .is_empty());
-        // Its sender may claim it again (its claim ran short while it waited): the lease is
-        // renewed, the attempt not counted twice.
-        let (again, _) = deliveries::claim(&store, &d[1], lease("me", 7200))
+        // Its sender may claim it again when it says it never sent it (its claim ran short
+        // while it waited): the lease is renewed, the attempt not counted twice. Not when it
+        // does not say so (sent, the answer not written): that waits for the lease to run out.
+        assert!(
+            deliveries::claim(&store, &d[1], lease("me", 7200))
+                .await
+                .unwrap()
+                .is_none(),
+            "{}: sent and held, it is not sent again under the same lease",
+            db.label
+        );
+        let d1 = d[1].as_str();
+        let (again, _) = deliveries::claim_many(&store, &[d1], &[d1], lease("me", 7200))
             .await
             .unwrap()
+            .pop()
             .unwrap();
         assert_eq!(
             (again.attempts, again.lease_until),
@@ -212,7 +223,6 @@ async fn batched_claims_completions_and_records_take_each_row_on_its_own_terms()
 
         // Its sender claims it again after its lease ran out: counted, unless the sender knows
         // it never sent it (it waited in its queue).
-        let d1 = d[1].as_str();
         let waited = deliveries::claim_many(&store, &[d1], &[d1], lease("me", 11_000))
             .await
             .unwrap();
