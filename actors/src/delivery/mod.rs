@@ -107,7 +107,10 @@ impl Delivery {
             // Handed claimed but kept in the queue until its claim ran short, it is claimed
             // again, its attempt not counted twice.
             match st.claimed.remove(&id) {
-                Some(d) if d.holds_for(&self.deps) => self.post(myself, d),
+                Some(d) if d.holds_for(&self.deps) => {
+                    st.reclaiming.remove(&id);
+                    self.post(myself, d)
+                }
                 held => {
                     let held = held.is_some() || st.reclaiming.contains(&id);
                     if held {
@@ -266,6 +269,7 @@ impl Actor for Delivery {
                     // queued, it goes with the new claim; out, it goes again once the old
                     // attempt ends (whose answer is then not recorded: its claim is gone).
                     if st.queue.push(&d.target_id, d.id.clone()) || !st.started.contains(&d.id) {
+                        st.reclaiming.remove(&d.id);
                         st.claimed.insert(d.id.clone(), d);
                     } else {
                         st.again.insert(d.id, d.target_id);

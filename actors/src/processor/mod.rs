@@ -123,7 +123,10 @@ impl Processor {
             // Handed claimed but kept in the queue until its claim ran short, it is claimed
             // again, its attempt not counted twice.
             match st.claimed.remove(&id) {
-                Some(row) if work::holds_for(&self.deps, &row) => self.start(myself, key, row),
+                Some(row) if work::holds_for(&self.deps, &row) => {
+                    st.reclaiming.remove(&id);
+                    self.start(myself, key, row)
+                }
                 held => {
                     let held = held.is_some() || st.reclaiming.contains(&id);
                     if held {
