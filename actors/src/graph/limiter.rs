@@ -17,6 +17,39 @@ use tokio::time::Instant;
 
 use super::GraphError;
 
+tokio::task_local! {
+    static HELD_BACK: Arc<AtomicBool>;
+}
+
+/// Whether a piece of work's Graph request is held back by its mailbox's limiter (waiting out
+/// a throttle, or for one of the mailbox's 4 places), as read when the work is cut short.
+///
+/// Why: an event's attempt that runs out of time while its request waits out Graph's throttle
+/// of the mailbox did nothing wrong and spends no attempt; one that ran out of time on
+/// something of its own (a slow download, say) while other requests of the mailbox happened to
+/// be throttled spends one, or a message that always overruns would be retried for ever. A
+/// task-local, so that no call between the processor and this limiter has to pass it along.
+#[derive(Debug, Clone, Default)]
+pub struct HeldBack(Arc<AtomicBool>);
+
+impl HeldBack {
+    /// Runs `work` watched: the requests it makes (in its own task) mark when they wait here.
+    pub async fn watch<F: Future>(&self, work: F) -> F::Output {
+        HELD_BACK.scope(self.0.clone(), work).await
+    }
+
+    /// Whether a request of the watched work was waiting here when it last moved: still true
+    /// once the work was dropped during that wait (a timeout).
+    pub fn now(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Marks the watched work (if any) as held back or not.
+fn held_back(held: bool) {
+    let _ = HELD_BACK.try_with(|h| h.store(held, Ordering::Relaxed));
+}
+
 /// Tuning of a [`MailboxLimiter`].
 #[derive(Debug, Clone)]
 pub struct LimiterConfig {
@@ -231,18 +264,16 @@ impl MailboxLimiter {
         loop {
             attempt += 1;
             let result = {
+                held_back(true);
                 self.wait_throttle().await;
-                let _permit =
-                    self.inner
-                        .permits
-                        .acquire()
-                        .await
-                        .map_err(|_| GraphError::Transient {
-                            status: None,
-                            message: "limiter closed".into(),
-                        })?;
+                let permit = self.inner.permits.acquire().await;
                 // A throttle may have begun while this call waited for its permit.
                 self.wait_throttle().await;
+                held_back(false);
+                let _permit = permit.map_err(|_| GraphError::Transient {
+                    status: None,
+                    message: "limiter closed".into(),
+                })?;
                 let _passage = match (!app).then(|| self.inner.gate.enter()) {
                     Some(None) => return Err(GraphError::NotHeld),
                     passage => passage,
@@ -342,6 +373,50 @@ mod tests {
             .await
             .unwrap();
         assert!(at - before >= Duration::from_secs(5));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn watched_work_shows_whether_its_request_is_held_back() {
+        let limiter = MailboxLimiter::new(quick());
+        let call = |secs| async move {
+            tokio::time::sleep(Duration::from_secs(secs)).await;
+            Ok::<_, GraphError>(())
+        };
+
+        // Waiting out a throttle of 5 s, then 2 s in the call itself.
+        limiter.throttle_for(Duration::from_secs(5));
+        let held = HeldBack::default();
+        let work = tokio::spawn({
+            let (limiter, held) = (limiter.clone(), held.clone());
+            async move { held.watch(limiter.run(|| call(2))).await }
+        });
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(held.now(), "waiting out the throttle");
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert!(!held.now(), "in the call, no longer held back");
+        work.await.unwrap().unwrap();
+
+        // Cut short while waiting out a throttle: it still says so.
+        limiter.throttle_for(Duration::from_secs(5));
+        let held = HeldBack::default();
+        let cut = tokio::time::timeout(Duration::from_secs(1), held.watch(limiter.run(|| call(0))));
+        assert!(cut.await.is_err());
+        assert!(held.now(), "dropped while held back");
+
+        // Cut short in a slow call of its own while another request of the mailbox met a
+        // throttle: not held back.
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let held = HeldBack::default();
+        let slow = held.watch(limiter.run(|| call(10)));
+        let other = async {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            limiter.throttle_for(Duration::from_secs(30));
+            std::future::pending::<()>().await
+        };
+        let cut = tokio::time::timeout(Duration::from_secs(2), async { tokio::join!(slow, other) });
+        assert!(cut.await.is_err());
+        assert!(limiter.throttled_for().is_some());
+        assert!(!held.now(), "its own call was slow");
     }
 
     #[tokio::test(start_paused = true)]

@@ -19,7 +19,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 pub use error::{parse_retry_after, GraphError};
-pub use limiter::{Gate, LimiterConfig, MailboxLimiter};
+pub use limiter::{Gate, HeldBack, LimiterConfig, MailboxLimiter};
 pub use wire::{
     Attachment, DeltaItem, DeltaPage, EmailAddress, ItemBody, Message, MessageHeader,
     NewSubscription, Recipient, Subscription, MESSAGE_SELECT,

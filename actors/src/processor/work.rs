@@ -19,7 +19,7 @@ use super::normalize::{email_input, event_type, normalize_message, Payload, Payl
 use crate::credential::{self, CredentialError, GraphSession};
 use crate::delivery;
 use crate::deps::Deps;
-use crate::graph::{Attachment, GraphError, Message};
+use crate::graph::{Attachment, GraphError, HeldBack, Message};
 use crate::primitives::{enrich_input, AttachmentBytes, AttachmentText};
 use crate::store::credentials::CREDENTIAL_DELETED;
 use crate::store::events::{self, Completion, EventRow, NewDelivery};
@@ -116,22 +116,29 @@ pub async fn run(deps: &Deps, row: EventRow) -> Step {
     }
     let started = Instant::now();
     let budget = budget(deps);
-    let outcome = match tokio::time::timeout(budget, attempt(deps, &row)).await {
+    let held_back = HeldBack::default();
+    let work = held_back.watch(attempt(deps, &row));
+    let outcome = match tokio::time::timeout(budget, work).await {
         Ok(o) => o,
         // Most likely waiting out Graph's throttling of the mailbox (the limiter honours a
         // `Retry-After` of up to 5 minutes): the next attempt comes once it ends, not after
         // a backoff of seconds that would only wait on the same throttle. Time spent waiting
-        // on a throttle spends no attempt, as when the event waits for it in the store.
+        // on a throttle spends no attempt, as when the event waits for it in the store; an
+        // attempt that ran out of time on anything else spends one.
         Err(_) => {
             let wait = throttled_for(deps, row.credential_id.as_deref()).await;
+            let refund = wait.is_some() && held_back.now();
             Outcome::Retry {
                 error: match wait {
-                    Some(left) => format!(
+                    Some(left) if refund => format!(
                         "processing took longer than {budget:?}: Graph throttles this mailbox for {left:?} more; waiting"
+                    ),
+                    Some(left) => format!(
+                        "processing took longer than {budget:?} (Graph throttles this mailbox for {left:?} more)"
                     ),
                     None => format!("processing took longer than {budget:?}"),
                 },
-                refund: wait.is_some(),
+                refund,
                 wait,
             }
         }
