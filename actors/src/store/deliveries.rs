@@ -149,15 +149,15 @@ pub async fn claim_many(
     const JOIN: &str = "e.payload, t.url, t.secret, t.headers, e.received_at";
     let found = match store {
         Store::Postgres(p) => {
-            let in_held = "any($5::text[])";
+            let held_is = "id = any($5::text[])";
             let sql = format!(
-                "with c as ({} where id in (select d.id from unnest($4::text[]) as k(id) \
-                 join deliveries d on d.id = k.id where ({CLAIMABLE} or {}) \
+                "with c as ({} where id in (select d.id from unnest($4::text[]) as k(want) \
+                 join deliveries d on d.id = k.want where ({CLAIMABLE} or {}) \
                  for update of d skip locked) returning {COLUMNS}) \
                  select c.*, {JOIN} from c \
                  join events e on e.id = c.event_id join targets t on t.id = c.target_id",
-                set(&format!("id = {in_held}")),
-                mine(&format!("d.id = {in_held}"))
+                set(held_is),
+                mine(held_is)
             );
             sqlx::query_as::<_, Claimed>(&sql)
                 .bind(lease.now)
@@ -171,12 +171,12 @@ pub async fn claim_many(
         Store::Sqlite(p) => {
             let ids = serde_json::to_string(ids).unwrap_or_default();
             let mut tx = p.begin().await?;
-            let in_held = "id in (select value from json_each($5))";
+            let held_is = "id in (select value from json_each($5))";
             let taken: Vec<(String,)> = sqlx::query_as(&format!(
                 "{} where id in (select value from json_each($4)) \
                  and ({CLAIMABLE} or {}) returning id",
-                set(in_held),
-                mine(in_held)
+                set(held_is),
+                mine(held_is)
             ))
             .bind(lease.now)
             .bind(lease.owner)
